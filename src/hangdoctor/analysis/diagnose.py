@@ -1,0 +1,383 @@
+"""Snapshots -> Diagnosis: decide per loop idle/blocked/busy/starved and name the cause.
+
+Blocked means the loop thread sat inside the same callback, with the same
+stack down to the line, in consecutive samples; the time between the first
+and the last of those samples is a lower bound of the stall. Busy means it was
+inside callbacks in every sample but the frames kept changing (CPU work).
+Starved means the loop was idle but every AnyIO worker thread was taken, so
+sync routes queue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from hangdoctor.analysis.classify import Classification, classify_callback, user_frame_index
+from hangdoctor.analysis.frames import frame_matches, is_user_frame
+from hangdoctor.analysis.loops import LoopView, loop_view, worker_state
+from hangdoctor.analysis.source import SourceReader
+from hangdoctor.catalog import get_rule
+from hangdoctor.catalog.rule import FramePattern
+from hangdoctor.model import (
+    Diagnosis,
+    Finding,
+    Frame,
+    LoopReport,
+    LoopState,
+    Snapshot,
+    Thread,
+    Verdict,
+    WaitTarget,
+)
+
+__all__ = ["analyze"]
+
+_JOIN = (
+    FramePattern("threading.py", "Thread._wait_for_tstate_lock"),
+    FramePattern("threading.py", "Thread.join"),
+)
+_THREAD_RUN = (
+    FramePattern("threading.py", "Thread.run"),
+    FramePattern("threading.py", "Thread._bootstrap_inner"),
+)
+_POOL_WORKER = (FramePattern("concurrent/futures/thread.py", "_worker"),)
+_WORK_ITEM = (FramePattern("concurrent/futures/thread.py", "_WorkItem.run"),)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    snapshot: Snapshot
+    thread: Thread
+    view: LoopView
+
+    @property
+    def key(self) -> tuple[tuple[str, str, int], ...] | None:
+        if self.view.idle:
+            return None
+        return tuple((f.function, f.file, f.line) for f in self.view.callback)
+
+
+def analyze(
+    snapshots: Sequence[Snapshot], *, anyio_limit: int = 40, source_root: str | None = None
+) -> Diagnosis:
+    """Analyse snapshots of one or more processes (grouped by pid, in time order)."""
+    by_pid: dict[int, list[Snapshot]] = {}
+    for snap in snapshots:
+        by_pid.setdefault(snap.pid, []).append(snap)
+    loops: list[LoopReport] = []
+    findings: list[Finding] = []
+    notes: list[str] = []
+    spans: list[float] = []
+    for pid, series in by_pid.items():
+        if all(s.taken_at is not None for s in series):
+            series.sort(key=lambda s: s.taken_at or 0.0)
+            spans.append((series[-1].taken_at or 0.0) - (series[0].taken_at or 0.0))
+        reader = SourceReader(root=series[-1].root, source_root=source_root, cwd=series[-1].cwd)
+        p_loops, p_findings, p_notes = _analyze_process(pid, series, reader, anyio_limit)
+        loops.extend(p_loops)
+        findings.extend(p_findings)
+        notes.extend(p_notes)
+    if by_pid and not loops:
+        notes.append(
+            "No asyncio or uvloop event-loop thread was found in any process looked at; "
+            "point hangdoctor at the server's worker process."
+        )
+    if any(len(series) == 1 for series in by_pid.values()) and loops:
+        notes.append(
+            "Only one sample per process: blocked and busy cannot be told apart from a "
+            "momentary callback with certainty; capture several samples."
+        )
+    verdict = max(
+        (Verdict.from_state(lp.state) for lp in loops),
+        key=lambda v: v.severity,
+        default=Verdict.HEALTHY,
+    )
+    return Diagnosis(
+        verdict=verdict,
+        loops=tuple(loops),
+        findings=tuple(findings),
+        pids=tuple(by_pid),
+        samples=max((len(s) for s in by_pid.values()), default=0),
+        sampled_for_s=round(max(spans, default=0.0), 3),
+        notes=tuple(notes),
+    )
+
+
+def _loop_series(series: list[Snapshot]) -> dict[int, list[_Sample]]:
+    loops: dict[int, list[_Sample]] = {}
+    for snap in series:
+        for thread in snap.threads:
+            view = loop_view(thread)
+            if view is not None:
+                loops.setdefault(thread.tid, []).append(_Sample(snap, thread, view))
+    return loops
+
+
+def _analyze_process(
+    pid: int, series: list[Snapshot], reader: SourceReader, anyio_limit: int
+) -> tuple[list[LoopReport], list[Finding], list[str]]:
+    loops: list[LoopReport] = []
+    findings: list[Finding] = []
+    notes: list[str] = []
+    loop_series = _loop_series(series)
+    if not loop_series:
+        cmd = series[-1].command or ""
+        notes.append(
+            f"pid {pid} runs no event loop"
+            + (f" ({cmd[:60]})" if cmd else "")
+            + ": a supervisor, or not an asyncio server."
+        )
+    for tid, samples in loop_series.items():
+        report, finding = _judge_loop(pid, tid, samples, reader)
+        if report.state is LoopState.IDLE:
+            starved = _starvation(pid, series, reader, anyio_limit)
+            if starved is not None:
+                busy, total, finding = starved
+                report = LoopReport(
+                    pid=pid,
+                    tid=tid,
+                    thread=report.thread,
+                    kind=report.kind,
+                    state=LoopState.STARVED,
+                    busy_workers=busy,
+                    total_workers=total,
+                )
+                finding = _with_loop(finding, report)
+        loops.append(report)
+        if finding is not None:
+            findings.append(finding)
+    return loops, findings, notes
+
+
+def _trailing_run(samples: list[_Sample]) -> list[_Sample]:
+    last = samples[-1].key
+    if last is None:
+        return []
+    run = [samples[-1]]
+    for s in reversed(samples[:-1]):
+        if s.key != last:
+            break
+        run.insert(0, s)
+    return run
+
+
+def _span(samples: list[_Sample]) -> float | None:
+    first, last = samples[0].snapshot.taken_at, samples[-1].snapshot.taken_at
+    if first is None or last is None or len(samples) < 2:
+        return None
+    return round(last - first, 3)
+
+
+def _judge_loop(
+    pid: int, tid: int, samples: list[_Sample], reader: SourceReader
+) -> tuple[LoopReport, Finding | None]:
+    last = samples[-1]
+    name, kind = last.thread.name, last.view.kind
+    run = _trailing_run(samples)
+    everywhere = all(s.key is not None for s in samples)
+    state = LoopState.IDLE
+    chosen: list[_Sample] = []
+    if len(run) >= 2 or (len(samples) == 1 and run):
+        on_cpu = all(s.thread.active is True for s in run)
+        chosen, state = run, LoopState.BLOCKED
+        cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
+        if cls.rule.code == "HD501":
+            state = LoopState.BUSY
+    elif everywhere and len(samples) >= 2:
+        on_cpu = sum(s.thread.active is True for s in samples) * 2 > len(samples)
+        cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
+        chosen = samples
+        if on_cpu or cls.rule.code in ("HD501", "HD900"):
+            state = LoopState.BUSY
+            cls = Classification(get_rule("HD501"), cls.user_index, cls.evidence, cls.via_frame)
+        else:
+            state = LoopState.BLOCKED
+    if state is LoopState.IDLE:
+        return LoopReport(pid=pid, tid=tid, thread=name, kind=kind, state=state), None
+    blocked_for = _span(chosen)
+    report = LoopReport(
+        pid=pid, tid=tid, thread=name, kind=kind, state=state, blocked_for_s=blocked_for
+    )
+    finding = _finding(report, last, cls, reader)
+    return report, finding
+
+
+def _finding(
+    report: LoopReport, sample: _Sample, cls: Classification, reader: SourceReader
+) -> Finding:
+    stack = sample.thread.frames
+    rule = cls.rule
+    if cls.user_index is not None:
+        user = stack[cls.user_index]
+    else:
+        user = sample.view.callback[0] if sample.view.callback else stack[0]
+    line = user.line
+    if rule.code == "HD101":
+        line = reader.enclosing_with(user.file, user.line) or user.line
+    source = reader.line(user.file, line)
+    waits = _waits_for(sample, reader)
+    where = f"{reader.display(user.file)}:{line}"
+    if rule.code == "HD101":
+        what = f"leaving the `with` executor block at {where} runs shutdown(wait=True) on the loop"
+    elif rule.code == "HD501":
+        what = f"CPU work in {user.function} at {where} keeps the loop busy"
+    elif rule.code == "HD900":
+        what = f"{user.function} at {where} blocks the loop in a call hangdoctor does not know"
+    else:
+        called = cls.evidence or rule.name
+        what = f"{called} in {user.function} at {where} blocks the loop"
+    if waits is not None:
+        what += f"; it waits for {waits.description}"
+    if report.blocked_for_s:
+        what += f" (stuck for at least {report.blocked_for_s:.1f} s)"
+    return Finding(
+        code=rule.code,
+        message=what[0].upper() + what[1:] + ".",
+        file=user.file,
+        line=line,
+        function=user.function,
+        pid=report.pid,
+        thread=report.thread,
+        tid=report.tid,
+        blocked_for_s=report.blocked_for_s,
+        state=report.state,
+        source=source.strip() if source else None,
+        waits_for=waits,
+        stack=stack,
+        user_frame_index=cls.user_index,
+    )
+
+
+def _addr_of_self(frame: Frame) -> int | None:
+    for local in frame.locals:
+        if local.name == "self" and local.addr is not None:
+            return local.addr
+    return None
+
+
+def _find_thread_by_addr(snapshot: Snapshot, addr: int) -> Thread | None:
+    for thread in snapshot.threads:
+        for frame in thread.frames:
+            if any(frame_matches(frame, p) for p in _THREAD_RUN) and _addr_of_self(frame) == addr:
+                return thread
+    return None
+
+
+def _busy_pool_workers(snapshot: Snapshot, exclude: int) -> list[Thread]:
+    out = []
+    for thread in snapshot.threads:
+        if thread.tid == exclude:
+            continue
+        frames = thread.frames
+        worker = next((i for i, f in enumerate(frames) if frame_matches(f, _POOL_WORKER[0])), None)
+        if worker is None:
+            continue
+        if any(frame_matches(f, _WORK_ITEM[0]) for f in frames[:worker]):
+            out.append(thread)
+    return out
+
+
+def _waits_for(sample: _Sample, reader: SourceReader) -> WaitTarget | None:
+    """Which thread the loop waits for: by object address when locals were captured."""
+    callback = sample.view.callback
+    target: Thread | None = None
+    joined = next(
+        (f for f in callback if any(frame_matches(f, p) for p in _JOIN)),
+        None,
+    )
+    how = ""
+    if joined is not None:
+        addr = _addr_of_self(joined)
+        if addr is not None:
+            target = _find_thread_by_addr(sample.snapshot, addr)
+            how = "joined"
+    if target is None:
+        waits_on_pool = any(
+            f.function.endswith(("shutdown", "__exit__", "result", "wait", "as_completed"))
+            and "concurrent/futures" in f.file.replace("\\", "/")
+            for f in callback
+        )
+        if not waits_on_pool:
+            return None
+        busy = _busy_pool_workers(sample.snapshot, exclude=sample.thread.tid)
+        if not busy:
+            return None
+        target = busy[0]
+        how = "busy" if len(busy) == 1 else f"busy (1 of {len(busy)})"
+    idx = user_frame_index(target.frames)
+    frame = target.frames[idx] if idx is not None else (target.frames[0] if target.frames else None)
+    label = f"worker thread {target.name or '?'} (tid {target.tid})"
+    if frame is None:
+        return WaitTarget(description=label, thread_name=target.name, tid=target.tid)
+    src = reader.line(frame.file, frame.line) if is_user_frame(frame) or idx is not None else None
+    desc = f"{label}, {how}, in {frame.function} at {reader.display(frame.file)}:{frame.line}"
+    return WaitTarget(
+        description=desc,
+        thread_name=target.name,
+        tid=target.tid,
+        function=frame.function,
+        file=frame.file,
+        line=frame.line,
+        source=src.strip() if src else None,
+    )
+
+
+def _starvation(
+    pid: int, series: list[Snapshot], reader: SourceReader, anyio_limit: int
+) -> tuple[int, int, Finding] | None:
+    """Every sample shows at least `anyio_limit` busy AnyIO workers: sync routes queue."""
+    counts: list[tuple[int, int]] = []
+    for snap in series:
+        states = [s for s in (worker_state(t) for t in snap.threads) if s is not None]
+        counts.append((sum(states), len(states)))
+    if not counts or min(busy for busy, _ in counts) < anyio_limit:
+        return None
+    busy, total = counts[-1]
+    last = series[-1]
+    places: Counter[tuple[str, int, str]] = Counter()
+    example: dict[tuple[str, int, str], Thread] = {}
+    for thread in last.threads:
+        if worker_state(thread):
+            idx = user_frame_index(thread.frames)
+            if idx is None:
+                continue
+            f = thread.frames[idx]
+            key = (f.file, f.line, f.function)
+            places[key] += 1
+            example.setdefault(key, thread)
+    if places:
+        (file, line, function), n = places.most_common(1)[0]
+        thread = example[(file, line, function)]
+        stack = thread.frames
+        user_index = user_frame_index(stack)
+    else:
+        file, line, function, n = "?", 0, "?", 0
+        stack, user_index = (), None
+    source = reader.line(file, line) if places else None
+    rule = get_rule("HD401")
+    message = (
+        f"{busy} of {total} AnyIO worker threads are busy ({n} in {function} at "
+        f"{reader.display(file)}:{line}); sync routes, a sync /health included, queue for a thread."
+    )
+    finding = Finding(
+        code=rule.code,
+        message=message,
+        file=file,
+        line=line,
+        function=function,
+        pid=pid,
+        state=LoopState.STARVED,
+        source=source.strip() if source else None,
+        waits_for=WaitTarget(
+            description=f"a free AnyIO worker thread ({busy} of {total} busy, limit {anyio_limit})"
+        ),
+        stack=stack,
+        user_frame_index=user_index,
+    )
+    return busy, total, finding
+
+
+def _with_loop(finding: Finding, report: LoopReport) -> Finding:
+    return replace(finding, thread=report.thread, tid=report.tid)

@@ -1,0 +1,147 @@
+"""Where a frame's code lives: the user's project, the standard library, or a package.
+
+Live captures and faulthandler give absolute paths; py-spy's text dumps give
+short ones (`threading.py`, `starlette/responses.py`, `app.py`), so a short
+path is placed by its first component.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from hangdoctor.catalog.rule import FramePattern
+from hangdoctor.model import Frame
+
+__all__ = [
+    "FRAMEWORK_PACKAGES",
+    "display_path",
+    "frame_matches",
+    "is_stdlib_frame",
+    "is_user_frame",
+    "lib_path",
+    "package_of",
+]
+
+_SITE = re.compile(r"[/\\](?:site|dist)-packages[/\\](.+)$")
+_STDLIB = re.compile(r"[/\\]lib[/\\]python\d+(?:\.\d+)?t?[/\\](.+)$", re.IGNORECASE)
+_FROZEN = re.compile(r"^<frozen ([\w.]+)>$")
+
+# Packages a web service runs on; their frames are never "the user's line".
+FRAMEWORK_PACKAGES = frozenset(
+    {
+        "anyio",
+        "asgiref",
+        "click",
+        "fastapi",
+        "granian",
+        "gunicorn",
+        "h11",
+        "h2",
+        "httpcore",
+        "httptools",
+        "httpx",
+        "hypercorn",
+        "pydantic",
+        "pydantic_core",
+        "requests",
+        "sniffio",
+        "sse_starlette",
+        "starlette",
+        "urllib3",
+        "uvicorn",
+        "uvloop",
+        "watchfiles",
+        "websockets",
+        "wsproto",
+        "typer",
+        "hangdoctor",
+    }
+)
+
+_STDLIB_NAMES = frozenset(sys.stdlib_module_names)
+
+
+def _relative(path: str) -> tuple[str | None, str | None]:
+    """(kind, path relative to its root); kind is 'stdlib', 'site' or None (user)."""
+    m = _SITE.search(path)
+    if m:
+        return "site", m.group(1).replace("\\", "/")
+    m = _STDLIB.search(path)
+    if m:
+        return "stdlib", m.group(1).replace("\\", "/")
+    m = _FROZEN.match(path)
+    if m:
+        return "stdlib", m.group(1).replace(".", "/") + ".py"
+    if path.startswith("<"):  # <string>, <stdin>: code the user ran
+        return None, None
+    if not path.startswith("/") and not re.match(r"^[A-Za-z]:[/\\]", path):
+        first = re.split(r"[/\\]", path, maxsplit=1)[0]
+        top = first[:-3] if first.endswith(".py") else first
+        if top in _STDLIB_NAMES:
+            return "stdlib", path
+        if top in FRAMEWORK_PACKAGES:
+            return "site", path
+    elif re.search(r"[/\\]bin[/\\][^/\\]+$", path) and not path.endswith(".py"):
+        return "site", path.rsplit("/", 1)[-1]  # a console script (bin/uvicorn)
+    return None, None
+
+
+def _path_of(frame: Frame) -> str:
+    return frame.file if frame.file and frame.file != "?" else (frame.short_file or "")
+
+
+def lib_path(frame: Frame) -> str | None:
+    """The path relative to the stdlib or site-packages root; None for user code."""
+    kind, rel = _relative(_path_of(frame))
+    if kind is None and frame.short_file and frame.short_file != frame.file:
+        kind, rel = _relative(frame.short_file)
+    return rel if kind else None
+
+
+def is_stdlib_frame(frame: Frame) -> bool:
+    kind, _ = _relative(_path_of(frame))
+    return kind == "stdlib"
+
+
+def is_user_frame(frame: Frame) -> bool:
+    """True for the user's own code: neither the standard library nor an installed package."""
+    return lib_path(frame) is None
+
+
+def package_of(frame: Frame) -> str | None:
+    """Top-level package or module of a library frame (`starlette`, `asyncio`)."""
+    rel = lib_path(frame)
+    if rel is None:
+        return None
+    first = rel.split("/", 1)[0]
+    return first[:-3] if first.endswith(".py") else first
+
+
+def frame_matches(frame: Frame, pattern: FramePattern) -> bool:
+    """Match by relative path and qualified name; bare names (faulthandler) match the last part."""
+    rel = lib_path(frame)
+    if rel is None:
+        return False
+    if pattern.path.endswith("/"):
+        if not rel.startswith(pattern.path):
+            return False
+    elif rel != pattern.path:
+        return False
+    if pattern.function is None:
+        return True
+    if frame.function == pattern.function:
+        return True
+    return "." not in frame.function and pattern.function.rsplit(".", 1)[-1] == frame.function
+
+
+def display_path(path: str, cwd: str | None = None) -> str:
+    """A path as a person wants to read it: relative to the target's cwd or its library root."""
+    if cwd:
+        base = cwd.rstrip("/") + "/"
+        if path.startswith(base):
+            return path[len(base) :]
+    kind, rel = _relative(path)
+    if kind is not None and rel is not None:
+        return rel
+    return path

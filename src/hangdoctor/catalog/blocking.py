@@ -1,0 +1,397 @@
+"""HD2xx: synchronous, blocking calls made directly from async code."""
+
+from __future__ import annotations
+
+from hangdoctor.catalog.rule import FramePattern, Rule
+
+_TO_THREAD = (
+    "Run it off the loop with `await asyncio.to_thread(...)` (Python 3.9+) or "
+    "`await loop.run_in_executor(None, ...)`"
+)
+
+RULES = (
+    Rule(
+        code="HD201",
+        name="time-sleep-in-async",
+        summary="`time.sleep` is called in async code.",
+        why=(
+            "`time.sleep` suspends the whole thread. On the event-loop thread that is every "
+            "coroutine of the process: no request is accepted or answered until it returns."
+        ),
+        bad="""\
+async def poll():
+    while not ready():
+        time.sleep(1)  # the loop is frozen for a second each time
+""",
+        good="""\
+async def poll():
+    while not ready():
+        await asyncio.sleep(1)  # other requests run meanwhile
+""",
+        fix="Use `await asyncio.sleep(seconds)` (or `await anyio.sleep(seconds)`).",
+        fix_min_python="3.7",
+        fix_safety="Safe in a coroutine: the pause is the same, but the loop keeps running.",
+        calls=("time.sleep",),
+    ),
+    Rule(
+        code="HD202",
+        name="sync-http-client-in-async",
+        summary="A synchronous HTTP client is used in async code.",
+        why=(
+            "requests, urllib, http.client, urllib3 and httpx's sync `Client` wait for the "
+            "network on the calling thread. From a coroutine that is the loop thread, so one "
+            "slow upstream stops every request of the process for as long as it takes "
+            "(forever, when no timeout is set)."
+        ),
+        bad="""\
+@app.get("/weather")
+async def weather():
+    r = requests.get(UPSTREAM, timeout=30)  # blocks the loop up to 30 s
+    return r.json()
+""",
+        good="""\
+client = httpx.AsyncClient(timeout=5)
+
+@app.get("/weather")
+async def weather():
+    r = await client.get(UPSTREAM)
+    return r.json()
+""",
+        fix=(
+            "Use an async client (`httpx.AsyncClient`, `aiohttp`) with a timeout. "
+            + _TO_THREAD
+            + " when the sync client must stay."
+        ),
+        fix_min_python="3.9",
+        fix_safety="Unsafe as an automatic fix: the async client's API and errors differ.",
+        frames=(
+            FramePattern("requests/"),
+            FramePattern("urllib3/"),
+            FramePattern("http/client.py"),
+            FramePattern("urllib/request.py"),
+            FramePattern("httpcore/_sync/"),
+            FramePattern("httpx/_client.py", "Client.send"),
+            FramePattern("httpx/_client.py", "Client.request"),
+            FramePattern("httpx/_api.py"),
+        ),
+        calls=(
+            "requests.get",
+            "requests.post",
+            "requests.put",
+            "requests.patch",
+            "requests.delete",
+            "requests.head",
+            "requests.options",
+            "requests.request",
+            "requests.Session.get",
+            "requests.Session.post",
+            "requests.Session.request",
+            "urllib.request.urlopen",
+            "urllib3.request",
+            "urllib3.PoolManager.request",
+            "http.client.HTTPConnection.request",
+            "http.client.HTTPConnection.getresponse",
+            "http.client.HTTPSConnection.request",
+            "http.client.HTTPSConnection.getresponse",
+            "httpx.get",
+            "httpx.post",
+            "httpx.put",
+            "httpx.patch",
+            "httpx.delete",
+            "httpx.request",
+            "httpx.stream",
+            "httpx.Client.get",
+            "httpx.Client.post",
+            "httpx.Client.request",
+            "httpx.Client.send",
+        ),
+        methods=("urlopen", "getresponse"),
+    ),
+    Rule(
+        code="HD203",
+        name="sync-db-or-socket-in-async",
+        summary="A synchronous database driver or raw socket I/O runs in async code.",
+        why=(
+            "sqlite3, psycopg2, pymysql, the sync redis client and plain `socket` calls "
+            "(`connect`, `recv`, `sendall`, `accept`) wait for the network or the disk on the "
+            "calling thread. On the loop thread, every other request waits with them."
+        ),
+        bad="""\
+@app.get("/users/{uid}")
+async def user(uid: int):
+    row = conn.execute("SELECT * FROM users WHERE id=?", (uid,)).fetchone()
+    return dict(row)
+""",
+        good="""\
+@app.get("/users/{uid}")
+async def user(uid: int):
+    async with pool.acquire() as conn:  # asyncpg / aiosqlite / redis.asyncio
+        row = await conn.fetchrow("SELECT * FROM users WHERE id=$1", uid)
+    return dict(row)
+""",
+        fix=(
+            "Use the driver's async form (asyncpg, psycopg 3 async, aiosqlite, aiomysql, "
+            "`redis.asyncio`, `asyncio.open_connection`). " + _TO_THREAD + " otherwise."
+        ),
+        fix_min_python="3.9",
+        fix_safety="Unsafe as an automatic fix: connections are not thread-safe in general.",
+        frames=(
+            FramePattern("psycopg2/"),
+            FramePattern("pymysql/"),
+            FramePattern("MySQLdb/"),
+            FramePattern("redis/connection.py"),
+            FramePattern("redis/client.py"),
+            FramePattern("redis/commands/"),
+            FramePattern("sqlite3/"),
+            FramePattern("socket.py", "create_connection"),
+            FramePattern("socket.py", "socket.accept"),
+            FramePattern("socket.py", "SocketIO.readinto"),
+            FramePattern("ssl.py", "SSLSocket.recv"),
+            FramePattern("ssl.py", "SSLSocket.recv_into"),
+            FramePattern("ssl.py", "SSLSocket.read"),
+            FramePattern("ssl.py", "SSLSocket.sendall"),
+            FramePattern("ssl.py", "SSLSocket.do_handshake"),
+        ),
+        calls=(
+            "sqlite3.connect",
+            "sqlite3.Connection.execute",
+            "sqlite3.Cursor.execute",
+            "psycopg2.connect",
+            "pymysql.connect",
+            "redis.Redis",
+            "redis.StrictRedis",
+            "socket.create_connection",
+            "socket.socket.connect",
+            "socket.socket.recv",
+            "socket.socket.recv_into",
+            "socket.socket.recvfrom",
+            "socket.socket.sendall",
+            "socket.socket.accept",
+        ),
+        methods=(
+            "recv",
+            "recv_into",
+            "recvfrom",
+            "sendall",
+            "connect",
+            "accept",
+            "execute",
+            "executemany",
+            "fetchone",
+            "fetchall",
+            "fetchmany",
+            "commit",
+        ),
+    ),
+    Rule(
+        code="HD204",
+        name="subprocess-wait-in-async",
+        summary="Async code waits for a subprocess synchronously.",
+        why=(
+            "`subprocess.run`, `call`, `check_call`, `check_output`, `Popen.wait`, "
+            "`Popen.communicate` and `os.system` block until the child exits. On the loop "
+            "thread the whole service waits for the child."
+        ),
+        bad="""\
+@app.post("/thumbnail")
+async def thumbnail(path: str):
+    subprocess.run(["convert", path, "-resize", "200x200", out], check=True)
+""",
+        good="""\
+@app.post("/thumbnail")
+async def thumbnail(path: str):
+    proc = await asyncio.create_subprocess_exec("convert", path, "-resize", "200x200", out)
+    if await proc.wait() != 0:
+        raise HTTPException(500)
+""",
+        fix=(
+            "Use `asyncio.create_subprocess_exec` and `await proc.wait()` / "
+            "`await proc.communicate()`. " + _TO_THREAD + " for code you cannot change."
+        ),
+        fix_min_python="3.8",
+        fix_safety="Unsafe as an automatic fix: the asyncio process API differs.",
+        frames=(
+            FramePattern("subprocess.py", "run"),
+            FramePattern("subprocess.py", "call"),
+            FramePattern("subprocess.py", "check_call"),
+            FramePattern("subprocess.py", "check_output"),
+            FramePattern("subprocess.py", "Popen.wait"),
+            FramePattern("subprocess.py", "Popen.communicate"),
+            FramePattern("subprocess.py", "Popen._wait"),
+            FramePattern("subprocess.py", "Popen._communicate"),
+            FramePattern("subprocess.py", "getoutput"),
+            FramePattern("subprocess.py", "getstatusoutput"),
+        ),
+        calls=(
+            "subprocess.run",
+            "subprocess.call",
+            "subprocess.check_call",
+            "subprocess.check_output",
+            "subprocess.getoutput",
+            "subprocess.getstatusoutput",
+            "subprocess.Popen.wait",
+            "subprocess.Popen.communicate",
+            "os.system",
+            "os.waitpid",
+            "os.wait",
+        ),
+        methods=("communicate",),
+    ),
+    Rule(
+        code="HD205",
+        name="blocking-file-io-in-async",
+        summary="Blocking file I/O runs in async code.",
+        why=(
+            "`open()`, file reads and writes, `pathlib.Path.read_text`/`write_bytes` and "
+            "`shutil` copies wait for the disk (or for a writer, on a pipe or a network file "
+            "system) on the calling thread. Usually short, they become outages on slow or "
+            "remote storage, large files, or FIFOs."
+        ),
+        bad="""\
+@app.get("/export")
+async def export():
+    with open("/mnt/share/report.csv") as f:
+        return f.read()
+""",
+        good="""\
+@app.get("/export")
+async def export():
+    return await asyncio.to_thread(Path("/mnt/share/report.csv").read_text)
+    # or: async with aiofiles.open(...) / anyio.Path(...).read_text()
+""",
+        fix=(
+            "Move file work off the loop: `await asyncio.to_thread(path.read_text)`, "
+            "`anyio.Path`, or aiofiles. For large responses stream with `FileResponse`."
+        ),
+        fix_min_python="3.9",
+        fix_safety="Unsafe as an automatic fix: file objects are not safe to share across threads.",
+        frames=(
+            FramePattern("pathlib.py", "Path.read_text"),
+            FramePattern("pathlib.py", "Path.read_bytes"),
+            FramePattern("pathlib.py", "Path.write_text"),
+            FramePattern("pathlib.py", "Path.write_bytes"),
+            FramePattern("pathlib.py", "Path.open"),
+            FramePattern("pathlib/_local.py", "Path.read_text"),
+            FramePattern("pathlib/_local.py", "Path.read_bytes"),
+            FramePattern("pathlib/_local.py", "Path.write_text"),
+            FramePattern("pathlib/_local.py", "Path.write_bytes"),
+            FramePattern("pathlib/_local.py", "Path.open"),
+            FramePattern("pathlib/_abc.py", "PathBase.read_text"),
+            FramePattern("pathlib/_abc.py", "PathBase.read_bytes"),
+            FramePattern("shutil.py"),
+        ),
+        calls=(
+            "open",
+            "io.open",
+            "os.read",
+            "os.write",
+            "os.open",
+            "pathlib.Path.read_text",
+            "pathlib.Path.read_bytes",
+            "pathlib.Path.write_text",
+            "pathlib.Path.write_bytes",
+            "shutil.copy",
+            "shutil.copy2",
+            "shutil.copyfile",
+            "shutil.copytree",
+            "shutil.move",
+            "shutil.rmtree",
+        ),
+        methods=("read", "readline", "readlines", "write", "read_text", "read_bytes"),
+    ),
+    Rule(
+        code="HD206",
+        name="thread-sync-wait-in-async",
+        summary="Async code waits on a threading primitive or a thread-safe queue.",
+        why=(
+            "`threading.Lock.acquire`, `Event.wait`, `Condition.wait`, `Semaphore.acquire`, "
+            "`Thread.join` and `queue.Queue.get`/`put` block the calling thread until another "
+            "thread acts. On the loop thread nothing else runs meanwhile, and if the other "
+            "thread needs the loop to make progress, it never does: a deadlock."
+        ),
+        bad="""\
+@app.post("/jobs")
+async def submit(job: Job):
+    with jobs_lock:  # held by a worker thread for seconds
+        jobs.append(job)
+""",
+        good="""\
+jobs_lock = asyncio.Lock()
+
+@app.post("/jobs")
+async def submit(job: Job):
+    async with jobs_lock:
+        jobs.append(job)
+""",
+        fix=(
+            "Use asyncio's primitives (`asyncio.Lock`, `Event`, `Queue`) between coroutines. "
+            "To wait for a thread, wrap the blocking wait: "
+            "`await asyncio.to_thread(event.wait, timeout)` or use `janus`-style queues."
+        ),
+        fix_min_python="3.9",
+        fix_safety="Unsafe as an automatic fix: asyncio primitives are not thread-safe.",
+        frames=(
+            FramePattern("threading.py", "Event.wait"),
+            FramePattern("threading.py", "Condition.wait"),
+            FramePattern("threading.py", "Condition.wait_for"),
+            FramePattern("threading.py", "Semaphore.acquire"),
+            FramePattern("threading.py", "BoundedSemaphore.acquire"),
+            FramePattern("threading.py", "Barrier.wait"),
+            FramePattern("threading.py", "Thread.join"),
+            FramePattern("threading.py", "Thread._wait_for_tstate_lock"),
+            FramePattern("queue.py", "Queue.get"),
+            FramePattern("queue.py", "Queue.put"),
+            FramePattern("queue.py", "Queue.join"),
+            FramePattern("multiprocessing/"),
+        ),
+        calls=(
+            "threading.Lock.acquire",
+            "threading.RLock.acquire",
+            "threading.Event.wait",
+            "threading.Condition.wait",
+            "threading.Semaphore.acquire",
+            "threading.Thread.join",
+            "queue.Queue.get",
+            "queue.Queue.put",
+            "queue.SimpleQueue.get",
+        ),
+        methods=("acquire", "wait", "wait_for", "join", "get", "put"),
+    ),
+    Rule(
+        code="HD207",
+        name="sync-dns-in-async",
+        summary="Synchronous DNS resolution runs in async code.",
+        why=(
+            "`socket.getaddrinfo`, `gethostbyname` and friends ask the system resolver and "
+            "wait for it on the calling thread; a slow or unreachable DNS server stalls the "
+            "loop for the resolver's whole timeout (often 5 s per attempt)."
+        ),
+        bad="""\
+@app.get("/resolve")
+async def resolve(host: str):
+    return socket.gethostbyname(host)
+""",
+        good="""\
+@app.get("/resolve")
+async def resolve(host: str):
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    return infos[0][4][0]
+""",
+        fix="Use `await loop.getaddrinfo(...)` (it runs in the default executor) or aiodns.",
+        fix_min_python="3.7",
+        fix_safety="Unsafe as an automatic fix: the result shape differs.",
+        frames=(
+            FramePattern("socket.py", "getaddrinfo"),
+            FramePattern("socket.py", "getfqdn"),
+        ),
+        calls=(
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyname_ex",
+            "socket.gethostbyaddr",
+            "socket.getnameinfo",
+            "socket.getfqdn",
+        ),
+        methods=("getaddrinfo", "gethostbyname"),
+    ),
+)

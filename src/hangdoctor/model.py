@@ -1,0 +1,283 @@
+"""The one data model every source produces and every renderer reads.
+
+Sources (live py-spy capture, saved dumps, the in-process watchdog) build
+`Snapshot`s; the analysis turns a series of snapshots of one process into a
+`Diagnosis` made of `LoopReport`s and `Finding`s; renderers only read these.
+Everything is frozen and round-trips through plain JSON (`to_dict`/`from_dict`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "Diagnosis",
+    "Finding",
+    "Frame",
+    "Local",
+    "LoopKind",
+    "LoopReport",
+    "LoopState",
+    "Snapshot",
+    "Thread",
+    "Verdict",
+    "WaitTarget",
+]
+
+
+class LoopState(str, enum.Enum):
+    """What one event loop was doing over the samples."""
+
+    IDLE = "idle"  # waiting in the selector: healthy
+    BLOCKED = "blocked"  # inside one callback, the same blocking leaf every sample
+    BUSY = "busy"  # inside callbacks, different Python frames each sample: CPU work
+    STARVED = "starved"  # loop idle, but every AnyIO worker thread is busy
+
+
+class Verdict(str, enum.Enum):
+    """The worst state over all loops of all processes looked at."""
+
+    HEALTHY = "healthy"
+    BUSY = "busy"
+    STARVED = "starved"
+    BLOCKED = "blocked"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @classmethod
+    def from_state(cls, state: LoopState) -> Verdict:
+        return {
+            LoopState.IDLE: cls.HEALTHY,
+            LoopState.BUSY: cls.BUSY,
+            LoopState.STARVED: cls.STARVED,
+            LoopState.BLOCKED: cls.BLOCKED,
+        }[state]
+
+
+_SEVERITY = {Verdict.HEALTHY: 0, Verdict.BUSY: 1, Verdict.STARVED: 2, Verdict.BLOCKED: 3}
+
+
+class LoopKind(str, enum.Enum):
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"  # no Python loop frames: coroutines sit right on the runner
+
+
+@dataclass(frozen=True)
+class Local:
+    """One local variable of a frame, as py-spy `--locals` reports it."""
+
+    name: str
+    repr: str | None = None
+    addr: int | None = None  # object address: links a joined Thread to its worker
+    is_arg: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One Python frame. `file` is the path as the target process sees it."""
+
+    function: str  # qualified as py-spy prints it: "Thread.join", "f.<locals>.gen"
+    file: str
+    line: int
+    short_file: str | None = None  # "concurrent/futures/thread.py"
+    module: str | None = None
+    locals: tuple[Local, ...] = ()
+
+    @property
+    def display_file(self) -> str:
+        return self.short_file or self.file
+
+
+@dataclass(frozen=True)
+class Thread:
+    """One thread of a snapshot; `frames` are innermost first, as py-spy prints them."""
+
+    tid: int  # OS thread id (the LWP); 0 when a source does not know it
+    name: str | None
+    frames: tuple[Frame, ...]
+    ident: int | None = None  # Python's threading.get_ident()
+    active: bool | None = None  # py-spy's flag: informational, never used to decide blocked
+    owns_gil: bool | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One capture of one process at one moment."""
+
+    pid: int
+    taken_at: float | None  # seconds since the epoch; None when a saved dump has no clock
+    threads: tuple[Thread, ...]
+    source: str = "py-spy"  # py-spy, py-spy-text, faulthandler, pystack, watchdog
+    python_version: str | None = None
+    command: str | None = None
+    root: str | None = None  # where the target's files are readable: "/proc/PID/root"
+    duration_s: float | None = None  # how long taking the sample paused the target
+    cwd: str | None = None  # the target's working directory: shows paths relative to it
+
+
+@dataclass(frozen=True)
+class WaitTarget:
+    """What a blocked loop waits for: usually a worker thread and where it is."""
+
+    description: str
+    thread_name: str | None = None
+    tid: int | None = None
+    function: str | None = None
+    file: str | None = None
+    line: int | None = None
+    source: str | None = None  # the source line the worker sits on
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cause found at one place: from a live capture, a dump or a scan."""
+
+    code: str  # catalog code, e.g. "HD101"
+    message: str  # one line, specific to this place
+    file: str
+    line: int
+    function: str
+    pid: int | None = None
+    thread: str | None = None  # thread name
+    tid: int | None = None
+    blocked_for_s: float | None = None  # lower bound over the samples
+    state: LoopState | None = None
+    source: str | None = None  # the source line at file:line
+    col: int | None = None  # scan findings carry a column
+    waits_for: WaitTarget | None = None
+    stack: tuple[Frame, ...] = ()  # the loop thread's stack, innermost first
+    user_frame_index: int | None = None  # index in `stack` of the user's frame
+    chain: tuple[str, ...] = ()  # scan: call chain across functions
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """The state of one event loop thread over all samples."""
+
+    pid: int
+    tid: int
+    thread: str | None
+    kind: LoopKind
+    state: LoopState
+    blocked_for_s: float | None = None
+    busy_workers: int | None = None  # AnyIO worker threads busy (starvation)
+    total_workers: int | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The analysis of one or more processes: verdict, per-loop states, findings."""
+
+    verdict: Verdict
+    loops: tuple[LoopReport, ...]
+    findings: tuple[Finding, ...]
+    pids: tuple[int, ...] = ()
+    samples: int = 0
+    sampled_for_s: float = 0.0
+    notes: tuple[str, ...] = field(default=())  # things the user should know (no loop found...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
+        return Diagnosis(
+            verdict=Verdict(data["verdict"]),
+            loops=tuple(_loop_from_dict(x) for x in data.get("loops", ())),
+            findings=tuple(finding_from_dict(x) for x in data.get("findings", ())),
+            pids=tuple(data.get("pids", ())),
+            samples=int(data.get("samples", 0)),
+            sampled_for_s=float(data.get("sampled_for_s", 0.0)),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def to_dict(obj: Snapshot | Finding | Frame | Thread | LoopReport) -> dict[str, Any]:
+    """Plain-JSON form of any model object."""
+    return _to_jsonable(asdict(obj))  # type: ignore[no-any-return]
+
+
+def frame_from_dict(d: dict[str, Any]) -> Frame:
+    return Frame(
+        function=d["function"],
+        file=d["file"],
+        line=int(d["line"]),
+        short_file=d.get("short_file"),
+        module=d.get("module"),
+        locals=tuple(Local(**x) for x in d.get("locals", ())),
+    )
+
+
+def thread_from_dict(d: dict[str, Any]) -> Thread:
+    return Thread(
+        tid=int(d["tid"]),
+        name=d.get("name"),
+        frames=tuple(frame_from_dict(f) for f in d.get("frames", ())),
+        ident=d.get("ident"),
+        active=d.get("active"),
+        owns_gil=d.get("owns_gil"),
+    )
+
+
+def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        pid=int(d["pid"]),
+        taken_at=None if d.get("taken_at") is None else float(d["taken_at"]),
+        threads=tuple(thread_from_dict(t) for t in d.get("threads", ())),
+        source=d.get("source", "py-spy"),
+        python_version=d.get("python_version"),
+        command=d.get("command"),
+        root=d.get("root"),
+        duration_s=d.get("duration_s"),
+        cwd=d.get("cwd"),
+    )
+
+
+def finding_from_dict(d: dict[str, Any]) -> Finding:
+    wf = d.get("waits_for")
+    state = d.get("state")
+    return Finding(
+        code=d["code"],
+        message=d["message"],
+        file=d["file"],
+        line=int(d["line"]),
+        function=d["function"],
+        pid=d.get("pid"),
+        thread=d.get("thread"),
+        tid=d.get("tid"),
+        blocked_for_s=d.get("blocked_for_s"),
+        state=LoopState(state) if state else None,
+        source=d.get("source"),
+        col=d.get("col"),
+        waits_for=WaitTarget(**wf) if wf else None,
+        stack=tuple(frame_from_dict(f) for f in d.get("stack", ())),
+        user_frame_index=d.get("user_frame_index"),
+        chain=tuple(d.get("chain", ())),
+    )
+
+
+def _loop_from_dict(d: dict[str, Any]) -> LoopReport:
+    return LoopReport(
+        pid=int(d["pid"]),
+        tid=int(d["tid"]),
+        thread=d.get("thread"),
+        kind=LoopKind(d["kind"]),
+        state=LoopState(d["state"]),
+        blocked_for_s=d.get("blocked_for_s"),
+        busy_workers=d.get("busy_workers"),
+        total_workers=d.get("total_workers"),
+    )
