@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import re
 import signal
 import sys
 import threading
@@ -21,13 +22,10 @@ import click
 from rich.console import Console
 from rich.syntax import Syntax
 
-from hangdoctor.analysis import analyze
-from hangdoctor.capture.preflight import preflight
 from hangdoctor.capture.procs import expand_targets
-from hangdoctor.capture.redact import redact_snapshot
-from hangdoctor.capture.sampler import sample
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM, HangdoctorError
-from hangdoctor.model import Diagnosis, Snapshot
+from hangdoctor.live import diagnose_processes
+from hangdoctor.model import Diagnosis
 from hangdoctor.probe.http import abort_stream, timed_get
 from hangdoctor.probe.server import ManagedServer, free_port
 from hangdoctor.report.terminal import render_terminal
@@ -103,25 +101,26 @@ def _health_line(console: Console, base: str) -> bool:
 
 
 def _diagnose(pid: int) -> Diagnosis:
-    targets = expand_targets(pid)
-    for t in targets:
-        preflight(t.pid)
-    result = sample([t.pid for t in targets], samples=3, interval=0.4)
-    snaps: list[Snapshot] = [redact_snapshot(s) for ss in result.snapshots.values() for s in ss]
-    if not snaps and result.errors:
-        raise next(iter(result.errors.values()))
-    return analyze(snaps)
+    return diagnose_processes(expand_targets(pid)).diagnosis
+
+
+def _without_markers(text: str) -> list[str]:
+    return [re.sub(r"\s*# hd-expect: [\w-]+", "", ln) for ln in text.splitlines(keepends=True)]
 
 
 def _fix_diff(root: Path) -> str:
+    """stream.py -> stream_fixed.py, code only: the docstrings differ, the fix is the point."""
     before = (root / "api" / "routes" / "stream.py").read_text(encoding="utf-8")
     after = (root / "api" / "routes" / "stream_fixed.py").read_text(encoding="utf-8")
+    doc_end = before.index('"""', 3) + 3
+    after = before[:doc_end] + after[after.index('"""', 3) + 3 :]
     return "".join(
         difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
+            _without_markers(before),
+            _without_markers(after),
             fromfile="a/api/routes/stream.py",
             tofile="b/api/routes/stream.py",
+            n=2,
         )
     )
 

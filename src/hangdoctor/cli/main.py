@@ -1,0 +1,235 @@
+"""The `hangdoctor` command line: diagnose, analyze, explain, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from hangdoctor import __version__
+from hangdoctor.cli import demo
+from hangdoctor.cli.errors import HangdoctorGroup
+from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
+from hangdoctor.model import Diagnosis, Verdict
+
+__all__ = ["cli", "entry"]
+
+_FORMATS = click.Choice(["text", "json"], case_sensitive=False)
+
+
+def _exit_code(diagnosis: Diagnosis) -> int:
+    return EXIT_OK if diagnosis.verdict is Verdict.HEALTHY else EXIT_PROBLEM
+
+
+def _emit(diagnosis: Diagnosis, fmt: str, *, all_frames: bool, footer: str | None = None) -> None:
+    if fmt == "json":
+        from hangdoctor.report.json_report import diagnosis_to_json
+
+        click.echo(diagnosis_to_json(diagnosis))
+        return
+    from hangdoctor.report.terminal import render_terminal
+
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(render_terminal(diagnosis, width=console.width, show_all_frames=all_frames))
+    hints = [footer] if footer else []
+    if diagnosis.findings and not all_frames:
+        hints.append("--all-frames shows every frame")
+    if hints:
+        console.print(f"[dim]{'; '.join(hints)}[/]")
+
+
+@click.group(
+    cls=HangdoctorGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="hangdoctor")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for failures.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Find out why an asyncio web service stops answering.
+
+    \b
+    hangdoctor diagnose            diagnose the running uvicorn/gunicorn/... server
+    hangdoctor diagnose --pid 123  diagnose a process and its worker processes
+    hangdoctor analyze dump.txt    the same on a saved py-spy/faulthandler/pystack dump
+    hangdoctor explain HD101       what a finding means and how to fix it
+    hangdoctor demo                the whole workflow on the bundled example app
+
+    Exit status: 0 healthy, 1 a problem was found, 2 hangdoctor could not look.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+@cli.command()
+@click.option("--pid", type=int, metavar="PID", help="A server process (master or worker).")
+@click.option("--match", metavar="TEXT", help="Pick the process whose command line contains TEXT.")
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 50),
+    default=3,
+    show_default=True,
+    help="Stack samples per process.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.0, 10.0),
+    default=0.4,
+    show_default=True,
+    help="Seconds between samples.",
+)
+@click.option(
+    "--locals/--no-locals",
+    "with_locals",
+    default=True,
+    show_default=True,
+    help="Capture locals (object addresses link a joined thread to its worker).",
+)
+@click.option("--show-secrets", is_flag=True, help="Do not redact locals that look like secrets.")
+@click.option("--native", is_flag=True, help="Include C frames (py-spy --native).")
+@click.option(
+    "--nonblocking",
+    is_flag=True,
+    help="Read memory without pausing the target (use when another tracer is attached).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.5, 60.0),
+    default=5.0,
+    show_default=True,
+    help="Deadline for each py-spy call, in seconds.",
+)
+@click.option(
+    "--anyio-limit",
+    type=click.IntRange(1, 10_000),
+    default=40,
+    show_default=True,
+    help="AnyIO worker thread limit of the target (starvation threshold).",
+)
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the raw samples to FILE (read it back with `hangdoctor analyze FILE`).",
+)
+@click.option("--all-frames", is_flag=True, help="Do not fold framework frames.")
+@click.pass_context
+def diagnose(
+    ctx: click.Context,
+    pid: int | None,
+    match: str | None,
+    samples: int,
+    interval: float,
+    with_locals: bool,
+    show_secrets: bool,
+    native: bool,
+    nonblocking: bool,
+    timeout: float,
+    anyio_limit: int,
+    fmt: str,
+    save: Path | None,
+    all_frames: bool,
+) -> None:
+    """Diagnose a live server: is its event loop blocked, by what, at which line.
+
+    With no --pid or --match, finds the running uvicorn, gunicorn, hypercorn or
+    granian server (and lists them if there are several). Every Python child
+    process is examined too, so multi-worker servers are covered. Takes
+    SAMPLES stack samples INTERVAL seconds apart with py-spy (about a second).
+    """
+    from hangdoctor.capture.procs import resolve_targets
+    from hangdoctor.live import LiveOptions, diagnose_processes
+
+    if pid is not None and match is not None:
+        raise click.UsageError("Give either --pid or --match, not both.")
+    targets = resolve_targets(pid, match)
+    options = LiveOptions(
+        samples=samples,
+        interval=interval,
+        locals=with_locals,
+        native=native,
+        nonblocking=nonblocking,
+        timeout=timeout,
+        reveal_secrets=show_secrets,
+        anyio_limit=anyio_limit,
+    )
+    result = diagnose_processes(targets, options)
+    if save is not None:
+        from hangdoctor.capture.dumps import save_capture
+
+        save_capture(result.snapshots, save)
+    footer = (
+        f"{len(result.diagnosis.pids)} process(es), {result.diagnosis.samples} samples, "
+        f"verdict in {result.elapsed_s:.2f} s"
+    )
+    _emit(result.diagnosis, fmt, all_frames=all_frames, footer=footer)
+    ctx.exit(_exit_code(result.diagnosis))
+
+
+@cli.command("analyze")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--source-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A checkout of the service, to show source lines of a dump taken elsewhere.",
+)
+@click.option("--anyio-limit", type=click.IntRange(1, 10_000), default=40, show_default=True)
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--all-frames", is_flag=True, help="Do not fold framework frames.")
+@click.pass_context
+def analyze_cmd(
+    ctx: click.Context,
+    file: Path,
+    source_root: Path | None,
+    anyio_limit: int,
+    fmt: str,
+    all_frames: bool,
+) -> None:
+    """Analyse a saved dump: py-spy text or JSON, faulthandler, pystack, or --save output.
+
+    A file with several dumps of the same process (e.g. three `py-spy dump`
+    runs appended to one file) is read as consecutive samples, which is what
+    tells a blocked loop from a momentary callback. Use - to read stdin.
+    """
+    from hangdoctor.analysis import analyze
+    from hangdoctor.capture.dumps import load_dump, parse_dump
+
+    if str(file) == "-":
+        snapshots = parse_dump(sys.stdin.read(), name="<stdin>")
+    else:
+        snapshots = load_dump(file)
+    diagnosis = analyze(
+        snapshots,
+        anyio_limit=anyio_limit,
+        source_root=str(source_root) if source_root else None,
+    )
+    _emit(diagnosis, fmt, all_frames=all_frames)
+    ctx.exit(_exit_code(diagnosis))
+
+
+@cli.command()
+@click.argument("code", required=False)
+@click.option("--list", "list_all", is_flag=True, help="List every catalog entry.")
+def explain(code: str | None, list_all: bool) -> None:
+    """Print a catalog entry: what it detects, why it hangs, example, fix.
+
+    CODE is a code like HD101 or a name like executor-shutdown-on-loop.
+    """
+    from hangdoctor.catalog import all_rules, get_rule
+    from hangdoctor.report.explain import render_rule, render_rule_list
+
+    console = Console(highlight=False)
+    if list_all or code is None:
+        console.print(render_rule_list(all_rules()))
+        return
+    console.print(render_rule(get_rule(code)))
+
+
+cli.add_command(demo.command)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    cli(prog_name="hangdoctor")

@@ -1,0 +1,123 @@
+"""`hangdoctor explain`: one catalog entry, or the list of them, for a terminal.
+
+Reads like a linter's rule page: what it detects, why it hangs, an example,
+the fix, and how hangdoctor recognises it. Everything comes from the `Rule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from hangdoctor.catalog import Rule
+from hangdoctor.report.terminal import code_block, prose
+
+__all__ = ["Evidence", "fix_python", "render_rule", "render_rule_list", "seen_in", "signature"]
+
+_INDENT = 2
+
+
+def seen_in(rule: Rule) -> list[str]:
+    """Where this cause shows up: a live capture, the static scan, or both."""
+    places: list[str] = []
+    if rule.live:
+        places.append(
+            "Live capture: `hangdoctor diagnose` on a running process and `hangdoctor "
+            "analyze` on a saved dump."
+        )
+    if rule.static:
+        places.append("Static scan: `hangdoctor scan` finds it in source code.")
+    if not places:
+        places.append("Neither a live capture nor the static scan (documentation only).")
+    return places
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One kind of evidence that names the cause, and its items (frames, calls, methods)."""
+
+    intro: str
+    items: tuple[str, ...] = ()
+    one_per_line: bool = False  # frame patterns read best one per line; names as a paragraph
+
+
+def signature(rule: Rule) -> list[Evidence]:
+    """How hangdoctor recognises the cause, from the rule's matchers."""
+    parts: list[Evidence] = []
+    if rule.frames:
+        frames = tuple(p.describe() for p in rule.frames)
+        parts.append(
+            Evidence("Any of these library frames on the stuck thread's stack", frames, True)
+        )
+    if rule.calls:
+        parts.append(Evidence("A call on the user's line to any of", rule.calls))
+    if rule.methods:
+        methods = tuple(f".{m}()" for m in rule.methods)
+        parts.append(Evidence("A method call, on an object of unknown type, named any of", methods))
+    if not parts and rule.live:
+        parts.append(
+            Evidence(
+                "No frame or call signature: hangdoctor assigns this cause from how the "
+                "loop and its threads behave across samples"
+            )
+        )
+    elif not parts:
+        parts.append(Evidence("No stack signature: only the static scan finds this cause"))
+    return parts
+
+
+def fix_python(rule: Rule) -> str:
+    """The lowest Python the fix as written runs on, as a short phrase."""
+    if rule.fix_min_python:
+        return f"Python >= {rule.fix_min_python}"
+    return "any Python hangdoctor supports"
+
+
+def _section(title: str, *body: RenderableType) -> RenderableType:
+    return Group(Text(title, style="bold"), Padding(Group(*body), (0, 0, 1, _INDENT)))
+
+
+def render_rule(rule: Rule) -> RenderableType:
+    """The full catalog entry, for `hangdoctor explain CODE`."""
+    title = Text()
+    title.append(rule.code, style="bold red")
+    title.append(f" {rule.name}", style="bold")
+    head: list[RenderableType] = [title]
+    if rule.family:
+        head.append(Text(rule.family[:1].upper() + rule.family[1:], style="dim"))
+    evidence: list[RenderableType] = []
+    for part in signature(rule):
+        evidence.append(Text(part.intro + (":" if part.items else ".")))
+        if part.one_per_line:
+            evidence.extend(Padding(prose(f"`{i}`"), (0, 0, 0, _INDENT)) for i in part.items)
+        elif part.items:
+            listed = prose(", ".join(f"`{i}`" for i in part.items))
+            evidence.append(Padding(listed, (0, 0, 0, _INDENT)))
+    return Group(
+        *head,
+        Text(),
+        _section("What it detects", prose(rule.summary)),
+        _section("Why it hangs", prose(rule.why)),
+        _section("Example", code_block(rule.bad)),
+        _section("Fix", prose(rule.fix), Text(), code_block(rule.good)),
+        _section(f"Fix needs {fix_python(rule)}"),
+        _section("Automatic fix", prose(rule.fix_safety or "No automatic fix.")),
+        _section("Seen in", *(prose(p) for p in seen_in(rule))),
+        _section("Stack signature", *evidence),
+    )
+
+
+def render_rule_list(rules: Iterable[Rule]) -> RenderableType:
+    """A table of every entry (code, name, summary), for `hangdoctor explain --list`."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table.add_column("code", style="bold red", no_wrap=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("summary", ratio=1)
+    for rule in rules:
+        table.add_row(rule.code, rule.name, prose(rule.summary))
+    return table

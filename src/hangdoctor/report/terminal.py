@@ -1,0 +1,389 @@
+"""The diagnosis as a person in an outage reads it: verdict, cause, line, wait, fix.
+
+Renderers only read the model and the catalog; every decision (blocked or not,
+which rule, which line) was made by the analysis. The one judgement made here
+is presentational: which stack frames are worth a person's attention. Library
+frames that merely carry the call (the server, the framework, asyncio) are
+folded into one dim line; the user's frame and what it called stay visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.rule import Rule as RichRule
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from hangdoctor.analysis.frames import (
+    FRAMEWORK_PACKAGES,
+    display_path,
+    is_user_frame,
+    package_of,
+)
+from hangdoctor.catalog import Rule, get_rule
+from hangdoctor.errors import UnknownRuleError
+from hangdoctor.model import (
+    Diagnosis,
+    Finding,
+    Frame,
+    LoopReport,
+    LoopState,
+    Verdict,
+    WaitTarget,
+)
+
+__all__ = ["code_block", "prose", "render_terminal"]
+
+# Stdlib packages that only run the loop; folded like the framework packages.
+_LOOP_MACHINERY = frozenset({"asyncio", "runpy", "selectors"})
+_FOLD_PACKAGES = FRAMEWORK_PACKAGES | _LOOP_MACHINERY
+
+_VERDICT_BADGE = {
+    Verdict.HEALTHY: "bold black on green",
+    Verdict.BUSY: "bold black on yellow",
+    Verdict.STARVED: "bold black on yellow",
+    Verdict.BLOCKED: "bold white on red",
+}
+_VERDICT_COLOR = {
+    Verdict.HEALTHY: "green",
+    Verdict.BUSY: "yellow",
+    Verdict.STARVED: "yellow",
+    Verdict.BLOCKED: "red",
+}
+_VERDICT_HEADLINE = {
+    Verdict.HEALTHY: "every event loop is answering",
+    Verdict.BUSY: "an event loop is busy with CPU work; its requests wait",
+    Verdict.STARVED: "the worker threads are all taken; sync routes queue",
+    Verdict.BLOCKED: "an event loop is blocked; every request to it waits",
+}
+_STATE_STYLE = {
+    LoopState.IDLE: "green",
+    LoopState.BUSY: "yellow",
+    LoopState.STARVED: "yellow",
+    LoopState.BLOCKED: "bold red",
+}
+_LABEL = "bold"
+_DIM = "dim"
+_CODE = "bold cyan"
+_LOCATION = "cyan"
+_INDENT = 2
+_INLINE_CODE = re.compile(r"`([^`]+)`")
+_ALIGN_FRAMES_FROM = 110  # at least this wide: file:line in a column of its own
+
+
+def prose(text: str, style: str = "") -> Text:
+    """A catalog paragraph with its `inline code` styled (backticks kept for plain text)."""
+    out = Text(style=style)
+    pos = 0
+    for match in _INLINE_CODE.finditer(text):
+        out.append(text[pos : match.start()])
+        out.append(match.group(0), style=_CODE)
+        pos = match.end()
+    out.append(text[pos:])
+    return out
+
+
+def code_block(code: str, *, start_line: int | None = None) -> Syntax:
+    """Python source, highlighted with the terminal's own palette; line numbers when given."""
+    return Syntax(
+        code.rstrip("\n"),
+        "python",
+        theme="ansi_dark",
+        background_color="default",
+        line_numbers=start_line is not None,
+        start_line=start_line or 1,
+        word_wrap=True,
+    )
+
+
+def render_terminal(
+    diagnosis: Diagnosis, *, width: int | None = None, show_all_frames: bool = False
+) -> RenderableType:
+    """The whole diagnosis for a terminal: verdict, each finding with its fix, healthy loops, notes.
+
+    `width` is the console width: wide consoles get stack locations in a column
+    of their own, narrow ones move a location that does not fit below its
+    function (None lays out as wide). `show_all_frames` turns off the folding of
+    library frames.
+    """
+    parts: list[RenderableType] = [_verdict(diagnosis), Text()]
+    for finding in diagnosis.findings:
+        parts.append(_finding(finding, diagnosis, width=width, show_all_frames=show_all_frames))
+    reported = {(f.pid, f.tid) for f in diagnosis.findings}
+    others = [lp for lp in diagnosis.loops if (lp.pid, lp.tid) not in reported]
+    if others:
+        if diagnosis.findings:
+            parts.append(Text("Other event loops", style=_LABEL))
+        parts.append(Padding(Group(*(_loop_line(lp) for lp in others)), (0, 0, 1, _INDENT)))
+    for note in diagnosis.notes:
+        line = Text("note: ", style="bold yellow")
+        line.append_text(prose(note))
+        parts.append(line)
+    if diagnosis.notes:
+        parts.append(Text())
+    return Group(*parts)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value >= 0.1 else f"{value:.2f} s"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _verdict(diagnosis: Diagnosis) -> Text:
+    verdict = diagnosis.verdict
+    line = Text()
+    line.append(f" {verdict.value.upper()} ", style=_VERDICT_BADGE[verdict])
+    line.append("  ")
+    if diagnosis.loops:
+        line.append(_VERDICT_HEADLINE[verdict], style=f"bold {_VERDICT_COLOR[verdict]}")
+    else:
+        line.append("no event loop found", style="bold yellow")
+    facts: list[str] = []
+    if diagnosis.loops:
+        counts: dict[LoopState, int] = {}
+        for lp in diagnosis.loops:
+            counts[lp.state] = counts.get(lp.state, 0) + 1
+        order = (LoopState.BLOCKED, LoopState.BUSY, LoopState.STARVED, LoopState.IDLE)
+        states = ", ".join(f"{counts[s]} {s.value}" for s in order if s in counts)
+        facts.append(f"{_plural(len(diagnosis.loops), 'event loop')}: {states}")
+    if diagnosis.pids:
+        label = "pid" if len(diagnosis.pids) == 1 else "pids"
+        facts.append(f"{label} {', '.join(str(p) for p in diagnosis.pids)}")
+    if diagnosis.samples:
+        sampled = _plural(diagnosis.samples, "sample")
+        if diagnosis.sampled_for_s > 0:
+            sampled += f" over {_seconds(diagnosis.sampled_for_s)}"
+        facts.append(sampled)
+    if facts:
+        line.append("\n")
+        line.append(" · ".join(facts), style=_DIM)
+    return line
+
+
+def _rule_or_none(code: str) -> Rule | None:
+    try:
+        return get_rule(code)
+    except UnknownRuleError:
+        return None  # a report written by a newer hangdoctor: show what it says
+
+
+def _loop_of(finding: Finding, diagnosis: Diagnosis) -> LoopReport | None:
+    return next(
+        (lp for lp in diagnosis.loops if lp.pid == finding.pid and lp.tid == finding.tid),
+        None,
+    )
+
+
+def _finding(
+    finding: Finding, diagnosis: Diagnosis, *, width: int | None, show_all_frames: bool
+) -> RenderableType:
+    rule = _rule_or_none(finding.code)
+    title = Text()
+    title.append(finding.code, style=_STATE_STYLE.get(finding.state, "") if finding.state else "")
+    if rule is not None:
+        title.append(f" {rule.name}")
+    title.stylize("bold")
+    parts: list[RenderableType] = [RichRule(title, align="left", style=_DIM)]
+    if rule is not None:
+        parts.append(prose(rule.summary, style="bold"))
+    parts.append(prose(finding.message))
+    parts.append(Text())
+    parts.append(Padding(_facts(finding, _loop_of(finding, diagnosis)), (0, 0, 1, _INDENT)))
+    if rule is not None:
+        parts.append(_section("Why it hangs", prose(rule.why)))
+    if finding.stack:
+        parts.append(_section(_stack_title(finding), _stack(finding, width, show_all_frames)))
+    if rule is not None:
+        fix: list[RenderableType] = [prose(rule.fix)]
+        if rule.good:
+            fix.extend([Text(), code_block(rule.good)])
+        parts.append(_section("Fix", Group(*fix)))
+    hint = Text("Full entry: ", style=_DIM)
+    hint.append(f"hangdoctor explain {finding.code}", style=_CODE)
+    parts.extend([hint, Text()])
+    return Group(*parts)
+
+
+def _section(title: str, body: RenderableType) -> RenderableType:
+    return Group(Text(title, style=_LABEL), Padding(body, (0, 0, 1, _INDENT)))
+
+
+def _location(file: str, line: int | None, col: int | None = None) -> str:
+    where = display_path(file)
+    if line:
+        where += f":{line}"
+        if col is not None:
+            where += f":{col}"
+    return where
+
+
+def _duration(finding: Finding, loop: LoopReport | None) -> Text:
+    state = finding.state
+    style = _STATE_STYLE.get(state, "") if state else ""
+    secs = finding.blocked_for_s
+    if state is LoopState.STARVED:
+        text = "loop idle, but no worker thread is free"
+        if loop is not None and loop.busy_workers is not None:
+            text = f"loop idle, but {loop.busy_workers} of {loop.total_workers} worker threads busy"
+        return Text(text, style=style)
+    word = "busy (CPU)" if state is LoopState.BUSY else "blocked"
+    if secs is not None and secs > 0:
+        return Text(f"{word} for at least {_seconds(secs)}", style=style)
+    return Text(f"{word}; duration unknown (one sample, or no clock in the dump)", style=style)
+
+
+def _facts(finding: Finding, loop: LoopReport | None) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style=_LABEL, no_wrap=True)
+    grid.add_column()
+    if finding.pid is not None or finding.thread or finding.tid:
+        who = Text()
+        if finding.pid is not None:
+            who.append(f"pid {finding.pid} ")
+        who.append(finding.thread or "thread")
+        if finding.tid:
+            who.append(f" (tid {finding.tid})", style=_DIM)
+        if loop is not None:
+            who.append(f", {loop.kind.value}", style=_DIM)
+        grid.add_row("loop", who)
+    if finding.state is not None:
+        grid.add_row("state", _duration(finding, loop))
+    grid.add_row(
+        "where", _place(finding.file, finding.line, finding.function, finding.source, finding.col)
+    )
+    if finding.chain:
+        grid.add_row("via", Text(" → ".join(finding.chain)))
+    if finding.waits_for is not None:
+        grid.add_row("waits for", _wait(finding.waits_for))
+    return grid
+
+
+def _place(
+    file: str, line: int | None, function: str | None, source: str | None, col: int | None = None
+) -> RenderableType:
+    head = Text(_location(file, line, col), style=_LOCATION)
+    if function:
+        head.append(" in ", style=_DIM)
+        head.append(function)
+    if not source:
+        return head
+    return Group(head, code_block(source, start_line=line if line else None))
+
+
+def _wait(target: WaitTarget) -> RenderableType:
+    if target.thread_name is None and target.tid is None and target.file is None:
+        return prose(target.description)
+    head = Text()
+    if target.thread_name is not None or target.tid is not None:
+        head.append(f"thread {target.thread_name or '?'}")
+        if target.tid:
+            head.append(f" (tid {target.tid})", style=_DIM)
+    else:
+        head = prose(target.description)
+    if target.file is None:
+        return head
+    place = _place(target.file, target.line, target.function, target.source)
+    return Group(head, place)
+
+
+def _stack_title(finding: Finding) -> str:
+    if finding.state is LoopState.STARVED:
+        return "Stack of one busy worker thread, innermost first"
+    return f"Stack of {finding.thread or 'the loop thread'}, innermost first"
+
+
+@dataclass(frozen=True)
+class _Fold:
+    count: int
+    packages: tuple[str, ...]
+    framework_only: bool
+
+
+def _foldable(i: int, frame: Frame, user: int | None) -> bool:
+    if i == 0 or is_user_frame(frame):
+        return False  # where the thread sits, and the user's code, always show
+    if user is not None:
+        if i == user - 1:
+            return False  # what the user's code called
+        if i > user:
+            return True  # outer to the user's code: only the machinery that called it
+    return package_of(frame) in _FOLD_PACKAGES
+
+
+def _fold_plan(
+    stack: Sequence[Frame], user: int | None, show_all: bool
+) -> list[tuple[int, Frame] | _Fold]:
+    """Frames in order, runs of two or more foldable frames replaced by one `_Fold`."""
+    plan: list[tuple[int, Frame] | _Fold] = []
+    run: list[tuple[int, Frame]] = []
+
+    def flush() -> None:
+        if len(run) >= 2:
+            packages: list[str] = []
+            for _, frame in run:
+                pkg = package_of(frame) or display_path(frame.file)
+                if pkg not in packages:
+                    packages.append(pkg)
+            only = all(p in _FOLD_PACKAGES for p in packages)
+            plan.append(_Fold(len(run), tuple(packages), only))
+        else:
+            plan.extend(run)
+        run.clear()
+
+    for i, frame in enumerate(stack):
+        if not show_all and _foldable(i, frame, user):
+            run.append((i, frame))
+        else:
+            flush()
+            plan.append((i, frame))
+    flush()
+    return plan
+
+
+def _stack(finding: Finding, width: int | None, show_all: bool) -> RenderableType:
+    user = finding.user_frame_index
+    plan = _fold_plan(finding.stack, user, show_all)
+    shown = [item for item in plan if not isinstance(item, _Fold)]
+    align = width is None or width >= _ALIGN_FRAMES_FROM
+    name_width = min(max((len(f.function) for _, f in shown), default=0), 48) if align else 0
+    lines: list[Text] = []
+    for item in plan:
+        if isinstance(item, _Fold):
+            kind = "framework" if item.framework_only else "library"
+            lines.append(
+                Text(f"  … {item.count} {kind} frames ({', '.join(item.packages)})", style=_DIM)
+            )
+            continue
+        i, frame = item
+        mine = i == user
+        line = Text()
+        line.append("▶ " if mine else "  ", style="bold magenta")
+        line.append(frame.function.ljust(name_width), style="bold" if mine else "")
+        where = _location(frame.file or frame.short_file or "?", frame.line)
+        location = Text(where if align else f"({where})", style=_LOCATION if mine else _DIM)
+        if mine:
+            location.append("  ← your code", style="bold magenta")
+        if width is not None and len(line) + len(location) + 2 > width - _INDENT:
+            # too long for one line: the location goes below, so the names stay aligned
+            lines.extend([line, Text("    ").append_text(location)])
+        else:
+            lines.append(line.append("  " if align else " ").append_text(location))
+    return Group(*lines)
+
+
+def _loop_line(loop: LoopReport) -> Text:
+    line = Text(f"pid {loop.pid} {loop.thread or 'thread'}", style="")
+    line.append(f" (tid {loop.tid})", style=_DIM)
+    line.append(": ")
+    line.append(loop.state.value, style=_STATE_STYLE[loop.state])
+    line.append(f" ({loop.kind.value})", style=_DIM)
+    return line
