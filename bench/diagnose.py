@@ -105,8 +105,11 @@ def _cli(pid: int) -> float:
     return took
 
 
-def _pauses(server: ManagedServer, windows: list[tuple[float, float]]) -> list[float]:
-    """Longest ticker gap inside each py-spy window: how long that sample froze the target."""
+def _pauses(
+    server: ManagedServer, windows: list[tuple[float, float]]
+) -> tuple[list[float], list[float]]:
+    """Longest ticker gap inside each py-spy window, and inside a control window of the same
+    length 0.2 s later (no py-spy running): the difference is what a sample costs the target."""
     os.kill(server.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 5
     line = ""
@@ -116,11 +119,13 @@ def _pauses(server: ManagedServer, windows: list[tuple[float, float]]) -> list[f
                 line = text
         time.sleep(0.1)
     gaps = [(float(t), float(g)) for t, g in json.loads(line or "[]")]
-    out = []
-    for start, end in windows:
-        inside = [g for t, g in gaps if start - 0.01 <= t <= end + 0.05]
-        out.append(max(inside, default=0.0))
-    return out
+
+    def longest(start: float, end: float) -> float:
+        return max((g for t, g in gaps if start - 0.01 <= t <= end + 0.05), default=0.0)
+
+    sampled = [longest(start, end) for start, end in windows]
+    control = [longest(start + 0.2, end + 0.2) for start, end in windows]
+    return sampled, control
 
 
 def main() -> None:
@@ -138,7 +143,7 @@ def main() -> None:
             raw_t.append(_raw(server.pid, pyspy, windows))
             lib_t.append(_library(server.pid))
             cli_t.append(_cli(server.pid))
-        pauses = _pauses(server, windows)
+        pauses, control = _pauses(server, windows)
     finally:
         server.stop(grace=0.5)
 
@@ -161,7 +166,8 @@ def main() -> None:
     if pauses:
         print(
             f"  pause per sample in the target: median {med(pauses) * 1000:.1f} ms, "
-            f"max {max(pauses) * 1000:.1f} ms over {len(pauses)} samples"
+            f"max {max(pauses) * 1000:.1f} ms over {len(pauses)} samples "
+            f"(control windows without py-spy: median {med(control) * 1000:.1f} ms)"
         )
     ok_verdict = cli <= 1.5
     ok_beyond = beyond <= 0.3

@@ -9,7 +9,7 @@ Everything is frozen and round-trips through plain JSON (`to_dict`/`from_dict`).
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 __all__ = [
@@ -182,6 +182,14 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(asdict(self))  # type: ignore[no-any-return]
+
+    def without_locals(self) -> Diagnosis:
+        """The same diagnosis with frame locals dropped: what is shown unless asked for."""
+
+        def bare(stack: tuple[Frame, ...]) -> tuple[Frame, ...]:
+            return tuple(replace(f, locals=()) if f.locals else f for f in stack)
+
+        return replace(self, findings=tuple(replace(f, stack=bare(f.stack)) for f in self.findings))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Diagnosis:

@@ -81,11 +81,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     help="Seconds between samples.",
 )
 @click.option(
-    "--locals/--no-locals",
-    "with_locals",
-    default=True,
-    show_default=True,
-    help="Capture locals (object addresses link a joined thread to its worker).",
+    "--locals",
+    "show_locals",
+    is_flag=True,
+    help="Show the locals of your frame (values that look like secrets are redacted).",
 )
 @click.option("--show-secrets", is_flag=True, help="Do not redact locals that look like secrets.")
 @click.option("--native", is_flag=True, help="Include C frames (py-spy --native).")
@@ -122,7 +121,7 @@ def diagnose(
     match: str | None,
     samples: int,
     interval: float,
-    with_locals: bool,
+    show_locals: bool,
     show_secrets: bool,
     native: bool,
     nonblocking: bool,
@@ -148,7 +147,7 @@ def diagnose(
     options = LiveOptions(
         samples=samples,
         interval=interval,
-        locals=with_locals,
+        locals=True,  # object addresses link a joined thread to its worker
         native=native,
         nonblocking=nonblocking,
         timeout=timeout,
@@ -164,7 +163,8 @@ def diagnose(
         f"{len(result.diagnosis.pids)} process(es), {result.diagnosis.samples} samples, "
         f"verdict in {result.elapsed_s:.2f} s"
     )
-    _emit(result.diagnosis, fmt, all_frames=all_frames, footer=footer)
+    shown = result.diagnosis if show_locals else result.diagnosis.without_locals()
+    _emit(shown, fmt, all_frames=all_frames, footer=footer)
     ctx.exit(_exit_code(result.diagnosis))
 
 
@@ -178,6 +178,8 @@ def diagnose(
 @click.option("--anyio-limit", type=click.IntRange(1, 10_000), default=40, show_default=True)
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
 @click.option("--all-frames", is_flag=True, help="Do not fold framework frames.")
+@click.option("--locals", "show_locals", is_flag=True, help="Show your frame's locals (redacted).")
+@click.option("--show-secrets", is_flag=True, help="Do not redact locals that look like secrets.")
 @click.pass_context
 def analyze_cmd(
     ctx: click.Context,
@@ -186,6 +188,8 @@ def analyze_cmd(
     anyio_limit: int,
     fmt: str,
     all_frames: bool,
+    show_locals: bool,
+    show_secrets: bool,
 ) -> None:
     """Analyse a saved dump: py-spy text or JSON, faulthandler, pystack, or --save output.
 
@@ -195,17 +199,20 @@ def analyze_cmd(
     """
     from hangdoctor.analysis import analyze
     from hangdoctor.capture.dumps import load_dump, parse_dump
+    from hangdoctor.capture.redact import redact_snapshot
 
     if str(file) == "-":
         snapshots = parse_dump(sys.stdin.read(), name="<stdin>")
     else:
         snapshots = load_dump(file)
+    snapshots = [redact_snapshot(s, reveal=show_secrets) for s in snapshots]
     diagnosis = analyze(
         snapshots,
         anyio_limit=anyio_limit,
         source_root=str(source_root) if source_root else None,
     )
-    _emit(diagnosis, fmt, all_frames=all_frames)
+    shown = diagnosis if show_locals else diagnosis.without_locals()
+    _emit(shown, fmt, all_frames=all_frames)
     ctx.exit(_exit_code(diagnosis))
 
 

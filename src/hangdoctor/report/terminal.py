@@ -202,6 +202,9 @@ def _finding(
         parts.append(_section("Why it hangs", prose(rule.why)))
     if finding.stack:
         parts.append(_section(_stack_title(finding), _stack(finding, width, show_all_frames)))
+    user_locals = _user_locals(finding)
+    if user_locals is not None:
+        parts.append(user_locals)
     if rule is not None:
         fix: list[RenderableType] = [prose(rule.fix)]
         if rule.good:
@@ -211,6 +214,22 @@ def _finding(
     hint.append(f"hangdoctor explain {finding.code}", style=_CODE)
     parts.extend([hint, Text()])
     return Group(*parts)
+
+
+def _user_locals(finding: Finding) -> RenderableType | None:
+    """The user frame's locals (present only when the user asked for them with --locals)."""
+    if finding.user_frame_index is None or not 0 <= finding.user_frame_index < len(finding.stack):
+        return None
+    frame = finding.stack[finding.user_frame_index]
+    if not frame.locals:
+        return None
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style=_CODE, no_wrap=True)
+    table.add_column(overflow="fold")
+    for local in frame.locals:
+        shown = local.repr if local.repr is not None else "?"
+        table.add_row(local.name + (" (arg)" if local.is_arg else ""), Text(shown))
+    return _section(f"Locals of {frame.function} (secrets redacted)", table)
 
 
 def _section(title: str, body: RenderableType) -> RenderableType:
