@@ -91,6 +91,14 @@ def diagnose_processes(
         notes.append(f"pid {pid} could not be sampled: {err.message}")
     if not snapshots:
         raise next(iter(result.errors.values()))
+    if opts.native:
+        fell_back = sorted({s.pid for s in snapshots if s.source != "py-spy-native"})
+        if fell_back:
+            notes.append(
+                "py-spy could not line up native frames with Python frames for pid "
+                + ", ".join(map(str, fell_back))
+                + " (a limitation of its unwinder on this stack): Python frames only."
+            )
     diagnosis = analyze(snapshots, anyio_limit=opts.anyio_limit)
     if notes:
         diagnosis = replace(diagnosis, notes=(*diagnosis.notes, *notes))

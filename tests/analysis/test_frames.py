@@ -18,7 +18,10 @@ def _f(function: str, file: str, short: str | None = None) -> Frame:
     [
         ("/root/.pyenv/versions/3.11.7/lib/python3.11/threading.py", "threading.py"),
         ("/usr/lib/python3.12/concurrent/futures/thread.py", "concurrent/futures/thread.py"),
-        ("/srv/.venv/lib/python3.13/site-packages/starlette/responses.py", "starlette/responses.py"),
+        (
+            "/srv/.venv/lib/python3.13/site-packages/starlette/responses.py",
+            "starlette/responses.py",
+        ),
         ("/usr/lib/python3/dist-packages/requests/api.py", "requests/api.py"),
         ("<frozen importlib._bootstrap>", "importlib/_bootstrap.py"),
         ("/srv/.venv/bin/uvicorn", "uvicorn"),
@@ -53,7 +56,9 @@ def test_signature_matches_qualified_and_bare_names() -> None:
 def test_package_pattern() -> None:
     """A pattern ending in / matches any frame of that package."""
     pattern = FramePattern("requests/")
-    assert frame_matches(_f("Session.send", "/v/lib/python3.12/site-packages/requests/sessions.py"), pattern)
+    assert frame_matches(
+        _f("Session.send", "/v/lib/python3.12/site-packages/requests/sessions.py"), pattern
+    )
     assert not frame_matches(_f("get", "/v/lib/python3.12/site-packages/requestsx/api.py"), pattern)
 
 
@@ -62,3 +67,17 @@ def test_display_path() -> None:
     assert display_path("/srv/app/api/x.py", "/srv/app") == "api/x.py"
     assert display_path("/usr/lib/python3.11/threading.py", "/srv/app") == "threading.py"
     assert display_path("/elsewhere/y.py", "/srv/app") == "/elsewhere/y.py"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Frame("0x7f533c4a3f16", "/usr/lib/x86_64-linux-gnu/libc.so.6", 0, module="libc.so.6"),
+        Frame("take_gil", "Python/ceval_gil.c", 331, module="/usr/bin/python3.11"),
+        Frame("poll", "src/poll.rs", 12),
+    ],
+    ids=["shared-lib", "c-source", "rust"],
+)
+def test_native_frames_are_never_user_code(frame: Frame) -> None:
+    """py-spy --native frames (C, Rust, shared libraries) are not the user's line."""
+    assert not is_user_frame(frame)

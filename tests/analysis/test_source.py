@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hangdoctor.analysis.source import SourceReader
 
-APP = '''\
+APP = """\
 import time as t
 from urllib.request import urlopen
 import requests
@@ -25,7 +25,7 @@ async def handler(lock, sock):
         async def inner():
             open("x")
         await inner()
-'''
+"""
 
 
 def test_calls_are_resolved_through_imports(tmp_path: Path) -> None:
@@ -78,3 +78,62 @@ def test_encoding_and_bad_files(tmp_path: Path) -> None:
     r = SourceReader()
     assert r.line(str(g), 2) == "    time.sleep(1)"
     assert r.enclosing_with(str(g), 2) is None
+
+
+MODULE_OBJECTS = """\
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_lock = threading.Lock()
+pool: ThreadPoolExecutor = ThreadPoolExecutor(max_workers=2)
+twice = threading.Lock()
+twice = threading.RLock()
+
+
+async def uses_module_objects():
+    _lock.acquire()
+    pool.submit(print).result()
+    twice.acquire()
+
+
+async def shadows(_lock):
+    _lock.acquire()
+
+
+async def declares_global():
+    global pool
+    pool = ThreadPoolExecutor()
+    pool.shutdown()
+"""
+
+
+def _line(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
+def test_module_level_objects_resolve_to_their_type(tmp_path: Path) -> None:
+    """`_lock = threading.Lock()` at module level makes `_lock.acquire()` threading.Lock.acquire."""
+    f = tmp_path / "app.py"
+    f.write_text(MODULE_OBJECTS)
+    r = SourceReader()
+    (acquire,) = r.calls_at(str(f), _line(MODULE_OBJECTS, "    _lock.acquire()"))
+    assert acquire.qualname == "threading.Lock.acquire"
+    assert (acquire.text, acquire.on_object) == ("_lock.acquire", True)
+    submit = r.calls_at(str(f), _line(MODULE_OBJECTS, "pool.submit"))
+    assert "concurrent.futures.ThreadPoolExecutor.submit" in [c.qualname for c in submit]
+    # bound twice at module level: its type is not known
+    (twice,) = r.calls_at(str(f), _line(MODULE_OBJECTS, "twice.acquire"))
+    assert (twice.qualname, twice.attr, twice.on_object) == (None, "acquire", True)
+
+
+def test_local_names_hide_module_objects(tmp_path: Path) -> None:
+    """An argument named like a module object is not that object; a `global` one still is."""
+    f = tmp_path / "app.py"
+    f.write_text(MODULE_OBJECTS)
+    r = SourceReader()
+    lines = MODULE_OBJECTS.splitlines()
+    shadowed = lines.index("async def shadows(_lock):") + 2
+    (call,) = r.calls_at(str(f), shadowed)
+    assert (call.qualname, call.attr) == (None, "acquire")
+    (shutdown,) = r.calls_at(str(f), _line(MODULE_OBJECTS, "pool.shutdown"))
+    assert shutdown.qualname == "concurrent.futures.ThreadPoolExecutor.shutdown"

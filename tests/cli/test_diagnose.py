@@ -158,6 +158,16 @@ def test_stream_abort_is_hd101_with_the_worker(newsroom: ServerFactory, loop: st
     assert any(lp["kind"] == loop for lp in out["loops"])
 
 
+def test_native_frames_do_not_change_the_cause(newsroom: ServerFactory) -> None:
+    """With --native (C frames in the stack) the cause and the user's line stay the same."""
+    server = newsroom()
+    _abort_stream_and_wait(server.base_url)
+    status, out = diagnose_json(server.pid, "--native")
+    assert status == 1
+    finding = _finding(out, "HD101")
+    _assert_at(finding, "HD101")
+
+
 def test_text_report_names_cause_line_and_fix(newsroom: ServerFactory) -> None:
     """The human report shows the verdict, code, file:line with its source, the worker and fix."""
     server = newsroom()

@@ -200,12 +200,54 @@ def _judge_loop(
     report = LoopReport(
         pid=pid, tid=tid, thread=name, kind=kind, state=state, blocked_for_s=blocked_for
     )
-    finding = _finding(report, last, cls, reader)
+    hot = ""
+    if state is LoopState.BUSY:
+        stable, hot = _busy_focus(chosen, reader)
+        if stable is not None:
+            cls = replace(cls, user_index=stable)
+    finding = _finding(report, last, cls, reader, hot)
     return report, finding
 
 
+def _user_frames(callback: tuple[Frame, ...]) -> list[tuple[str, str]]:
+    return [(f.function, f.file) for f in callback if is_user_frame(f)]
+
+
+def _busy_focus(samples: list[_Sample], reader: SourceReader) -> tuple[int | None, str]:
+    """Where busy work is reported: the innermost user frame present in every sample.
+
+    CPU work moves between functions from sample to sample; the innermost frame all
+    samples share holds all of the work seen (a helper when every sample is inside
+    it, else the handler that calls it). The innermost user frame seen most often is
+    named as the hot spot when it is elsewhere.
+    """
+    last = samples[-1].view.callback
+    common = set(_user_frames(last))
+    for s in samples[:-1]:
+        common &= set(_user_frames(s.view.callback))
+    stable = next(
+        (i for i, f in enumerate(last) if is_user_frame(f) and (f.function, f.file) in common),
+        None,
+    )
+    spots: Counter[tuple[str, str, int]] = Counter()
+    for s in samples:
+        top = next((f for f in s.view.callback if is_user_frame(f)), None)
+        if top is not None:
+            spots[(top.function, top.file, top.line)] += 1
+    if not spots or stable is None:
+        return stable, ""
+    (function, file, line), n = spots.most_common(1)[0]
+    focus = last[stable]
+    if (function, file, line) == (focus.function, focus.file, focus.line):
+        return stable, ""
+    return stable, (
+        f"the hottest line is in {function} at {reader.display(file)}:{line} "
+        f"({n} of {len(samples)} samples)"
+    )
+
+
 def _finding(
-    report: LoopReport, sample: _Sample, cls: Classification, reader: SourceReader
+    report: LoopReport, sample: _Sample, cls: Classification, reader: SourceReader, hot: str = ""
 ) -> Finding:
     stack = sample.thread.frames
     rule = cls.rule
@@ -220,21 +262,31 @@ def _finding(
     waits = _waits_for(sample, reader)
     where = f"{reader.display(user.file)}:{line}"
     if rule.code == "HD101":
-        what = f"leaving the `with` executor block at {where} runs shutdown(wait=True) on the loop"
+        what = (
+            f"Leaving the `with` executor block in {user.function} at {where} "
+            "runs shutdown(wait=True) on the loop"
+        )
     elif rule.code == "HD501":
         what = f"CPU work in {user.function} at {where} keeps the loop busy"
+        if hot:
+            what += f"; {hot}"
     elif rule.code == "HD900":
-        what = f"{user.function} at {where} blocks the loop in a call hangdoctor does not know"
+        called = cls.evidence or "A call"
+        what = (
+            f"{called} in {user.function} at {where} blocks the loop; "
+            "hangdoctor does not know this call"
+        )
     else:
-        called = cls.evidence or rule.name
+        called = cls.evidence or f"A blocking call ({rule.name})"
         what = f"{called} in {user.function} at {where} blocks the loop"
     if waits is not None:
         what += f"; it waits for {waits.description}"
     if report.blocked_for_s:
-        what += f" (stuck for at least {report.blocked_for_s:.1f} s)"
+        how = "busy" if report.state is LoopState.BUSY else "stuck"
+        what += f" ({how} for at least {report.blocked_for_s:.1f} s)"
     return Finding(
         code=rule.code,
-        message=what[0].upper() + what[1:] + ".",
+        message=what + ".",
         file=user.file,
         line=line,
         function=user.function,

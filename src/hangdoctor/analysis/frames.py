@@ -17,6 +17,8 @@ __all__ = [
     "FRAMEWORK_PACKAGES",
     "display_path",
     "frame_matches",
+    "is_native_file",
+    "is_native_frame",
     "is_stdlib_frame",
     "is_user_frame",
     "lib_path",
@@ -104,9 +106,26 @@ def is_stdlib_frame(frame: Frame) -> bool:
     return kind == "stdlib"
 
 
+# Native frames (C, C++, Rust, shared libraries; py-spy --native) carry no Python line the
+# analysis can use, and their paths would otherwise pass for the user's own code.
+_NATIVE_FILE = re.compile(
+    r"(?:\.(?:c|cc|cpp|cxx|h|hh|hpp|rs|S|s|asm)|\.so(?:\.\d+)*|\.dylib|\.dll|\.pyd|\.exe)$"
+)
+
+
+def is_native_file(path: str) -> bool:
+    """True for the file of a native frame (a C source or a shared library)."""
+    return bool(_NATIVE_FILE.search(path))
+
+
+def is_native_frame(frame: Frame) -> bool:
+    """A C/C++/Rust frame from `py-spy --native`: py-spy names its shared library in `module`."""
+    return frame.module is not None or is_native_file(frame.file)
+
+
 def is_user_frame(frame: Frame) -> bool:
-    """True for the user's own code: neither the standard library nor an installed package."""
-    return lib_path(frame) is None
+    """True for the user's own code: neither the standard library, a package, nor native code."""
+    return lib_path(frame) is None and not is_native_frame(frame)
 
 
 def package_of(frame: Frame) -> str | None:

@@ -14,7 +14,7 @@ import builtins
 import io
 import os
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hangdoctor.analysis.frames import display_path
@@ -30,13 +30,17 @@ class CallAtLine:
     """One call expression on a source line.
 
     `qualname` is the callable resolved through the file's imports
-    (`time.sleep`, `urllib.request.urlopen`, `open`), or None when the callee
-    is a method on an object of unknown type; `attr` is the last name
-    (`sleep`, `acquire`).
+    (`time.sleep`, `urllib.request.urlopen`, `open`) and through objects the
+    module builds at import time (`_lock = threading.Lock()` makes
+    `_lock.acquire` `threading.Lock.acquire`), or None when the callee is a
+    method on an object of unknown type; `attr` is the last name (`sleep`,
+    `acquire`).
     """
 
     qualname: str | None
     attr: str
+    text: str = ""  # the callee as written: "_jobs_lock.acquire", "urlopen"
+    on_object: bool = False  # a method on an object (known type or not), not a module function
 
 
 @dataclass
@@ -44,6 +48,7 @@ class _Parsed:
     lines: list[str]
     tree: ast.Module | None
     imports: dict[str, str]
+    instances: dict[str, str]  # module-level name -> the class or factory that built it
 
 
 class SourceReader:
@@ -131,15 +136,45 @@ class SourceReader:
         stmt = _statement_at(parsed.tree, line)
         if stmt is None:
             return ()
+        # a name the function binds itself (argument, assignment) hides the module's
+        shadowed = _local_names(parsed.tree, line)
+        imports = {k: v for k, v in parsed.imports.items() if k not in shadowed}
+        instances = {k: v for k, v in parsed.instances.items() if k not in shadowed}
         found: list[tuple[int, CallAtLine]] = []
         for node in _walk_no_nested_defs(stmt):
             if isinstance(node, ast.Call):
                 start, end = node.lineno, node.end_lineno or node.lineno
                 # calls on the sampled line first, then the rest of the statement
                 rank = 0 if start <= line <= end else 1
-                found.append((rank, _resolve(node.func, parsed.imports)))
+                found.append((rank, _resolve(node.func, imports, instances)))
         found.sort(key=lambda x: x[0])
         return tuple(c for _, c in found)
+
+    def entered_at(self, file: str, line: int) -> tuple[CallAtLine, ...]:
+        """Objects a plain `with` on `line` enters without calling anything (`with lock:`).
+
+        Each is reported as its `__enter__`, resolved like a call; `text` is the
+        expression. A thread blocked on such a line with no Python frame above it
+        waits in a C-level `__enter__`: a lock's acquire.
+        """
+        parsed = self._parsed(file)
+        if parsed is None or parsed.tree is None:
+            return ()
+        node = _with_header_at(parsed.tree, line)
+        if node is None:
+            return ()
+        shadowed = _local_names(parsed.tree, line)
+        imports = {k: v for k, v in parsed.imports.items() if k not in shadowed}
+        instances = {k: v for k, v in parsed.instances.items() if k not in shadowed}
+        out: list[CallAtLine] = []
+        for item in node.items:
+            expr = item.context_expr
+            if isinstance(expr, ast.Call):
+                continue
+            enter = ast.Attribute(value=expr, attr="__enter__", ctx=ast.Load())
+            resolved = _resolve(enter, imports, instances)
+            out.append(replace(resolved, text=_unparse(expr), on_object=True))
+        return tuple(out)
 
 
 def _parse(path: Path) -> _Parsed | None:
@@ -161,7 +196,8 @@ def _parse(path: Path) -> _Parsed | None:
     except (SyntaxError, ValueError):
         tree = None
     imports = _imports(tree) if tree is not None else {}
-    return _Parsed(lines=lines, tree=tree, imports=imports)
+    instances = _instances(tree, imports) if tree is not None else {}
+    return _Parsed(lines=lines, tree=tree, imports=imports, instances=instances)
 
 
 def _imports(tree: ast.Module) -> dict[str, str]:
@@ -181,6 +217,56 @@ def _imports(tree: ast.Module) -> dict[str, str]:
     return names
 
 
+def _instances(tree: ast.Module, imports: dict[str, str]) -> dict[str, str]:
+    """Module-level names bound once to a call of an imported callable: `_pool = Executor()`."""
+    built: dict[str, str] = {}
+    seen: set[str] = set()
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        for target in targets:
+            if not isinstance(target, ast.Name):
+                continue
+            if target.id in seen or target.id in imports:
+                built.pop(target.id, None)  # bound twice: its type is not known
+                continue
+            seen.add(target.id)
+            if isinstance(value, ast.Call):
+                callee = _resolve(value.func, imports, {})
+                if callee.qualname is not None:
+                    built[target.id] = callee.qualname
+    return built
+
+
+def _local_names(tree: ast.Module, line: int) -> set[str]:
+    """Names the innermost function around `line` binds: its arguments and assignments."""
+    func: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            end = node.end_lineno or node.lineno
+            if node.lineno <= line <= end and (func is None or node.lineno >= func.lineno):
+                func = node
+    if func is None:
+        return set()
+    args = func.args
+    names = {
+        a.arg
+        for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+        if a is not None
+    }
+    declared_global: set[str] = set()
+    for node in _walk_no_nested_defs(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Global):
+            declared_global.update(node.names)
+    return names - declared_global
+
+
 def _dotted(expr: ast.expr) -> list[str] | None:
     parts: list[str] = []
     while isinstance(expr, ast.Attribute):
@@ -196,17 +282,28 @@ def _dotted(expr: ast.expr) -> list[str] | None:
     return None
 
 
-def _resolve(func: ast.expr, imports: dict[str, str]) -> CallAtLine:
+def _resolve(func: ast.expr, imports: dict[str, str], instances: dict[str, str]) -> CallAtLine:
     parts = _dotted(func)
     attr = func.attr if isinstance(func, ast.Attribute) else (parts[-1] if parts else "")
+    text = _unparse(func)
+    method = isinstance(func, ast.Attribute)
     if not parts:
-        return CallAtLine(None, attr)
+        return CallAtLine(None, attr, text, on_object=method)
     head = parts[0]
     if head in imports:
-        return CallAtLine(".".join([imports[head], *parts[1:]]), attr)
+        return CallAtLine(".".join([imports[head], *parts[1:]]), attr, text)
+    if head in instances and len(parts) > 1:
+        return CallAtLine(".".join([instances[head], *parts[1:]]), attr, text, on_object=True)
     if len(parts) == 1 and head in _BUILTINS:
-        return CallAtLine(head, attr)
-    return CallAtLine(None, attr)
+        return CallAtLine(head, attr, text)
+    return CallAtLine(None, attr, text, on_object=method)
+
+
+def _unparse(expr: ast.expr) -> str:
+    try:
+        return ast.unparse(expr)
+    except (ValueError, RecursionError):
+        return ""
 
 
 def _statement_at(tree: ast.Module, line: int) -> ast.stmt | None:
@@ -225,6 +322,18 @@ def _statement_at(tree: ast.Module, line: int) -> ast.stmt | None:
         # a compound statement: keep only its header (the test of an `if`, a `with` item)
         header = _header_of(best)
         return header or best
+    return best
+
+
+def _with_header_at(tree: ast.Module, line: int) -> ast.With | None:
+    """The innermost (sync) `with` whose header, not body, spans `line`."""
+    best: ast.With | None = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.With):
+            continue
+        end = max((i.context_expr.end_lineno or node.lineno) for i in node.items)
+        if node.lineno <= line <= end and (best is None or node.lineno >= best.lineno):
+            best = node
     return best
 
 
@@ -261,4 +370,4 @@ def _calls_from_text(text: str, imports: dict[str, str]) -> tuple[CallAtLine, ..
         tree = ast.parse(text.strip())
     except SyntaxError:
         return ()
-    return tuple(_resolve(n.func, imports) for n in ast.walk(tree) if isinstance(n, ast.Call))
+    return tuple(_resolve(n.func, imports, {}) for n in ast.walk(tree) if isinstance(n, ast.Call))

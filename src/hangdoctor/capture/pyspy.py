@@ -141,11 +141,29 @@ def dump(
             "Retry with a larger --timeout; if it keeps happening, the process may be stuck "
             "in the kernel (state D), or try --nonblocking so py-spy does not pause it.",
         )
+    source = "py-spy-native" if native else "py-spy"
+    if code != 0 and native and _NATIVE_MERGE_FAILED in err:
+        # py-spy cannot always line native frames up with Python ones (a limitation of its
+        # unwinder on some stacks); the Python frames still name the cause, so take those.
+        argv.remove("--native")
+        left = max(0.5, timeout - duration)
+        try:
+            out, err, code = _run(argv, env, left)
+        finally:
+            resume_if_left_stopped(pid, info.state)
+        duration = time.monotonic() - start
+        source = "py-spy"
+        if code == -1:
+            raise CaptureError(
+                f"py-spy did not finish within {timeout:g} s while reading process {pid}.",
+                "Retry with a larger --timeout, or without --native.",
+            )
     if code != 0:
         raise _failure(info, err, native=native, nonblocking=nonblocking)
     try:
         snap = snapshot_from_pyspy_json(
             json.loads(out),
+            source=source,
             pid=pid,
             taken_at=wall_start + duration / 2,
             python_version=python_version_of(pid),
@@ -159,6 +177,9 @@ def dump(
             f"Run `py-spy dump --json --pid {pid}` yourself to see its output.",
         ) from None
     return replace(snap, cwd=_cwd(pid))
+
+
+_NATIVE_MERGE_FAILED = "Failed to merge native and python frames"
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[str, str, int]:

@@ -11,6 +11,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from hangdoctor.analysis.frames import is_native_file
 from hangdoctor.errors import BadDumpError
 from hangdoctor.model import Frame, Local, Snapshot, Thread
 
@@ -48,18 +49,8 @@ _LABELS = {
     DumpFormat.PYSTACK: "pystack dump",
 }
 
-# Native frames (C, C++, Rust, shared libraries) carry no Python line the
-# analysis can use, and their paths would pass for the user's own code.
-_NATIVE_FILE = re.compile(
-    r"(?:\.(?:c|cc|cpp|cxx|h|hh|hpp|rs|S|s|asm)|\.so(?:\.\d+)*|\.dylib|\.dll|\.pyd|\.exe)$"
-)
 # py-spy --locals and pystack --locals print objects as `<Type at 0x7f...>`
 _ADDR_REPR = re.compile(r"^<[\w.]+ (?:object )?at (0x[0-9a-fA-F]+)>$")
-
-
-def is_native_file(path: str) -> bool:
-    """True for the file of a native frame (a C source or a shared library)."""
-    return bool(_NATIVE_FILE.search(path))
 
 
 def local_from_text(name: str, value: str, *, is_arg: bool) -> Local:

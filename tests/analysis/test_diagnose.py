@@ -1,0 +1,124 @@
+"""Deciding blocked/busy/idle per loop over samples, and what the finding says.
+
+The snapshots here are plain data shaped like py-spy's; the golden captures in
+tests/data/golden are the same decisions on real processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hangdoctor.analysis import analyze
+from hangdoctor.model import Frame, LoopState, Snapshot, Thread, Verdict
+
+LIB = "/usr/lib/python3.12"
+
+APP = """\
+import time
+
+
+def rank(words):
+    score = 0
+    for i, word in enumerate(words):
+        score += (hash(word) ^ i) % 7
+    return score
+
+
+async def handler(seconds):
+    words = ["a"] * 1000
+    total = 0
+    while time.monotonic() < seconds:
+        total += rank(words)
+    time.sleep(seconds)
+    return total
+"""
+
+RUNNER = (
+    Frame("Handle._run", f"{LIB}/asyncio/events.py", 84),
+    Frame("BaseEventLoop._run_once", f"{LIB}/asyncio/base_events.py", 1936),
+    Frame("BaseEventLoop.run_forever", f"{LIB}/asyncio/base_events.py", 608),
+    Frame("Runner.run", f"{LIB}/asyncio/runners.py", 118),
+)
+
+
+def _line(needle: str) -> int:
+    return next(i for i, ln in enumerate(APP.splitlines(), 1) if needle in ln)
+
+
+def _app(tmp_path: Path) -> str:
+    f = tmp_path / "app.py"
+    f.write_text(APP)
+    return str(f)
+
+
+def _snap(t: float, *callback: Frame, active: bool, cwd: str | None = None) -> Snapshot:
+    loop = Thread(tid=7, name="MainThread", frames=(*callback, *RUNNER), active=active)
+    return Snapshot(pid=7, taken_at=t, threads=(loop,), cwd=cwd)
+
+
+def test_busy_points_at_the_frame_every_sample_shares(tmp_path: Path) -> None:
+    """CPU work moving between rank and handler is reported in handler, rank named as hot."""
+    app = _app(tmp_path)
+    in_rank = (Frame("rank", app, _line("score +=")), Frame("handler", app, _line("total +=")))
+    in_handler = (Frame("handler", app, _line("while time")),)
+    snaps = [
+        _snap(0.0, *in_rank, active=True, cwd=str(tmp_path)),
+        _snap(0.5, *in_handler, active=True, cwd=str(tmp_path)),
+        _snap(1.0, *in_rank, active=True, cwd=str(tmp_path)),
+    ]
+    diagnosis = analyze(snaps)
+    assert diagnosis.verdict is Verdict.BUSY
+    (finding,) = diagnosis.findings
+    assert (finding.code, finding.state) == ("HD501", LoopState.BUSY)
+    assert (finding.function, finding.line) == ("handler", _line("total +="))
+    assert finding.stack[finding.user_frame_index or 0].function == "handler"
+    assert f"the hottest line is in rank at app.py:{_line('score +=')} (2 of 3 samples)" in (
+        finding.message
+    )
+    assert "busy for at least 1.0 s" in finding.message
+
+
+def test_busy_in_one_function_points_at_it(tmp_path: Path) -> None:
+    """When every sample is inside rank, rank is the place and no separate hot spot is named."""
+    app = _app(tmp_path)
+    snaps = [
+        _snap(
+            float(i),
+            Frame("rank", app, _line("score +=") - i % 2),
+            Frame("handler", app, _line("total +=")),
+            active=True,
+        )
+        for i in range(3)
+    ]
+    (finding,) = analyze(snaps).findings
+    assert (finding.code, finding.function) == ("HD501", "rank")
+    assert "hottest" not in finding.message
+
+
+def test_blocked_message_names_the_call_as_written(tmp_path: Path) -> None:
+    """The same sleeping line in every sample: blocked, HD201, the call and place in the message."""
+    app = _app(tmp_path)
+    sleeping = Frame("handler", app, _line("time.sleep"))
+    snaps = [_snap(float(i), sleeping, active=False, cwd=str(tmp_path)) for i in range(3)]
+    diagnosis = analyze(snaps)
+    assert diagnosis.verdict is Verdict.BLOCKED
+    (finding,) = diagnosis.findings
+    assert finding.code == "HD201"
+    assert finding.message == (
+        f"`time.sleep()` in handler at app.py:{_line('time.sleep')} blocks the loop "
+        "(stuck for at least 2.0 s)."
+    )
+
+
+def test_a_loop_seen_idle_last_is_healthy(tmp_path: Path) -> None:
+    """A callback seen once and gone by the next sample is normal work, not a hang."""
+    app = _app(tmp_path)
+    select = Frame("EpollSelector.select", f"{LIB}/selectors.py", 468)
+    idle = Thread(tid=7, name="MainThread", frames=(select, *RUNNER[1:]), active=False)
+    snaps = [
+        _snap(0.0, Frame("handler", app, _line("time.sleep")), active=False),
+        Snapshot(pid=7, taken_at=0.5, threads=(idle,)),
+        Snapshot(pid=7, taken_at=1.0, threads=(idle,)),
+    ]
+    diagnosis = analyze(snaps)
+    assert diagnosis.verdict is Verdict.HEALTHY and diagnosis.findings == ()
