@@ -122,3 +122,19 @@ def test_a_loop_seen_idle_last_is_healthy(tmp_path: Path) -> None:
     ]
     diagnosis = analyze(snaps)
     assert diagnosis.verdict is Verdict.HEALTHY and diagnosis.findings == ()
+
+
+def test_different_framework_callbacks_each_sample_is_a_loaded_healthy_loop() -> None:
+    """A loop under steady load sits in a different short callback every sample: healthy."""
+    site = "/srv/.venv/lib/python3.12/site-packages"
+    callbacks = [
+        Frame("Connection._process_event", f"{site}/h11/_connection.py", 332),
+        Frame("H11Protocol.data_received", f"{site}/uvicorn/protocols/http/h11_impl.py", 171),
+        Frame("Request.json", f"{site}/starlette/requests.py", 252),
+    ]
+    snaps = [_snap(float(i) * 0.4, cb, active=True) for i, cb in enumerate(callbacks)]
+    diagnosis = analyze(snaps)
+    assert diagnosis.verdict is Verdict.HEALTHY
+    assert diagnosis.findings == ()
+    assert [lp.state for lp in diagnosis.loops] == [LoopState.IDLE]
+    assert any("loaded loop" in n for n in diagnosis.notes)

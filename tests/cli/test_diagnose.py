@@ -229,3 +229,24 @@ def test_fixed_stream_under_load_is_healthy(newsroom: ServerFactory) -> None:
     assert out["findings"] == []
     assert answered and all(answered)
     assert timed_get(base + "/health", timeout=2.0).ok
+
+
+def test_locals_are_shown_on_request_with_secrets_redacted(
+    causes_server: ManagedServer, background: Background
+) -> None:
+    """--locals shows the user frame's locals; secret-looking ones are redacted by default."""
+    background.get(f"{causes_server.base_url}/causes/login?seconds={BLOCK_S}")
+    _wait_until_blocked(causes_server.base_url)
+    plain = run_hangdoctor("diagnose", "--pid", str(causes_server.pid))
+    shown = run_hangdoctor("diagnose", "--pid", str(causes_server.pid), "--locals")
+    _, as_json = diagnose_json(causes_server.pid)
+    background.join()
+    assert plain.returncode == shown.returncode == 1, plain.stderr + shown.stderr
+    assert f"causes.py:{expected('HD201-login').line}" in shown.stdout
+    assert "Locals of slow_login" in shown.stdout
+    assert "password" in shown.stdout and "api_token" in shown.stdout
+    assert "hunter2-newsroom" not in shown.stdout
+    assert "nr-0123456789abcdef" not in shown.stdout
+    assert "Locals of" not in plain.stdout
+    frames = as_json["findings"][0]["stack"]
+    assert all(not f.get("locals") for f in frames)

@@ -131,6 +131,12 @@ def _analyze_process(
         )
     for tid, samples in loop_series.items():
         report, finding = _judge_loop(pid, tid, samples, reader)
+        if report.state is LoopState.IDLE and len(samples) >= 2 and all(s.key for s in samples):
+            notes.append(
+                f"pid {pid} {report.thread or 'loop'}: running a different short callback in "
+                "every sample, with no code of yours in common: a loaded loop that keeps "
+                "answering."
+            )
         if report.state is LoopState.IDLE:
             starved = _starvation(pid, series, reader, anyio_limit)
             if starved is not None:
@@ -185,7 +191,10 @@ def _judge_loop(
         cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
         if cls.rule.code == "HD501":
             state = LoopState.BUSY
-    elif everywhere and len(samples) >= 2:
+    elif everywhere and len(samples) >= 2 and _busy_focus(samples, reader)[0] is not None:
+        # In a callback every time, but a different one: only work that stays inside one
+        # function of the user's is CPU work on the loop. Different short callbacks each
+        # sample (parsing requests under load) is a loop that keeps answering: healthy.
         on_cpu = sum(s.thread.active is True for s in samples) * 2 > len(samples)
         cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
         chosen = samples

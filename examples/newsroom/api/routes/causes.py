@@ -135,3 +135,12 @@ def slow_sync_report(seconds: float = 5.0) -> dict[str, str]:
     # a sync route: runs on one of AnyIO's 40 worker threads, not on the loop
     time.sleep(seconds)  # hd-expect: HD401
     return {"slept": str(seconds)}
+
+
+@router.get("/login")
+async def slow_login(seconds: float = 5.0) -> dict[str, bool]:
+    # secrets in locals: `hangdoctor diagnose --locals` shows them redacted
+    password = os.environ.get("NEWSROOM_DB_PASSWORD", "hunter2-newsroom")
+    api_token = "Bearer nr-0123456789abcdef"
+    time.sleep(seconds)  # hd-expect: HD201-login
+    return {"ok": bool(password and api_token)}
