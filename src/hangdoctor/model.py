@@ -152,6 +152,7 @@ class Finding:
     stack: tuple[Frame, ...] = ()  # the loop thread's stack, innermost first
     user_frame_index: int | None = None  # index in `stack` of the user's frame
     chain: tuple[str, ...] = ()  # scan: call chain across functions
+    cwd: str | None = None  # the target's working directory: paths are shown relative to it
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
         stack=tuple(frame_from_dict(f) for f in d.get("stack", ())),
         user_frame_index=d.get("user_frame_index"),
         chain=tuple(d.get("chain", ())),
+        cwd=d.get("cwd"),
     )
 
 

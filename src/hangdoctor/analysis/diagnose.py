@@ -294,6 +294,7 @@ def _finding(
         how = "busy" if report.state is LoopState.BUSY else "stuck"
         what += f" ({how} for at least {report.blocked_for_s:.1f} s)"
     return Finding(
+        cwd=reader.cwd,
         code=rule.code,
         message=what + ".",
         file=user.file,
@@ -423,6 +424,7 @@ def _starvation(
         f"{reader.display(file)}:{line}); sync routes, a sync /health included, queue for a thread."
     )
     finding = Finding(
+        cwd=reader.cwd,
         code=rule.code,
         message=message,
         file=file,

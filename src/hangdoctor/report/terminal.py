@@ -236,8 +236,8 @@ def _section(title: str, body: RenderableType) -> RenderableType:
     return Group(Text(title, style=_LABEL), Padding(body, (0, 0, 1, _INDENT)))
 
 
-def _location(file: str, line: int | None, col: int | None = None) -> str:
-    where = display_path(file)
+def _location(file: str, line: int | None, col: int | None = None, cwd: str | None = None) -> str:
+    where = display_path(file, cwd)
     if line:
         where += f":{line}"
         if col is not None:
@@ -277,19 +277,27 @@ def _facts(finding: Finding, loop: LoopReport | None) -> Table:
     if finding.state is not None:
         grid.add_row("state", _duration(finding, loop))
     grid.add_row(
-        "where", _place(finding.file, finding.line, finding.function, finding.source, finding.col)
+        "where",
+        _place(
+            finding.file, finding.line, finding.function, finding.source, finding.col, finding.cwd
+        ),
     )
     if finding.chain:
         grid.add_row("via", Text(" → ".join(finding.chain)))
     if finding.waits_for is not None:
-        grid.add_row("waits for", _wait(finding.waits_for))
+        grid.add_row("waits for", _wait(finding.waits_for, finding.cwd))
     return grid
 
 
 def _place(
-    file: str, line: int | None, function: str | None, source: str | None, col: int | None = None
+    file: str,
+    line: int | None,
+    function: str | None,
+    source: str | None,
+    col: int | None = None,
+    cwd: str | None = None,
 ) -> RenderableType:
-    head = Text(_location(file, line, col), style=_LOCATION)
+    head = Text(_location(file, line, col, cwd), style=_LOCATION)
     if function:
         head.append(" in ", style=_DIM)
         head.append(function)
@@ -298,7 +306,7 @@ def _place(
     return Group(head, code_block(source, start_line=line if line else None))
 
 
-def _wait(target: WaitTarget) -> RenderableType:
+def _wait(target: WaitTarget, cwd: str | None = None) -> RenderableType:
     if target.thread_name is None and target.tid is None and target.file is None:
         return prose(target.description)
     head = Text()
@@ -310,7 +318,7 @@ def _wait(target: WaitTarget) -> RenderableType:
         head = prose(target.description)
     if target.file is None:
         return head
-    place = _place(target.file, target.line, target.function, target.source)
+    place = _place(target.file, target.line, target.function, target.source, cwd=cwd)
     return Group(head, place)
 
 
@@ -387,7 +395,7 @@ def _stack(finding: Finding, width: int | None, show_all: bool) -> RenderableTyp
         line = Text()
         line.append("▶ " if mine else "  ", style="bold magenta")
         line.append(frame.function.ljust(name_width), style="bold" if mine else "")
-        where = _location(frame.file or frame.short_file or "?", frame.line)
+        where = _location(frame.file or frame.short_file or "?", frame.line, cwd=finding.cwd)
         location = Text(where if align else f"({where})", style=_LOCATION if mine else _DIM)
         if mine:
             location.append("  ← your code", style="bold magenta")
