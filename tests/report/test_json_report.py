@@ -28,7 +28,8 @@ TOP = [
 ]
 FINDING = [
     "code", "name", "summary", "message", "file", "line", "function", "pid", "thread", "tid",
-    "blocked_for_s", "state", "source", "col", "waits_for", "stack", "user_frame_index", "chain", "cwd",
+    "blocked_for_s", "state", "source", "col", "waits_for", "stack", "user_frame_index", "chain",
+    "cwd",
 ]  # fmt: skip
 
 
