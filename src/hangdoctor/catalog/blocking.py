@@ -13,6 +13,7 @@ RULES = (
     Rule(
         code="HD201",
         name="time-sleep-in-async",
+        effect="stops the whole event loop while it sleeps",
         summary="`time.sleep` is called in async code.",
         why=(
             "`time.sleep` suspends the whole thread. On the event-loop thread that is every "
@@ -36,6 +37,7 @@ async def poll():
     Rule(
         code="HD202",
         name="sync-http-client-in-async",
+        effect="waits for the network on the event loop",
         summary="A synchronous HTTP client is used in async code.",
         why=(
             "requests, urllib, http.client, urllib3 and httpx's sync `Client` wait for the "
@@ -85,10 +87,20 @@ async def weather():
             "requests.request",
             "requests.Session.get",
             "requests.Session.post",
+            "requests.Session.put",
+            "requests.Session.patch",
+            "requests.Session.delete",
+            "requests.Session.head",
+            "requests.Session.options",
             "requests.Session.request",
+            "requests.Session.send",
             "urllib.request.urlopen",
+            "urllib.request.OpenerDirector.open",
             "urllib3.request",
             "urllib3.PoolManager.request",
+            "urllib3.PoolManager.urlopen",
+            "urllib3.HTTPConnectionPool.request",
+            "urllib3.HTTPConnectionPool.urlopen",
             "http.client.HTTPConnection.request",
             "http.client.HTTPConnection.getresponse",
             "http.client.HTTPSConnection.request",
@@ -102,14 +114,22 @@ async def weather():
             "httpx.stream",
             "httpx.Client.get",
             "httpx.Client.post",
+            "httpx.Client.put",
+            "httpx.Client.patch",
+            "httpx.Client.delete",
+            "httpx.Client.head",
+            "httpx.Client.options",
             "httpx.Client.request",
             "httpx.Client.send",
+            "httpx.Client.stream",
         ),
         methods=("urlopen", "getresponse"),
+        scan_methods=("urlopen", "getresponse"),
     ),
     Rule(
         code="HD203",
         name="sync-db-or-socket-in-async",
+        effect="waits for the database or the socket on the event loop",
         summary="A synchronous database driver or raw socket I/O runs in async code.",
         why=(
             "sqlite3, psycopg2, pymysql, the sync redis client and plain `socket` calls "
@@ -155,17 +175,34 @@ async def user(uid: int):
         calls=(
             "sqlite3.connect",
             "sqlite3.Connection.execute",
+            "sqlite3.Connection.executemany",
+            "sqlite3.Connection.executescript",
+            "sqlite3.Connection.commit",
             "sqlite3.Cursor.execute",
+            "sqlite3.Cursor.executemany",
+            "sqlite3.Cursor.fetchone",
+            "sqlite3.Cursor.fetchall",
+            "sqlite3.Cursor.fetchmany",
             "psycopg2.connect",
+            "psycopg2.extensions.connection.commit",
+            "psycopg2.extensions.cursor.execute",
+            "psycopg2.extensions.cursor.executemany",
+            "psycopg2.extensions.cursor.fetchone",
+            "psycopg2.extensions.cursor.fetchall",
+            "psycopg2.extensions.cursor.fetchmany",
+            "psycopg.connect",
             "pymysql.connect",
             "redis.Redis",
             "redis.StrictRedis",
+            "redis.Redis.*",  # every command of the sync client is a network round trip
             "socket.create_connection",
             "socket.socket.connect",
             "socket.socket.recv",
             "socket.socket.recv_into",
             "socket.socket.recvfrom",
+            "socket.socket.send",
             "socket.socket.sendall",
+            "socket.socket.sendto",
             "socket.socket.accept",
         ),
         methods=(
@@ -182,10 +219,12 @@ async def user(uid: int):
             "fetchmany",
             "commit",
         ),
+        scan_methods=("recv", "recv_into", "recvfrom", "sendall"),
     ),
     Rule(
         code="HD204",
         name="subprocess-wait-in-async",
+        effect="waits for a child process on the event loop",
         summary="Async code waits for a subprocess synchronously.",
         why=(
             "`subprocess.run`, `call`, `check_call`, `check_output`, `Popen.wait`, "
@@ -236,10 +275,12 @@ async def thumbnail(path: str):
             "os.wait",
         ),
         methods=("communicate",),
+        scan_methods=("communicate",),
     ),
     Rule(
         code="HD205",
         name="blocking-file-io-in-async",
+        effect="waits for the disk on the event loop",
         summary="Blocking file I/O runs in async code.",
         why=(
             "`open()`, file reads and writes, `pathlib.Path.read_text`/`write_bytes` and "
@@ -290,6 +331,7 @@ async def export():
             "pathlib.Path.read_bytes",
             "pathlib.Path.write_text",
             "pathlib.Path.write_bytes",
+            "pathlib.Path.open",
             "shutil.copy",
             "shutil.copy2",
             "shutil.copyfile",
@@ -298,10 +340,12 @@ async def export():
             "shutil.rmtree",
         ),
         methods=("read", "readline", "readlines", "write", "read_text", "read_bytes"),
+        scan_methods=("read_text", "read_bytes", "write_text", "write_bytes"),
     ),
     Rule(
         code="HD206",
         name="thread-sync-wait-in-async",
+        effect="waits for another thread on the event loop",
         summary="Async code waits on a threading primitive or a thread-safe queue.",
         why=(
             "`threading.Lock.acquire`, `Event.wait`, `Condition.wait`, `Semaphore.acquire`, "
@@ -349,17 +393,37 @@ async def submit(job: Job):
             "threading.RLock.acquire",
             "threading.Event.wait",
             "threading.Condition.wait",
+            "threading.Condition.wait_for",
+            "threading.Condition.acquire",
             "threading.Semaphore.acquire",
+            "threading.BoundedSemaphore.acquire",
+            "threading.Barrier.wait",
             "threading.Thread.join",
+            # `with lock:` acquires
+            "threading.Lock.__enter__",
+            "threading.RLock.__enter__",
+            "threading.Condition.__enter__",
+            "threading.Semaphore.__enter__",
+            "threading.BoundedSemaphore.__enter__",
             "queue.Queue.get",
             "queue.Queue.put",
+            "queue.Queue.join",
+            "queue.LifoQueue.get",
+            "queue.LifoQueue.put",
+            "queue.PriorityQueue.get",
+            "queue.PriorityQueue.put",
             "queue.SimpleQueue.get",
+            "multiprocessing.Queue.get",
+            "multiprocessing.Queue.put",
         ),
         methods=("acquire", "wait", "wait_for", "join", "get", "put"),
+        # an unawaited `.acquire()` in a coroutine is a thread lock (asyncio's is awaited)
+        scan_methods=("acquire",),
     ),
     Rule(
         code="HD207",
         name="sync-dns-in-async",
+        effect="waits for DNS on the event loop",
         summary="Synchronous DNS resolution runs in async code.",
         why=(
             "`socket.getaddrinfo`, `gethostbyname` and friends ask the system resolver and "
@@ -393,5 +457,6 @@ async def resolve(host: str):
             "socket.getfqdn",
         ),
         methods=("getaddrinfo", "gethostbyname"),
+        scan_methods=("gethostbyname",),
     ),
 )

@@ -8,6 +8,7 @@ RULES = (
     Rule(
         code="HD101",
         name="executor-shutdown-on-loop",
+        effect="waits for the executor's worker threads on the event loop",
         summary="An executor is shut down with wait=True on the event-loop thread.",
         why=(
             "Leaving a `with ThreadPoolExecutor()` (or ProcessPoolExecutor) block calls "
@@ -60,12 +61,18 @@ async def gen():
         calls=(
             "concurrent.futures.ThreadPoolExecutor.shutdown",
             "concurrent.futures.ProcessPoolExecutor.shutdown",
+            "concurrent.futures.Executor.shutdown",
+            # leaving `with executor:` is shutdown(wait=True)
+            "concurrent.futures.ThreadPoolExecutor.__exit__",
+            "concurrent.futures.ProcessPoolExecutor.__exit__",
+            "concurrent.futures.Executor.__exit__",
         ),
         methods=("shutdown",),
     ),
     Rule(
         code="HD102",
         name="concurrent-future-wait-on-loop",
+        effect="blocks the event loop until the future is done",
         summary="Async code waits on a concurrent.futures.Future with a blocking call.",
         why=(
             "`Future.result()`, `concurrent.futures.wait()` and `as_completed()` block the "
@@ -98,7 +105,12 @@ async def report():
             FramePattern("concurrent/futures/_base.py", "wait"),
             FramePattern("concurrent/futures/_base.py", "as_completed"),
         ),
-        calls=("concurrent.futures.wait", "concurrent.futures.as_completed"),
+        calls=(
+            "concurrent.futures.wait",
+            "concurrent.futures.as_completed",
+            "concurrent.futures.Future.result",
+            "concurrent.futures.Future.exception",
+        ),
         methods=("result",),
     ),
 )

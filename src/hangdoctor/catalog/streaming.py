@@ -8,6 +8,7 @@ RULES = (
     Rule(
         code="HD301",
         name="stream-ignores-disconnect",
+        effect="keeps streaming after the client has gone",
         summary="A streaming response generator never checks whether the client is still there.",
         why=(
             "A generator behind `StreamingResponse` or `EventSourceResponse` keeps running "
@@ -40,10 +41,19 @@ return StreamingResponse(gen(request), media_type="text/event-stream")
         fix_min_python="3.7",
         fix_safety="Unsafe as an automatic fix: the generator needs the request object.",
         live=False,
+        sinks=(
+            "starlette.responses.StreamingResponse",
+            "fastapi.responses.StreamingResponse",
+            "sse_starlette.EventSourceResponse",
+            "sse_starlette.sse.EventSourceResponse",
+        ),
+        guards=("disconnect",),  # request.is_disconnected(), "http.disconnect", a helper
+        severity="warning",
     ),
     Rule(
         code="HD302",
         name="stream-swallows-cancellation",
+        effect="swallows the cancellation that ends the stream",
         summary="A streaming generator catches CancelledError (or BaseException) and goes on.",
         why=(
             "When a client disconnects, the server cancels the response task by raising "
@@ -73,5 +83,12 @@ async def gen():
         fix_min_python="3.7",
         fix_safety="Safe to add `raise` at the end of the handler.",
         live=False,
+        sinks=(
+            "starlette.responses.StreamingResponse",
+            "fastapi.responses.StreamingResponse",
+            "sse_starlette.EventSourceResponse",
+            "sse_starlette.sse.EventSourceResponse",
+        ),
+        severity="warning",
     ),
 )

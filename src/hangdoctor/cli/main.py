@@ -9,7 +9,9 @@ import click
 from rich.console import Console
 
 from hangdoctor import __version__
-from hangdoctor.cli import demo
+from hangdoctor.cli import demo, doctor
+from hangdoctor.cli import probe as probe_cmd
+from hangdoctor.cli import scan as scan_cmd
 from hangdoctor.cli.errors import HangdoctorGroup
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
 from hangdoctor.model import Diagnosis, Verdict
@@ -235,6 +237,9 @@ def explain(code: str | None, list_all: bool) -> None:
 
 
 cli.add_command(demo.command)
+cli.add_command(probe_cmd.command)
+cli.add_command(scan_cmd.command)
+cli.add_command(doctor.command)
 
 
 def entry() -> None:

@@ -90,6 +90,11 @@ class ManagedServer:
         return self._proc.pid
 
     @property
+    def returncode(self) -> int | None:
+        """The exit code once the server has exited, else None."""
+        return None if self._proc is None else self._proc.poll()
+
+    @property
     def log_path(self) -> Path:
         return Path(self._log.name)
 

@@ -1,0 +1,272 @@
+"""`hangdoctor probe URL --stream PATH`: reproduce a hang on purpose, and prove a fix holds.
+
+Exit status: 0 the service stayed responsive, 1 it did not (a health request
+timed out or p99 passed the threshold), 2 it could not be probed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
+from hangdoctor.probe.engine import MAX_CLIENTS, MAX_DURATION_S, ProbeError, probe
+from hangdoctor.probe.target import parse_target
+from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
+
+__all__ = ["command", "write_report"]
+
+_REPORT_MODULE = "hangdoctor.report.html"
+
+
+def _abort_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    low, sep, high = value.partition("-")
+    try:
+        lo = float(low)
+        hi = float(high) if sep else lo
+    except ValueError:
+        raise click.BadParameter("give MIN-MAX seconds, like 0.2-3") from None
+    if not 0 < lo <= hi:
+        raise click.BadParameter("give MIN-MAX seconds with 0 < MIN <= MAX, like 0.2-3")
+    return lo, hi
+
+
+def _headers(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in value:
+        name, sep, text = item.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not 'Name: value'")
+        out.append((name.strip(), text.strip()))
+    return tuple(out)
+
+
+def _require_report_module() -> None:
+    if importlib.util.find_spec(_REPORT_MODULE) is None:
+        raise ProbeError(
+            "This hangdoctor cannot write HTML reports (hangdoctor.report.html is missing).",
+            "Run without --report, and use --format json to keep the results.",
+        )
+
+
+def write_report(result: ProbeResult, path: Path) -> None:
+    """Render the HTML report and write it atomically: a reader never sees half a file."""
+    from hangdoctor.probe.json_output import redacted
+
+    _require_report_module()
+    module = importlib.import_module(_REPORT_MODULE)
+    html: str = module.render_probe_html(redacted(result))
+    target = path.resolve()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_report_path(path: Path) -> None:
+    parent = path.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ProbeError(
+            f"The report cannot be written to {path}: {parent} is not a writable directory.",
+            "Pass --report with a path in an existing, writable directory.",
+        )
+
+
+@click.command("probe")
+@click.argument("url")
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="PATH",
+    help="An SSE endpoint the clients open and drop (repeatable; clients take turns).",
+)
+@click.option(
+    "--health",
+    metavar="PATH",
+    help="The endpoint timed while streams churn.  [default: the URL's path, else /health]",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(0, MAX_CLIENTS),
+    default=20,
+    show_default=True,
+    help="Concurrent stream clients (0: time health only, e.g. with a browser as the client).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, MAX_DURATION_S, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds the clients run.",
+)
+@click.option(
+    "--abort-after",
+    "abort_after",
+    default="0.2-3",
+    show_default=True,
+    metavar="MIN-MAX",
+    callback=_abort_range,
+    help="Each stream is dropped after a random time in this range (seconds).",
+)
+@click.option(
+    "--health-interval",
+    type=click.FloatRange(0.01, 60.0),
+    default=0.1,
+    show_default=True,
+    help="Seconds between health requests (on a fixed schedule).",
+)
+@click.option(
+    "--health-timeout",
+    type=click.FloatRange(0.05, 300.0),
+    default=2.0,
+    show_default=True,
+    help="Deadline of each health request, in seconds: later counts as a timeout.",
+)
+@click.option(
+    "--p99-threshold",
+    type=click.FloatRange(0.0, 300.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Pass only when the health p99 is under this many seconds.",
+)
+@click.option(
+    "--stall-threshold",
+    type=click.FloatRange(0.0, 300.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="A health request still waiting after this many seconds is a stall: capture then.",
+)
+@click.option("--pid", type=int, metavar="PID", help="The server process to capture a stall in.")
+@click.option("--no-capture", is_flag=True, help="Do not capture the server's stacks on a stall.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    callback=_headers,
+    help="A request header for streams and health (repeatable), e.g. for auth.",
+)
+@click.option(
+    "--method",
+    metavar="METHOD",
+    help="HTTP method of the streams.  [default: GET, POST with --body]",
+)
+@click.option(
+    "--body",
+    metavar="TEXT",
+    help="Request body of the streams (JSON unless a Content-Type header says otherwise).",
+)
+@click.option("--insecure", is_flag=True, help="https: do not verify the server's certificate.")
+@click.option("--seed", type=int, help="Seed of the random abort moments, to repeat a run.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="text: the summary and the diagnosis; json: the whole timeline (docs/probe.md).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.html",
+    help="Also write a self-contained HTML report of the run.",
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    url: str,
+    streams: tuple[str, ...],
+    health: str | None,
+    clients: int,
+    duration: float,
+    abort_after: tuple[float, float],
+    health_interval: float,
+    health_timeout: float,
+    p99_threshold: float,
+    stall_threshold: float,
+    pid: int | None,
+    no_capture: bool,
+    headers: tuple[tuple[str, str], ...],
+    method: str | None,
+    body: str | None,
+    insecure: bool,
+    seed: int | None,
+    fmt: str,
+    report: Path | None,
+) -> None:
+    """Open and drop SSE streams while timing a health endpoint; pass or fail.
+
+    \b
+    hangdoctor probe http://127.0.0.1:8000 --stream /news/stream
+    hangdoctor probe http://127.0.0.1:8000/health --stream /a --stream /b --clients 50
+    hangdoctor probe https://staging.example --stream /events --header 'Authorization: Bearer T'
+
+    URL is the service's base URL; a path in it is the health path (unless
+    --health is given, then the URL must have none). Each client opens a
+    stream, reads events, drops the connection after a random time (an RST or
+    a FIN) and reconnects, until DURATION ends; meanwhile the health path is
+    requested every HEALTH-INTERVAL with its own deadline. When one is still
+    waiting at STALL-THRESHOLD, the server (--pid, or the local process
+    listening on the URL's port) is sampled right then and diagnosed.
+
+    Exit status: 0 pass, 1 fail (a health request timed out or p99 was over
+    the threshold), 2 the service could not be probed.
+    """
+    from hangdoctor.probe.terminal import LiveProgress
+
+    if pid is not None and no_capture:
+        raise click.UsageError("Give either --pid or --no-capture, not both.")
+    if report is not None:
+        _require_report_module()
+        _check_report_path(report)
+    endpoint, health_path = parse_target(url, health)
+    config = ProbeConfig(
+        url=endpoint.base_url,
+        streams=streams,
+        health=health_path,
+        clients=clients,
+        duration_s=duration,
+        abort_min_s=abort_after[0],
+        abort_max_s=abort_after[1],
+        health_interval_s=health_interval,
+        health_timeout_s=health_timeout,
+        p99_threshold_s=p99_threshold,
+        stall_threshold_s=stall_threshold,
+        method=(method or ("POST" if body is not None else "GET")).upper(),
+        seed=seed,
+        headers=headers,
+        body=body,
+        insecure=insecure,
+    )
+    with LiveProgress(Console(stderr=True, highlight=False)) as progress:
+        result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)
+    code = EXIT_OK if result.verdict is ProbeVerdict.PASS else EXIT_PROBLEM
+    if report is not None:
+        write_report(result, report)
+    if fmt == "json":
+        from hangdoctor.probe.json_output import probe_to_json
+
+        click.echo(probe_to_json(result, exit_code=code))
+    else:
+        from hangdoctor.probe.terminal import render_summary
+
+        console = Console(highlight=False, soft_wrap=False)
+        console.print(render_summary(result, width=console.width))
+        if report is not None:
+            console.print(f"[dim]report written to {report}[/]")
+    ctx.exit(code)

@@ -1,0 +1,177 @@
+"""`fix_source`: apply the fixes for the reported sites of one module's text."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+import libcst as cst
+
+from hangdoctor.fix import endings
+from hangdoctor.fix.context import SourceIndex, indexed
+from hangdoctor.fix.edit import Plan, apply_plans
+from hangdoctor.fix.executor_block import find_executor_with, plan_executor_with
+from hangdoctor.fix.futures import find_result_call, plan_result
+from hangdoctor.fix.model import AppliedFix, FixOutcome, FixSite, SkippedFix
+from hangdoctor.fix.shutdown import find_shutdown, plan_shutdown
+from hangdoctor.fix.sleep import find_sleep, plan_sleep
+from hangdoctor.fix.to_thread import UNSAFE_CODES, find_blocking_call, plan_to_thread
+
+__all__ = ["FIXABLE", "fix_source"]
+
+FIXABLE: Mapping[str, bool] = MappingProxyType(
+    {"HD101": True, "HD102": True, "HD201": True, **dict.fromkeys(UNSAFE_CODES, False)}
+)
+
+_UNSAFE_HINT = "it is an unsafe fix: pass unsafe=True (`--unsafe-fixes`) to apply it"
+
+
+def _plan(index: SourceIndex, site: FixSite, unsafe: bool, target: tuple[int, int]) -> Plan | str:
+    code = site.code.upper()
+    if code == "HD101":
+        block = find_executor_with(index, site)
+        if block is not None:
+            return plan_executor_with(index, site, block, target)
+        call = find_shutdown(index, site)
+        if call is not None:
+            return plan_shutdown(index, site, call, target)
+        return (
+            f"There is no `with` executor block or `.shutdown()` call at line {site.line}, "
+            f"column {site.col}."
+        )
+    if code == "HD201":
+        call = find_sleep(index, site)
+        if call is not None:
+            return plan_sleep(index, site, call)
+        if unsafe:
+            return _unsafe(index, site, target)
+        return (
+            f"The call at line {site.line} is not `time.sleep` itself (it blocks further "
+            f"down); {_UNSAFE_HINT} and run it with asyncio.to_thread."
+        )
+    if code == "HD102":
+        call = find_result_call(index, site)
+        if call is not None:
+            return plan_result(index, site, call)
+        return (
+            f"There is no `<future>.result()` call at line {site.line}; "
+            "concurrent.futures.wait() and as_completed() have no automatic fix."
+        )
+    if code in UNSAFE_CODES:
+        if not unsafe:
+            return f"{code} has only an unsafe fix (asyncio.to_thread): {_UNSAFE_HINT}."
+        return _unsafe(index, site, target)
+    return f"{code} has no automatic fix."
+
+
+def _unsafe(index: SourceIndex, site: FixSite, target: tuple[int, int]) -> Plan | str:
+    call = find_blocking_call(index, site)
+    if isinstance(call, str):
+        return call
+    return plan_to_thread(index, site, call, target)
+
+
+def _compiles(code: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not ours to report
+        try:
+            compile(code, "<hangdoctor-fix>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def _parses(code: str) -> bool:
+    try:
+        cst.parse_module(code)
+    except (cst.ParserSyntaxError, RecursionError, ValueError):
+        return False
+    return True
+
+
+def _valid(code: str, strict: bool) -> bool:
+    return _parses(code) and (not strict or _compiles(code))
+
+
+def _select(
+    module: cst.Module, plans: list[Plan], strict: bool
+) -> tuple[str, list[Plan], list[Plan]]:
+    """(new code, accepted plans, plans rejected because the result would not re-parse)."""
+    code = apply_plans(module, plans)
+    if _valid(code, strict):
+        return code, plans, []
+    accepted: list[Plan] = []
+    rejected: list[Plan] = []
+    code = module.code
+    for plan in plans:  # find the culprits one by one; rare, so the cost does not matter
+        trial = apply_plans(module, [*accepted, plan])
+        if _valid(trial, strict):
+            accepted.append(plan)
+            code = trial
+        else:
+            rejected.append(plan)
+    return code, accepted, rejected
+
+
+def _skip(site: FixSite, reason: str) -> SkippedFix:
+    return SkippedFix(site.code, site.line, reason)
+
+
+def fix_source(
+    text: str,
+    sites: Sequence[FixSite],
+    *,
+    unsafe: bool = False,
+    target_python: tuple[int, int] = (3, 10),
+) -> FixOutcome:
+    """Apply every fix that can be made at `sites` of the module `text`.
+
+    Sites with no fix (or with only an unsafe one while `unsafe` is False) come
+    back as `SkippedFix` with the reason. Comments, formatting and line endings
+    of everything not changed are kept; the result always re-parses (a fix
+    that would break it is skipped); a second run on the result changes nothing.
+    Never raises on any input text.
+    """
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    body = text[len(bom) :]
+    norm = endings.normalize(body)
+    unique = list(dict.fromkeys(sites))
+    try:
+        module = cst.parse_module(norm)
+    except (cst.ParserSyntaxError, RecursionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"The file does not parse, so nothing in it is fixed ({first})."
+        return FixOutcome(text, (), tuple(_skip(s, reason) for s in unique))
+
+    skipped: list[SkippedFix] = []
+    plans: list[Plan] = []
+    with indexed(module, norm) as index:
+        claimed: set[cst.CSTNode] = set()
+        for site in unique:
+            try:
+                plan = _plan(index, site, unsafe, target_python)
+            except RecursionError:
+                plan = "The code at this site is nested too deeply for the fixer."
+            if isinstance(plan, str):
+                skipped.append(_skip(site, plan))
+            elif claimed & set(plan.edits):
+                skipped.append(_skip(site, "Another reported site already fixes this code."))
+            else:
+                claimed.update(plan.edits)
+                plans.append(plan)
+        if not plans:
+            return FixOutcome(text, (), tuple(skipped))
+        new_code, accepted, rejected = _select(index.module, plans, _compiles(norm))
+
+    for plan in rejected:
+        skipped.append(
+            _skip(plan.site, "The fixed code would not parse, so this fix was not made.")
+        )
+    if not accepted or new_code == norm:
+        return FixOutcome(text, (), tuple(skipped))
+    applied = tuple(
+        AppliedFix(p.site.code, p.line, p.description, p.safe)
+        for p in sorted(accepted, key=lambda p: p.line)
+    )
+    return FixOutcome(bom + endings.restore(body, new_code), applied, tuple(skipped))

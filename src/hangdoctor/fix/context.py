@@ -1,0 +1,162 @@
+"""What the fixers know about one module: positions, parents, names, scopes, async-ness.
+
+Built once per `fix_source` call on the parsed module; every fixer asks it
+where a site is and whether the code there runs on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar, cast
+
+import libcst as cst
+from libcst.metadata import (
+    CodeRange,
+    MetadataWrapper,
+    ParentNodeProvider,
+    PositionProvider,
+    QualifiedNameProvider,
+    Scope,
+    ScopeProvider,
+)
+
+__all__ = ["SourceIndex", "indexed"]
+
+_N = TypeVar("_N", bound=cst.CSTNode)
+
+
+class SourceIndex(cst.MetadataDependent):
+    """Metadata lookups over one parsed module (valid inside `indexed`)."""
+
+    METADATA_DEPENDENCIES = (
+        PositionProvider,
+        ParentNodeProvider,
+        QualifiedNameProvider,
+        ScopeProvider,
+    )
+
+    def __init__(self, wrapper: MetadataWrapper, text: str) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+        self.module = wrapper.module
+        self._lines = text.split("\n")
+        self._by_line: dict[int, list[tuple[cst.CSTNode, int]]] = {}
+        self._names: frozenset[str] | None = None
+
+    def _build(self) -> None:
+        for node, rng in self.metadata[PositionProvider].items():
+            if isinstance(node, cst.With | cst.Call):
+                start = cast(CodeRange, rng).start
+                self._by_line.setdefault(start.line, []).append((node, start.column))
+
+    # -- where things are -------------------------------------------------------------
+
+    def range(self, node: cst.CSTNode) -> CodeRange:
+        rng: CodeRange = self.get_metadata(PositionProvider, node)
+        return rng
+
+    def line(self, node: cst.CSTNode) -> int:
+        return self.range(node).start.line
+
+    def find(self, kind: type[_N], line: int, col: int, accept: Callable[[_N], bool]) -> list[_N]:
+        """Nodes of `kind` starting at line:col that `accept` (outermost first).
+
+        `col` may count code points (libcst) or UTF-8 bytes (ast); when neither
+        matches, a single accepted node on that line is taken.
+        """
+        text = self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+        on_line: list[tuple[_N, int]] = [
+            (n, c) for n, c in self._by_line.get(line, []) if isinstance(n, kind) and accept(n)
+        ]
+        exact = [n for n, c in on_line if col in (c, len(text[:c].encode("utf-8")))]
+        if exact:
+            return exact
+        if len(on_line) == 1:
+            return [on_line[0][0]]
+        return []
+
+    # -- structure --------------------------------------------------------------------
+
+    def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        parent: cst.CSTNode | None = self.get_metadata(ParentNodeProvider, node, None)
+        return parent
+
+    def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+        current = self.parent(node)
+        while current is not None:
+            yield current
+            current = self.parent(current)
+
+    def code(self, node: cst.CSTNode) -> str:
+        """The source of `node` as written (without leading lines)."""
+        return self.module.code_for_node(node)
+
+    def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
+        for anc in self.ancestors(node):
+            if isinstance(anc, cst.FunctionDef):
+                return anc
+            if isinstance(anc, cst.Lambda | cst.ClassDef):
+                return None
+        return None
+
+    def not_async_reason(self, node: cst.CSTNode) -> str | None:
+        """None when `node` runs directly in a coroutine's body, else why it does not."""
+        for anc in self.ancestors(node):
+            if isinstance(anc, cst.GeneratorExp):
+                return (
+                    "it sits inside a generator expression, where `await` would turn it "
+                    "into an async generator"
+                )
+            if isinstance(anc, cst.Lambda):
+                return "it sits inside a lambda, which is not async code"
+            if isinstance(anc, cst.ClassDef):
+                return "it sits in a class body, which is not async code"
+            if isinstance(anc, cst.FunctionDef):
+                if anc.asynchronous is None:
+                    return f"it sits in the sync function `{anc.name.value}`, not in async code"
+                return None
+        return "it is at module level, not in async code"
+
+    # -- names ------------------------------------------------------------------------
+
+    def qualified_names(self, node: cst.CSTNode) -> frozenset[str]:
+        names = self.get_metadata(QualifiedNameProvider, node, set())
+        return frozenset(q.name for q in names)
+
+    def scope(self, node: cst.CSTNode) -> Scope | None:
+        scope: Scope | None = self.get_metadata(ScopeProvider, node, None)
+        return scope
+
+    def all_names(self) -> frozenset[str]:
+        """Every identifier used anywhere in the module (for picking fresh names)."""
+        if self._names is None:
+            found: set[str] = set()
+
+            class _Names(cst.CSTVisitor):
+                def visit_Name(self, node: cst.Name) -> None:
+                    found.add(node.value)
+
+            self.module.visit(_Names())
+            self._names = frozenset(found)
+        return self._names
+
+    def fresh_name(self, base: str, taken: set[str]) -> str:
+        """`base`, or `base_2`, ... : a name used nowhere in the module nor in `taken`."""
+        used = self.all_names() | taken
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        return name
+
+
+@contextmanager
+def indexed(module: cst.Module, text: str) -> Iterator[SourceIndex]:
+    """A `SourceIndex` over `module` (`text` is its `\\n`-normalised source)."""
+    wrapper = MetadataWrapper(module)
+    index = SourceIndex(wrapper, text)
+    with index.resolve(wrapper):
+        index._build()
+        yield index

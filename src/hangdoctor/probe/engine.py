@@ -1,0 +1,620 @@
+"""The probe: stream clients that drop their connections, a health timer, a timeline.
+
+`run_probe` checks that the service answers, then for `duration_s` runs
+`clients` stream clients (open a stream, read events, drop it at a random
+moment with an RST or a FIN, reconnect) on this event loop, while the health
+clock, a child process (see `clock`), starts a health request every
+`health_interval_s` on a fixed schedule, each with its own deadline, so a
+stall shows as a run of late requests rather than a gap, and the stream
+clients' load never delays a measurement. A health request still waiting at
+`stall_threshold_s` triggers a capture of the server's stacks (see `catch`),
+in a thread. Every request and stream lands in the timeline; `summarize`
+gives the verdict.
+
+The run is bounded: it ends at `duration_s` plus the deadline of the health
+requests still in flight, or earlier when the service cannot be probed (the
+server went away, a stream path is not an event stream), which raises
+`ProbeError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import random
+import re
+import resource
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hangdoctor.capture.procs import process_info
+from hangdoctor.probe.catch import Catcher, server_pids
+from hangdoctor.probe.clock import ClockConfig, describe_error
+from hangdoctor.probe.clock_process import ClockProcess
+from hangdoctor.probe.errors import ProbeError, describe_connect_error
+from hangdoctor.probe.sse_client import Exchange, ResponseHead, build_request, open_exchange
+from hangdoctor.probe.target import Endpoint, parse_target, request_path
+from hangdoctor.probe.timeline import (
+    HealthSample,
+    ProbeConfig,
+    ProbeResult,
+    StreamRecord,
+    summarize,
+)
+
+__all__ = ["MAX_CLIENTS", "ProbeError", "ProbeProgress", "probe", "run_probe"]
+
+MAX_CLIENTS = 2000
+MAX_DURATION_S = 3600.0
+_PROGRESS_EVERY_S = 0.2
+_RETRY_AFTER_FAILURE_S = 0.1  # a stream that failed is retried after this pause
+_CAPTURE_WAIT_S = 20.0  # the longest the end of a run waits for a running capture
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class ProbeProgress:
+    """A live view of a running probe, handed to `on_progress` about five times a second."""
+
+    t: float  # seconds since the probe started
+    duration_s: float
+    health_requests: int  # answered, timed out or failed so far
+    in_flight: int  # health requests still waiting
+    timeouts: int
+    errors: int
+    p99_s: float | None  # over the finished health requests so far (timeouts included)
+    last_latency_s: float | None
+    streams_open: int
+    streams_opened: int
+    streams_aborted: int
+    streams_failed: int
+    stalled: bool  # a health request is waiting past the stall threshold right now
+    captures: int  # catch-in-the-act captures started
+    capturing: bool
+    done: bool = False
+
+
+def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
+    endpoint, health = parse_target(config.url, config.health)
+    streams = tuple(request_path(p, endpoint, what="--stream") for p in config.streams)
+    if not 0 <= config.clients <= MAX_CLIENTS:
+        raise ProbeError(
+            f"{config.clients} clients is out of range.", f"Use 0 to {MAX_CLIENTS} clients."
+        )
+    if config.clients and not streams:
+        raise ProbeError(
+            "Stream clients were asked for but no stream path was given.",
+            "Pass --stream PATH (repeatable), or --clients 0 to time health only.",
+        )
+    if not 0 < config.duration_s <= MAX_DURATION_S:
+        raise ProbeError(
+            f"A duration of {config.duration_s} s is out of range.",
+            f"Use more than 0 and at most {MAX_DURATION_S:.0f} seconds.",
+        )
+    if not 0 < config.abort_min_s <= config.abort_max_s:
+        raise ProbeError(
+            f"The abort range {config.abort_min_s}-{config.abort_max_s} s is not valid.",
+            "Give MIN-MAX seconds with 0 < MIN <= MAX, like --abort-after 0.2-3.",
+        )
+    positive: dict[str, float] = {
+        "--health-interval": config.health_interval_s,
+        "--health-timeout": config.health_timeout_s,
+        "--p99-threshold": config.p99_threshold_s,
+        "--stall-threshold": config.stall_threshold_s,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ProbeError(f"{name} must be more than 0 seconds.", f"Pass {name} 0.5, say.")
+    if config.health_interval_s < 0.01:
+        raise ProbeError(
+            "A health interval under 10 ms would flood the service.",
+            "Pass --health-interval 0.05 or more.",
+        )
+    if not _TOKEN.match(config.method):
+        raise ProbeError(f"{config.method!r} is not an HTTP method.", "Pass --method GET or POST.")
+    for header, text in config.headers:
+        if not _TOKEN.match(header) or any(c in text for c in "\r\n"):
+            raise ProbeError(
+                f"The header {header!r} is not valid.", "Pass --header 'Name: value' on one line."
+            )
+    return endpoint, health, streams
+
+
+def _ensure_fds(needed: int) -> None:
+    """Raise the soft open-files limit to what the clients need, if the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ProbeError(
+            f"{needed} open files are needed, but the limit is {hard}.",
+            f"Raise it (ulimit -n {needed}) or use fewer --clients.",
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+class _Run:
+    """One probe run: owns the timeline while it is being written."""
+
+    def __init__(
+        self,
+        config: ProbeConfig,
+        endpoint: Endpoint,
+        health_path: str,
+        stream_paths: tuple[str, ...],
+        on_progress: Callable[[ProbeProgress], None] | None,
+    ) -> None:
+        self.config = config
+        self.endpoint = endpoint
+        self.stream_paths = stream_paths
+        self.on_progress = on_progress
+        self.ssl = endpoint.ssl_context(insecure=config.insecure)
+        self.address = endpoint.host
+        self.rng = random.Random(config.seed)
+        headers = config.headers
+        self.health_request = build_request(
+            "GET", health_path, endpoint.host_header, headers=headers
+        )
+        body = config.body.encode("utf-8") if config.body is not None else None
+        self.stream_requests = {
+            p: build_request(
+                config.method,
+                p,
+                endpoint.host_header,
+                headers=headers,
+                body=body,
+                accept="text/event-stream",
+            )
+            for p in stream_paths
+        }
+        self.health_path = health_path
+        self.t0 = 0.0
+        self.health: list[HealthSample] = []
+        self.streams: list[StreamRecord] = []
+        self._latencies: list[float] = []  # sorted, for the running p99
+        self._pending: set[int] = set()  # health requests started and not yet ended
+        self._late: set[int] = set()  # of those, the ones past the stall threshold
+        self._draining = False  # the duration is over: no new streams, no new captures
+        self._opened: dict[str, bool] = dict.fromkeys(stream_paths, False)
+        self._open_now = 0
+        self._timeouts = 0
+        self._errors = 0
+        self._opened_total = 0
+        self._aborted_total = 0
+        self._failed_total = 0
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._fatal: ProbeError | None = None
+        self.catcher: Catcher | None = None
+        self._window_open = False  # a capture covers the current stall window
+        self._window_started = 0.0
+
+    # -- clock -------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    # -- before the clients start -----------------------------------------
+
+    async def preflight(self) -> None:
+        """Resolve the host, connect, and GET the health path once: nothing runs if this fails."""
+        timeout = self.config.health_timeout_s
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(self.endpoint.host, self.endpoint.port, type=socket.SOCK_STREAM),
+                timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, socket.gaierror):
+                raise describe_connect_error(exc, self.endpoint.netloc, secure=False) from None
+            raise ProbeError(
+                f"The host {self.endpoint.host!r} could not be resolved within {timeout:g} s.",
+                "Check the host name in the URL, or use the server's IP address.",
+            ) from None
+        self.address = str(infos[0][4][0])
+        started = time.monotonic()
+        try:
+            exchange = await open_exchange(
+                self.address,
+                self.endpoint.port,
+                self.health_request,
+                ssl_context=self.ssl,
+                server_hostname=self.endpoint.host,
+                timeout=timeout,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            raise describe_connect_error(
+                exc, self.endpoint.netloc, secure=self.endpoint.secure
+            ) from None
+        try:
+            left = max(0.0, timeout - (time.monotonic() - started))
+            done, _ = await asyncio.wait({exchange.head}, timeout=left)
+            if not done:
+                raise ProbeError(
+                    f"{self.endpoint.netloc} accepted the connection but sent no response to "
+                    f"GET {self.health_path} within {timeout:g} s.",
+                    "The service is hanging already (run `hangdoctor diagnose` to see why), "
+                    "or the port does not serve "
+                    + ("HTTPS." if self.endpoint.secure else "HTTP (use https:// for TLS)."),
+                )
+            try:
+                head = exchange.head.result()
+            except (OSError, ValueError) as exc:
+                raise ProbeError(
+                    f"{self.endpoint.netloc} did not answer GET {self.health_path} with HTTP "
+                    f"({exc}).",
+                    "Check that the URL's port serves "
+                    + ("HTTPS." if self.endpoint.secure else "HTTP (use https:// for TLS)."),
+                ) from None
+            if not 200 <= head.status < 400:
+                raise ProbeError(
+                    f"GET {self.health_path} returned HTTP {head.status}, so it cannot serve "
+                    "as the health check.",
+                    "Pass the path of an endpoint that answers 2xx with --health PATH.",
+                )
+        finally:
+            exchange.close()
+
+    # -- the run -----------------------------------------------------------
+
+    async def execute(self, catcher: Catcher | None) -> tuple[float, float]:
+        """Run clients and the health clock until the duration ends; (started_at, elapsed)."""
+        self.catcher = catcher
+        clock = ClockProcess(self._on_clock_report)
+        await clock.start()  # before t0: the child is up and has imported what it needs
+        clients: list[asyncio.Task[None]] = []
+        ticker: asyncio.Task[None] | None = None
+        try:
+            self.t0 = time.monotonic()
+            started_at = time.time()
+            clock.begin(self._clock_config())
+            clients = [
+                asyncio.create_task(self._client(i, self.stream_paths[i % len(self.stream_paths)]))
+                for i in range(self.config.clients)
+            ]
+            ticker = asyncio.create_task(self._ticker())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
+            self._draining = True
+            await _cancel_all(clients)
+            if self._fatal is None:
+                # health requests still in flight end by their own deadline: a stall at the
+                # very end is measured, not cut short
+                await clock.wait_end(self.config.health_timeout_s + 5.0)
+            if self._fatal is not None:
+                raise self._fatal
+            await self._wait_for_capture()
+        finally:
+            self._stopping = True
+            clock.stop()
+            await _cancel_all([*clients, *([ticker] if ticker else [])])
+        if self.on_progress is not None:
+            self.on_progress(self.progress(done=True))
+        return started_at, self.now()
+
+    async def _wait_for_capture(self) -> None:
+        if self.catcher is None:
+            return
+        deadline = time.monotonic() + _CAPTURE_WAIT_S
+        while self.catcher.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def _fail(self, error: ProbeError) -> None:
+        if self._fatal is None and not self._stopping:
+            self._fatal = error
+            self._stop.set()
+
+    def _refused(self) -> None:
+        self._fail(
+            ProbeError(
+                f"The server at {self.endpoint.netloc} stopped accepting connections "
+                f"{self.now():.1f} s into the run (connection refused).",
+                "It exited or crashed: check its log. The probe stopped early.",
+            )
+        )
+
+    # -- health ------------------------------------------------------------
+
+    def _clock_config(self) -> ClockConfig:
+        c = self.config
+        return ClockConfig(
+            address=self.address,
+            port=self.endpoint.port,
+            request=self.health_request.decode("latin-1"),
+            tls=self.endpoint.secure,
+            server_hostname=self.endpoint.host,
+            insecure=c.insecure,
+            t0=self.t0,
+            interval_s=c.health_interval_s,
+            timeout_s=c.health_timeout_s,
+            stall_s=c.stall_threshold_s,
+            duration_s=c.duration_s,
+        )
+
+    def _on_clock_report(self, message: list[Any]) -> None:
+        """A report of the health clock: a request started, is late, or ended."""
+        kind, k = message[0], message[1]
+        if kind == "start":
+            self._pending.add(k)
+        elif kind == "late":
+            if k in self._pending:
+                self._late.add(k)
+                self._on_late()
+        elif kind == "done":
+            _, _, start, latency, status, timed_out, error = message
+            self._pending.discard(k)
+            self._late.discard(k)
+            t = start - self.t0
+            self.health.append(HealthSample(t, latency, status, timed_out, error))
+            self._timeouts += timed_out
+            self._errors += error is not None
+            if status is not None or timed_out:
+                bisect.insort(self._latencies, latency)
+            if error == "connection refused":
+                self._refused()
+            if (
+                status is not None
+                and latency < self.config.stall_threshold_s
+                and t > self._window_started
+            ):
+                self._window_open = False  # a prompt answer after the capture: stall over
+
+    def _on_late(self) -> None:
+        """A health request is still waiting at the stall threshold: catch the server now."""
+        if self.catcher is None or self._window_open or self._draining:
+            return
+        if self.catcher.trigger():
+            self._window_open = True
+            self._window_started = self.now()
+
+    # -- streams -----------------------------------------------------------
+
+    async def _client(self, client: int, path: str) -> None:
+        while not self._draining and not self._stopping:
+            pause = await self._stream_once(client, path)
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def _stream_once(self, client: int, path: str) -> float:
+        """One stream from connect to abort; the pause before the next one."""
+        t_open = self.now()
+        deadline = self.config.health_timeout_s
+        exchange: Exchange | None = None
+        head: ResponseHead | None = None
+        aborted = False
+        error: str | None = None
+        opened = False
+        try:
+            try:
+                exchange = await open_exchange(
+                    self.address,
+                    self.endpoint.port,
+                    self.stream_requests[path],
+                    ssl_context=self.ssl,
+                    server_hostname=self.endpoint.host,
+                    count_events=True,
+                    timeout=deadline,
+                )
+            except ConnectionRefusedError:
+                error = "connection refused"
+                self._refused()
+                return _RETRY_AFTER_FAILURE_S
+            except asyncio.TimeoutError:
+                error = f"not connected within {deadline:g} s"
+                return _RETRY_AFTER_FAILURE_S
+            except (OSError, ssl.SSLError) as exc:
+                error = describe_error(exc)
+                return _RETRY_AFTER_FAILURE_S
+            left = max(0.0, deadline - (self.now() - t_open))
+            done, _ = await asyncio.wait({exchange.head}, timeout=left)
+            if not done:
+                error = f"no response headers within {deadline:g} s"
+                self._check_silent_path(path, t_open)
+                return _RETRY_AFTER_FAILURE_S
+            try:
+                head = exchange.head.result()
+            except (OSError, ValueError) as exc:
+                error = describe_error(exc)
+                return _RETRY_AFTER_FAILURE_S
+            if not 200 <= head.status < 300 or not head.is_event_stream:
+                error = self._bad_stream(path, head)
+                return _RETRY_AFTER_FAILURE_S
+            opened = True
+            self._opened[path] = True
+            self._open_now += 1
+            self._opened_total += 1
+            hold = self.rng.uniform(self.config.abort_min_s, self.config.abort_max_s)
+            ended, _ = await asyncio.wait({exchange.done}, timeout=hold)
+            if not ended:
+                exchange.close(reset=self.rng.random() < 0.5)
+                aborted = True
+                return 0.0  # a client that dropped a stream on purpose comes straight back
+            if exchange.events == 0:
+                error = "the server closed the stream before any event"
+            return _RETRY_AFTER_FAILURE_S  # the server ended it: do not spin on a closing server
+        finally:
+            if opened:
+                self._open_now -= 1
+            if exchange is not None and not exchange.closed:
+                exchange.close()
+            self._aborted_total += aborted
+            self._failed_total += error is not None
+            first = exchange.first_event_at if exchange is not None else None
+            self.streams.append(
+                StreamRecord(
+                    client=client,
+                    path=path,
+                    t_open=t_open,
+                    t_first_event=None if first is None else first - self.t0,
+                    t_end=self.now(),
+                    events=exchange.events if exchange is not None else 0,
+                    status=head.status if head is not None else None,
+                    aborted=aborted,
+                    error=error,
+                )
+            )
+
+    def _bad_stream(self, path: str, head: ResponseHead) -> str:
+        """The error of a stream response that is not an open event stream; fatal at first."""
+        if not 200 <= head.status < 300:
+            error = f"HTTP {head.status}"
+            problem = ProbeError(
+                f"The stream path {path} returned HTTP {head.status}.",
+                "Check it with `curl -N` and pass the right --stream PATH "
+                "(with --method, --body or --header if the endpoint needs them).",
+            )
+        else:
+            kind = head.content_type or "no content type"
+            error = f"not an event stream ({kind})"
+            problem = ProbeError(
+                f"The stream path {path} answered with {kind}, not text/event-stream: "
+                "it is not a server-sent events stream.",
+                "Pass the path of an SSE endpoint with --stream PATH.",
+            )
+        if not self._opened[path]:
+            self._fail(problem)
+        return error
+
+    def _check_silent_path(self, path: str, t_open: float) -> None:
+        """A path that never sent headers while health answered promptly is not a stream."""
+        if self._opened[path]:
+            return
+        prompt = any(
+            h.t >= t_open and h.status is not None and h.latency_s < self.config.stall_threshold_s
+            for h in self.health
+        )
+        if prompt:
+            self._fail(
+                ProbeError(
+                    f"The stream path {path} sent no response headers within "
+                    f"{self.config.health_timeout_s:g} s while {self.health_path} answered "
+                    "promptly.",
+                    "An SSE endpoint must send its headers at once: check the path with "
+                    "`curl -N`, and that the endpoint does not wait for a first event.",
+                )
+            )
+
+    # -- progress ----------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        if self.on_progress is None:
+            return
+        while not self._stopping:
+            self.on_progress(self.progress())
+            await asyncio.sleep(_PROGRESS_EVERY_S)
+
+    def progress(self, *, done: bool = False) -> ProbeProgress:
+        lat = self._latencies
+        p99 = lat[max(0, -(-len(lat) * 99 // 100) - 1)] if lat else None
+        return ProbeProgress(
+            t=min(self.now(), self.config.duration_s) if not done else self.now(),
+            duration_s=self.config.duration_s,
+            health_requests=len(self.health),
+            in_flight=len(self._pending),
+            timeouts=self._timeouts,
+            errors=self._errors,
+            p99_s=p99,
+            last_latency_s=self.health[-1].latency_s if self.health else None,
+            streams_open=self._open_now,
+            streams_opened=self._opened_total,
+            streams_aborted=self._aborted_total,
+            streams_failed=self._failed_total,
+            stalled=bool(self._late),
+            captures=self.catcher.started if self.catcher else 0,
+            capturing=self.catcher.busy if self.catcher else False,
+            done=done,
+        )
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel until every task has ended.
+
+    On Python 3.10 and 3.11 `asyncio.wait_for` can swallow a cancellation that
+    arrives as its inner call completes; a client that lost its cancellation
+    is cancelled again rather than waited for.
+    """
+    while pending := [t for t in tasks if not t.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _catcher(
+    run: _Run, endpoint: Endpoint, pid: int | None, capture: bool
+) -> tuple[Catcher | None, list[str]]:
+    if not capture:
+        return None, ["catch-in-the-act is off (--no-capture)"]
+    clock = run.now
+    if pid is not None:
+        process_info(pid)  # a PID that is not running is an error before the run, not after
+        return Catcher([pid], clock=clock), []
+    if not endpoint.is_local(run.address):
+        return None, [
+            f"catch-in-the-act is off: {endpoint.host} is not this machine; "
+            "run the probe on the server's host, or pass --pid PID"
+        ]
+    pids, note = server_pids(endpoint.port)
+    if not pids:
+        return None, [note] if note else []
+    return Catcher(pids, clock=clock), []
+
+
+async def run_probe(
+    config: ProbeConfig,
+    *,
+    pid: int | None = None,
+    capture: bool = True,
+    on_progress: Callable[[ProbeProgress], None] | None = None,
+) -> ProbeResult:
+    """Probe the service `config` describes and return the timeline, summary and verdict.
+
+    `pid` is the server to capture when a health request stalls (its workers
+    included); by default the local process listening on the URL's port.
+    `capture=False` turns catching in the act off. `on_progress` is called on
+    the probe's event loop: it must return quickly. Raises `ProbeError` when
+    the service cannot be probed.
+    """
+    endpoint, health_path, stream_paths = _validate(config)
+    _ensure_fds(config.clients + 64)
+    run = _Run(config, endpoint, health_path, stream_paths, on_progress)
+    await run.preflight()
+    catcher, notes = _catcher(run, endpoint, pid, capture)
+    started_at, elapsed = await run.execute(catcher)
+    health = tuple(sorted(run.health, key=lambda h: h.t))
+    streams = tuple(sorted(run.streams, key=lambda s: s.t_open))
+    summary, stalls, verdict = summarize(config, health, streams)
+    shown = catcher.best() if catcher else None
+    if catcher is not None:
+        notes.extend(catcher.notes())
+    return ProbeResult(
+        config=config,
+        started_at=started_at,
+        elapsed_s=elapsed,
+        health=health,
+        streams=streams,
+        stalls=stalls,
+        summary=summary,
+        verdict=verdict,
+        diagnosis=shown.diagnosis if shown else None,
+        diagnosis_t=shown.t if shown else None,
+        pid=catcher.pids[0] if catcher else pid,
+        notes=tuple(notes),
+    )
+
+
+def probe(
+    config: ProbeConfig,
+    *,
+    pid: int | None = None,
+    capture: bool = True,
+    on_progress: Callable[[ProbeProgress], None] | None = None,
+) -> ProbeResult:
+    """`run_probe` on a fresh event loop, for callers without one."""
+    return asyncio.run(run_probe(config, pid=pid, capture=capture, on_progress=on_progress))

@@ -1,0 +1,80 @@
+"""A probe run as JSON, in a stable schema (documented key by key in docs/probe.md).
+
+It is `ProbeResult.to_dict()` with the verdict and summary first, a
+`schema_version`, the exit code, and the diagnosis in the same form as
+`hangdoctor diagnose --format json`. Header values and the request body are
+never written out: they often carry credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from hangdoctor.probe.timeline import ProbeResult
+
+__all__ = ["SCHEMA_VERSION", "probe_to_json", "probe_to_jsonable", "redacted"]
+
+SCHEMA_VERSION = 1
+REDACTED = "<redacted>"
+_ORDER = (
+    "verdict",
+    "exit_code",
+    "summary",
+    "stalls",
+    "diagnosis",
+    "diagnosis_t",
+    "pid",
+    "notes",
+    "config",
+    "started_at",
+    "elapsed_s",
+    "health",
+    "streams",
+)
+
+
+def redacted(result: ProbeResult) -> ProbeResult:
+    """The result with header values and the body replaced: safe to write to a file."""
+    config = result.config
+    if not config.headers and config.body is None:
+        return result
+    return replace(
+        result,
+        config=replace(
+            config,
+            headers=tuple((name, REDACTED) for name, _ in config.headers),
+            body=None if config.body is None else REDACTED,
+        ),
+    )
+
+
+def probe_to_jsonable(result: ProbeResult, *, exit_code: int) -> dict[str, Any]:
+    """Plain JSON data of a run, keys in schema order."""
+    from hangdoctor.report.json_report import diagnosis_to_jsonable
+
+    data = redacted(result).to_dict()
+    data["exit_code"] = exit_code
+    data["diagnosis"] = (
+        diagnosis_to_jsonable(result.diagnosis.without_locals()) if result.diagnosis else None
+    )
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "probe"}
+    for key in _ORDER:
+        out[key] = data.pop(key)
+    out.update(data)  # keys added to ProbeResult later still come out, after the known ones
+    return _plain(out)  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists: the data is what `json.loads` of the document gives back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def probe_to_json(result: ProbeResult, *, exit_code: int, indent: int | None = 2) -> str:
+    """The run as one JSON document."""
+    return json.dumps(probe_to_jsonable(result, exit_code=exit_code), indent=indent)

@@ -1,0 +1,251 @@
+"""A probe in the terminal: live progress while it runs, the summary and verdict at the end.
+
+Progress goes to stderr: a rich progress bar on a terminal, and on anything
+else (a CI log) one plain line every few seconds, so logs stay short. The
+summary reads only the finished `ProbeResult`; the diagnosis caught in the act
+is drawn by the diagnosis renderer, as `diagnose` draws it.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from hangdoctor.probe.engine import ProbeProgress
+from hangdoctor.probe.timeline import ProbeResult, ProbeVerdict
+
+__all__ = ["LiveProgress", "format_seconds", "render_summary", "verdict_reasons"]
+
+_PLAIN_EVERY_S = 5.0
+_MAX_STALLS_SHOWN = 5
+
+
+def format_seconds(value: float | None) -> str:
+    """A latency for people: `4 ms`, `120 ms`, `2.01 s`; `-` when there is none."""
+    if value is None:
+        return "-"
+    if value < 0.01:
+        return f"{value * 1000:.1f} ms"
+    if value < 1.0:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def _progress_text(p: ProbeProgress, *, markup: bool) -> str:
+    parts = [
+        f"health {p.health_requests}",
+        f"p99 {format_seconds(p.p99_s)}",
+        f"timeouts {p.timeouts}",
+        f"streams open {p.streams_open}",
+        f"aborted {p.streams_aborted}",
+        f"failed {p.streams_failed}",
+    ]
+    if p.stalled:
+        parts.append("[bold red]STALL[/]" if markup else "STALL")
+    if p.capturing:
+        parts.append("[bold yellow]capturing stacks[/]" if markup else "capturing stacks")
+    elif p.captures:
+        parts.append(f"captured {p.captures}")
+    return " · ".join(parts) if markup else ", ".join(parts)
+
+
+class LiveProgress:
+    """The `on_progress` callback of a probe, drawing to `console` (stderr)."""
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._console = console
+        self._enabled = enabled
+        self._tty = console.is_terminal
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last_plain = 0.0
+
+    def __enter__(self) -> LiveProgress:
+        if self._enabled and self._tty:
+            self._bar = Progress(
+                TextColumn("[bold]probe[/]"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.completed:>4.0f}/{task.total:.0f} s"),
+                TextColumn("{task.fields[stats]}"),
+                console=self._console,
+                transient=True,
+                refresh_per_second=4,  # the refresh thread shares the GIL with the probe
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("probe", total=None, stats="connecting")
+        return self
+
+    def __call__(self, p: ProbeProgress) -> None:
+        if not self._enabled:
+            return
+        if self._bar is not None and self._task is not None:
+            self._bar.update(
+                self._task,
+                total=p.duration_s,
+                completed=min(p.t, p.duration_s),
+                stats=_progress_text(p, markup=True),
+            )
+            return
+        if p.done or p.t - self._last_plain < _PLAIN_EVERY_S:
+            return
+        self._last_plain = p.t
+        self._console.print(
+            f"probe {p.t:4.0f}/{p.duration_s:.0f} s: {_progress_text(p, markup=False)}",
+            markup=False,
+            highlight=False,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def verdict_reasons(result: ProbeResult) -> list[str]:
+    """Why the run passed or failed, in the terms of the thresholds."""
+    s, c = result.summary, result.config
+    reasons: list[str] = []
+    if s.timeouts:
+        reasons.append(
+            f"{s.timeouts} of {s.requests} health requests timed out "
+            f"(deadline {format_seconds(c.health_timeout_s)})"
+        )
+    if s.p99_s is None:
+        reasons.append("no health request was answered")
+    elif s.p99_s >= c.p99_threshold_s:
+        reasons.append(
+            f"p99 {format_seconds(s.p99_s)} is over the {format_seconds(c.p99_threshold_s)} "
+            "threshold"
+        )
+    if not reasons:
+        reasons.append(
+            f"no health request timed out and p99 {format_seconds(s.p99_s)} is under "
+            f"{format_seconds(c.p99_threshold_s)}"
+        )
+    return reasons
+
+
+def _header(result: ProbeResult) -> Text:
+    c = result.config
+    what = (
+        f"{c.clients} stream clients on {', '.join(c.streams)}, "
+        if c.clients
+        else "no stream clients, "
+    )
+    line = Text("Probe of ", style="bold")
+    line.append(c.url, style="bold cyan")
+    line.append(
+        f"  {what}{c.health} every {format_seconds(c.health_interval_s)} "
+        f"for {result.elapsed_s:.1f} s",
+        style="dim",
+    )
+    return line
+
+
+def _verdict_line(result: ProbeResult) -> Text:
+    passed = result.verdict is ProbeVerdict.PASS
+    line = Text()
+    line.append(
+        " PASS " if passed else " FAIL ",
+        style="bold black on green" if passed else "bold white on red",
+    )
+    line.append("  ")
+    line.append("; ".join(verdict_reasons(result)), style="bold green" if passed else "bold red")
+    return line
+
+
+def _latency_table(result: ProbeResult) -> Table:
+    s = result.summary
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    table.add_column("health", style="bold", no_wrap=True)
+    for name in ("p50", "p90", "p99", "max"):
+        table.add_column(name, justify="right")
+    table.add_column("requests", justify="right")
+    table.add_column("timeouts", justify="right")
+    table.add_column("errors", justify="right")
+    timeouts = Text(str(s.timeouts), style="bold red" if s.timeouts else "")
+    table.add_row(
+        result.config.health,
+        format_seconds(s.p50_s),
+        format_seconds(s.p90_s),
+        format_seconds(s.p99_s),
+        format_seconds(s.max_s),
+        str(s.requests),
+        timeouts,
+        str(s.errors),
+    )
+    return table
+
+
+def _streams_line(result: ProbeResult) -> Text:
+    s = result.summary
+    line = Text("streams", style="bold")
+    line.append(
+        f"  opened {s.streams_opened} · aborted {s.streams_aborted} · "
+        f"failed {s.streams_failed} · events read {s.events}"
+    )
+    return line
+
+
+def _stalls(result: ProbeResult) -> RenderableType:
+    s = result.summary
+    head = Text("longest stall", style="bold")
+    if not result.stalls:
+        head.append(
+            f"  none (no health request took {format_seconds(result.config.stall_threshold_s)} "
+            "or more)"
+        )
+        return head
+    head.append(f"  {format_seconds(s.longest_stall_s)}", style="bold red")
+    head.append(f"  ({len(result.stalls)} stall window(s))")
+    table = Table(box=None, padding=(0, 2), show_header=False, pad_edge=False)
+    for _ in range(4):
+        table.add_column(justify="right")
+    for w in result.stalls[:_MAX_STALLS_SHOWN]:
+        table.add_row(
+            f"t={w.t_start:.1f} s → {w.t_end:.1f} s",
+            format_seconds(w.t_end - w.t_start),
+            f"worst {format_seconds(w.worst_latency_s)}",
+            f"{w.timeouts} timeout(s)",
+        )
+    parts: list[RenderableType] = [head, Padding(table, (0, 0, 0, 2))]
+    if len(result.stalls) > _MAX_STALLS_SHOWN:
+        parts.append(Text(f"  ... {len(result.stalls) - _MAX_STALLS_SHOWN} more", style="dim"))
+    return Group(*parts)
+
+
+def render_summary(result: ProbeResult, *, width: int | None = None) -> RenderableType:
+    """The end of a run: what was probed, the verdict, percentiles, stalls, streams, diagnosis."""
+    parts: list[RenderableType] = [
+        _header(result),
+        _verdict_line(result),
+        Text(),
+        _latency_table(result),
+        _stalls(result),
+        _streams_line(result),
+        Text(),
+    ]
+    if result.diagnosis is not None:
+        from hangdoctor.report.terminal import render_terminal
+
+        caught = Text("Caught in the act", style="bold")
+        caught.append(
+            f" at t={result.diagnosis_t or 0.0:.1f} s"
+            + (f" (pid {result.pid} and its workers)" if result.pid else ""),
+        )
+        parts += [caught, render_terminal(result.diagnosis.without_locals(), width=width)]
+    for note in result.notes:
+        line = Text("note: ", style="bold yellow")
+        line.append(note)
+        parts.append(line)
+    return Group(*parts)

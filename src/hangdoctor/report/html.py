@@ -1,0 +1,1039 @@
+"""A probe run as one self-contained HTML page: verdict, timeline chart, numbers, diagnosis.
+
+The page must open anywhere, years later, from a CI artifact or an e-mail:
+no network (no CDN, no web fonts), no script. CSS is inline; the timeline is
+inline SVG drawn here, so it is there even with JavaScript off and prints as
+it shows. Everything that comes from the target (URL, paths, source lines,
+reprs, messages) is escaped: a report of a hostile service must not run its
+code in the reader's browser.
+
+Renderers never analyse: the verdict, percentiles and stall windows come
+from `summarize()`, the cause from the diagnosis. The judgements made here
+are presentational: the scale of the chart and which stack frames to fold.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import keyword
+import math
+import re
+import tokenize
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from hangdoctor import __version__
+from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path, is_user_frame, package_of
+from hangdoctor.catalog import Rule, get_rule
+from hangdoctor.errors import UnknownRuleError
+from hangdoctor.model import Diagnosis, Finding, Frame, LoopReport, LoopState, Verdict, WaitTarget
+from hangdoctor.probe.timeline import HealthSample, ProbeResult, ProbeVerdict
+
+__all__ = ["render_probe_html", "verdict_reason", "write_probe_html"]
+
+
+def render_probe_html(result: ProbeResult) -> str:
+    """The whole report as one HTML document (a string), with no reference to the network."""
+    cfg = result.config
+    title = f"hangdoctor probe: {result.verdict.value.upper()} · {cfg.url}"
+    body = [
+        _banner(result),
+        '<main class="page">',
+        _run_facts(result),
+        _chart_card(result),
+        _stats(result),
+        _diagnosis_section(result),
+        _notes(result.notes, "Notes from the probe"),
+        "</main>",
+        f'<footer class="page">Written by hangdoctor {_e(__version__)}.</footer>',
+    ]
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        # the page may be opened from a hostile service's report: nothing may load or run
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n"
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(part for part in body if part)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_probe_html(result: ProbeResult, path: str | Path) -> Path:
+    """Write the report to `path` (atomically: a reader never sees half a file)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(render_probe_html(result), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def verdict_reason(result: ProbeResult) -> str:
+    """The verdict in one sentence: "12 health checks timed out; longest stall 18.2 s."."""
+    s, cfg = result.summary, result.config
+    limit = _setting(cfg.p99_threshold_s)
+    if s.requests == 0:
+        return "No health request was made."
+    parts: list[str] = []
+    if result.verdict is ProbeVerdict.PASS:
+        parts.append(
+            f"no health check timed out; p99 {_latency(s.p99_s)} is under the {limit} limit"
+        )
+    elif s.timeouts:
+        # a timeout already puts the p99 at the deadline: saying so again adds nothing
+        parts.append(
+            f"{_plural(s.timeouts, 'health check')} got no answer within "
+            f"{_setting(cfg.health_timeout_s)}"
+        )
+    elif s.p99_s is None:
+        parts.append("no health check was answered")
+    else:
+        parts.append(f"p99 {_latency(s.p99_s)} is over the {limit} limit")
+    if s.errors:
+        parts.append(f"{_plural(s.errors, 'health check')} failed with an error")
+    if result.verdict is ProbeVerdict.FAIL and s.longest_stall_s > 0:
+        parts.append(f"longest stall {_secs(s.longest_stall_s)}")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f} s" if value >= 0.1 else f"{value:.2f} s"
+
+
+def _latency(value_s: float | None) -> str:
+    if value_s is None:
+        return "n/a"
+    ms = value_s * 1000
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{value_s:.2f} s"
+
+
+def _setting(value_s: float) -> str:
+    """A configured duration, as the user would type it: "500 ms", "2 s"."""
+    return f"{value_s * 1000:g} ms" if value_s < 1 else f"{value_s:g} s"
+
+
+def _num(v: float) -> str:
+    """An SVG coordinate: short, and never `-0.0`."""
+    text = f"{v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+_INLINE_CODE = re.compile(r"`([^`]+)`")
+
+
+def _prose(text: str) -> str:
+    """A catalog or finding sentence, escaped, with its `inline code` as <code>."""
+    return _INLINE_CODE.sub(r"<code>\1</code>", _e(text))
+
+
+# --- banner and run facts ------------------------------------------------------------------
+
+
+def _banner(result: ProbeResult) -> str:
+    passed = result.verdict is ProbeVerdict.PASS
+    cls = "pass" if passed else "fail"
+    cause = ""
+    diag = result.diagnosis
+    if diag is not None and diag.findings:
+        f = diag.findings[0]
+        rule = _rule_or_none(f.code)
+        name = f" {_e(rule.name)}" if rule else ""
+        cause = (
+            f'<p class="cause">Caught in the act: <strong>{_e(f.code)}{name}</strong> at '
+            f"<code>{_e(_location(f.file, f.line, f.cwd))}</code></p>"
+        )
+    return (
+        f'<header class="banner {cls}" id="verdict" data-verdict="{result.verdict.value}">'
+        '<div class="page">'
+        f'<div class="verdict-word">{result.verdict.value.upper()}</div>'
+        f'<div class="verdict-text"><p class="reason">{_e(verdict_reason(result))}</p>'
+        f"{cause}</div></div></header>"
+    )
+
+
+def _has_streams(result: ProbeResult) -> bool:
+    return bool(result.streams) or (result.config.clients > 0 and bool(result.config.streams))
+
+
+def _run_facts(result: ProbeResult) -> str:
+    cfg = result.config
+    streams = ", ".join(cfg.streams)
+    started = datetime.fromtimestamp(result.started_at).astimezone()
+    rows = [
+        ("target", f'<code class="url">{_e(cfg.url)}</code>'),
+        (
+            "health",
+            f"<code>{_e(cfg.health)}</code> every {_setting(cfg.health_interval_s)}, "
+            f"deadline {_setting(cfg.health_timeout_s)}",
+        ),
+        ("streams", f"<code>{_e(cfg.method)} {_e(streams)}</code>"),
+        (
+            "clients",
+            f"{cfg.clients}, each aborting after "
+            f"{cfg.abort_min_s:g} to {cfg.abort_max_s:g} s and reconnecting",
+        ),
+    ]
+    if not _has_streams(result):
+        rows[2:] = [("streams", "none: health timing only")]
+    rows += [
+        ("duration", f"{_secs(result.elapsed_s)} (asked for {cfg.duration_s:g} s)"),
+        ("started", _e(started.strftime("%Y-%m-%d %H:%M:%S %Z"))),
+    ]
+    if result.pid is not None:
+        rows.append(("server pid", _e(result.pid)))
+    cells = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
+    return f'<section class="card"><dl class="facts" id="run">{cells}</dl></section>'
+
+
+# --- the timeline chart --------------------------------------------------------------------
+
+_W = 1000.0
+_LEFT, _RIGHT, _TOP, _BOTTOM = 78.0, 978.0, 34.0, 262.0
+_LANE_H, _LANE_GAP = 14.0, 6.0
+_POINT_R = 2.6
+_X_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Seconds since start to x; latency to y on a log scale (1 ms and 2 s both readable)."""
+
+    t_max: float
+    lo_ms: float
+    hi_ms: float
+
+    def x(self, t: float) -> float:
+        return _LEFT + (_RIGHT - _LEFT) * min(max(t, 0.0), self.t_max) / self.t_max
+
+    def y(self, latency_s: float) -> float:
+        ms = min(max(latency_s * 1000, self.lo_ms), self.hi_ms)
+        span = math.log10(self.hi_ms) - math.log10(self.lo_ms)
+        return _BOTTOM - (_BOTTOM - _TOP) * (math.log10(ms) - math.log10(self.lo_ms)) / span
+
+
+def _scale(result: ProbeResult) -> _Scale:
+    cfg = result.config
+    ends = [result.elapsed_s]
+    ends += [h.t + h.latency_s for h in result.health]
+    ends += [s.t_end if s.t_end is not None else s.t_open for s in result.streams]
+    ends += [w.t_end for w in result.stalls]
+    if result.diagnosis_t is not None:
+        ends.append(result.diagnosis_t)
+    t_max = max(ends) if max(ends) > 0 else max(cfg.duration_s, 1.0)
+    answered = [h.latency_s * 1000 for h in result.health if h.latency_s > 0]
+    low = max(min(answered, default=1.0), 0.01)
+    lo_ms = min(1.0, 10 ** math.floor(math.log10(low)))
+    top = max([cfg.health_timeout_s * 1000, cfg.p99_threshold_s * 1000, *answered])
+    return _Scale(t_max=t_max, lo_ms=lo_ms, hi_ms=top * 1.6)
+
+
+def _x_step(t_max: float) -> float:
+    return next((s for s in _X_STEPS if t_max / s <= 10), _X_STEPS[-1])
+
+
+def _tick_label(t: float) -> str:
+    if t >= 60 and t % 60 == 0:
+        return f"{t / 60:g} min"
+    return f"{t:g} s"
+
+
+def _ms_label(ms: float) -> str:
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
+
+
+def _chart_card(result: ProbeResult) -> str:
+    hint = (
+        "One dot per health request (log scale); a cross is a request that got no answer "
+        "before its deadline. Shaded spans are stalls."
+    )
+    if _has_streams(result):
+        hint += " Below: when streams were opened and dropped, on the same time axis."
+    return (
+        '<section class="card chart-card"><h2>Health latency over time</h2>'
+        f'<p class="hint">{hint}</p>'
+        f'<div class="chart-wrap">{_timeline_svg(result)}</div>{_legend(result)}</section>'
+    )
+
+
+def _timeline_svg(result: ProbeResult) -> str:
+    cfg = result.config
+    sc = _scale(result)
+    opened = [s for s in result.streams if s.status is not None]
+    aborted = [s for s in result.streams if s.aborted and s.t_end is not None]
+    failed = [s for s in result.streams if s.error is not None and not s.aborted]
+    lanes: list[tuple[str, str, Sequence[float]]] = []
+    if _has_streams(result):
+        lanes.append(("opened", "stream-open", [s.t_open for s in opened]))
+        lanes.append(("aborted", "stream-abort", [s.t_end for s in aborted if s.t_end is not None]))
+    if failed:
+        lanes.append(
+            (
+                "failed",
+                "stream-fail",
+                [s.t_end if s.t_end is not None else s.t_open for s in failed],
+            )
+        )
+    lanes_top = _BOTTOM + 14
+    lanes_bottom = lanes_top + len(lanes) * (_LANE_H + _LANE_GAP) - _LANE_GAP if lanes else _BOTTOM
+    height = lanes_bottom + 50
+    timeouts = [h for h in result.health if h.timed_out]
+    points = [h for h in result.health if not h.timed_out]
+    parts = [
+        f'<svg id="timeline" class="timeline" viewBox="0 0 {_W:g} {height:g}" role="img" '
+        f'aria-labelledby="timeline-title" preserveAspectRatio="xMidYMid meet" '
+        f'data-requests="{len(result.health)}" data-points="{len(points)}" '
+        f'data-timeouts="{len(timeouts)}" data-stalls="{len(result.stalls)}" '
+        f'data-stream-opens="{len(opened)}" data-stream-aborts="{len(aborted)}" '
+        f'data-stream-fails="{len(failed)}" '
+        f'data-capture="{int(result.diagnosis_t is not None)}">',
+        f'<title id="timeline-title">Health latency over {_secs(sc.t_max)}: '
+        f"{_e(verdict_reason(result))}</title>",
+        f'<rect class="plot-bg" x="{_LEFT:g}" y="{_TOP:g}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_BOTTOM - _TOP:g}"/>',
+    ]
+    parts += _grid(sc, lanes_bottom)
+    parts += [
+        _stall_rect(sc, w.t_start, w.t_end, w.worst_latency_s, w.timeouts) for w in result.stalls
+    ]
+    parts += _limits(sc, cfg.p99_threshold_s, cfg.health_timeout_s)
+    parts += [_point(sc, h, cfg.stall_threshold_s) for h in sorted(points, key=lambda h: h.t)]
+    parts += [_timeout_mark(sc, h) for h in timeouts]
+    for i, (label, cls, times) in enumerate(lanes):
+        parts += _lane(sc, lanes_top + i * (_LANE_H + _LANE_GAP), label, cls, times)
+    if result.diagnosis_t is not None:
+        parts.append(_capture_mark(sc, result.diagnosis_t, lanes_bottom))
+    parts += _axes(sc, lanes_bottom, height)
+    if not result.health:
+        parts.append(
+            f'<text class="empty" x="{(_LEFT + _RIGHT) / 2:g}" y="{(_TOP + _BOTTOM) / 2:g}" '
+            'text-anchor="middle">no health requests were recorded</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _grid(sc: _Scale, lanes_bottom: float) -> list[str]:
+    out: list[str] = []
+    step = _x_step(sc.t_max)
+    for i in range(int(sc.t_max / step + 1e-9) + 1):
+        x = sc.x(i * step)
+        out.append(
+            f'<line class="grid" x1="{_num(x)}" x2="{_num(x)}" y1="{_TOP:g}" '
+            f'y2="{_num(lanes_bottom)}"/>'
+        )
+    decade = math.ceil(math.log10(sc.lo_ms) - 1e-9)
+    while 10**decade <= sc.hi_ms:
+        for m in (1, 2, 5):
+            ms = m * 10**decade
+            if sc.lo_ms < ms < sc.hi_ms:
+                y = _num(sc.y(ms / 1000))
+                cls = "grid" if m == 1 else "grid minor"
+                out.append(
+                    f'<line class="{cls}" x1="{_LEFT:g}" x2="{_RIGHT:g}" y1="{y}" y2="{y}"/>'
+                )
+        decade += 1
+    return out
+
+
+def _stall_rect(sc: _Scale, t0: float, t1: float, worst_s: float, timeouts: int) -> str:
+    x0, x1 = sc.x(t0), sc.x(t1)
+    width = max(x1 - x0, 2.0)
+    tip = (
+        f"stall from {t0:.1f} s to {t1:.1f} s ({_secs(t1 - t0)}), worst {_latency(worst_s)}, "
+        f"{_plural(timeouts, 'timeout')}"
+    )
+    label = ""
+    if width >= 64:
+        label = (
+            f'<text class="stall-label" x="{_num(x0 + width / 2)}" y="{_TOP - 6:g}" '
+            f'text-anchor="middle">stall {_secs(t1 - t0)}</text>'
+        )
+    return (
+        f'<g><rect class="stall" x="{_num(x0)}" y="{_TOP:g}" width="{_num(width)}" '
+        f'height="{_BOTTOM - _TOP:g}"><title>{_e(tip)}</title></rect>{label}</g>'
+    )
+
+
+def _limits(sc: _Scale, p99_limit_s: float, deadline_s: float) -> list[str]:
+    out = []
+    for cls, value, text in (
+        ("threshold", p99_limit_s, f"p99 limit {_setting(p99_limit_s)}"),
+        ("deadline", deadline_s, f"deadline {_setting(deadline_s)}"),
+    ):
+        y = sc.y(value)
+        out.append(
+            f'<line class="{cls}" x1="{_LEFT:g}" x2="{_RIGHT:g}" y1="{_num(y)}" y2="{_num(y)}"/>'
+            f'<text class="limit-label {cls}-label" x="{_RIGHT - 4:g}" y="{_num(y - 5)}" '
+            f'text-anchor="end">{_e(text)}</text>'
+        )
+    return out
+
+
+def _failed(h: HealthSample) -> bool:
+    """Answered with an error status, or failed without timing out (refused, reset)."""
+    if h.timed_out:
+        return False
+    return h.status is None or not 200 <= h.status < 400
+
+
+def _point(sc: _Scale, h: HealthSample, slow_s: float) -> str:
+    cls = "health-point"
+    if _failed(h):
+        cls += " error"
+    elif h.latency_s >= slow_s:
+        cls += " slow"
+    what = f"HTTP {h.status}" if h.status is not None else (h.error or "error")
+    tip = f"t {h.t:.2f} s · {_latency(h.latency_s)} · {what}"
+    return (
+        f'<circle class="{cls}" cx="{_num(sc.x(h.t))}" cy="{_num(sc.y(h.latency_s))}" '
+        f'r="{_POINT_R:g}"><title>{_e(tip)}</title></circle>'
+    )
+
+
+def _timeout_mark(sc: _Scale, h: HealthSample) -> str:
+    x, y, d = sc.x(h.t), sc.y(h.latency_s), 4.0
+    tip = f"t {h.t:.2f} s · no answer within {_latency(h.latency_s)}"
+    return (
+        f'<path class="health-timeout" d="M{_num(x - d)} {_num(y - d)}L{_num(x + d)} '
+        f'{_num(y + d)}M{_num(x - d)} {_num(y + d)}L{_num(x + d)} {_num(y - d)}">'
+        f"<title>{_e(tip)}</title></path>"
+    )
+
+
+def _lane(sc: _Scale, y: float, label: str, cls: str, times: Iterable[float]) -> list[str]:
+    out = [
+        f'<rect class="lane-bg" x="{_LEFT:g}" y="{_num(y)}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_LANE_H:g}"/>',
+        f'<text class="lane-label" x="{_LEFT - 8:g}" y="{_num(y + _LANE_H - 3)}" '
+        f'text-anchor="end">{_e(label)}</text>',
+    ]
+    out += [
+        f'<line class="{cls}" x1="{_num(sc.x(t))}" x2="{_num(sc.x(t))}" y1="{_num(y + 1)}" '
+        f'y2="{_num(y + _LANE_H - 1)}"/>'
+        for t in times
+    ]
+    return out
+
+
+def _capture_mark(sc: _Scale, t: float, lanes_bottom: float) -> str:
+    x = _num(sc.x(t))
+    anchor = "end" if sc.x(t) > _RIGHT - 160 else "start"
+    dx = -8 if anchor == "end" else 8
+    # drawn low, on the time axis: the strip above the plot belongs to the stall labels, and
+    # a capture starts in a stall, where no fast dot sits near the floor
+    return (
+        f'<g class="capture"><line class="capture-line" x1="{x}" x2="{x}" y1="{_TOP:g}" '
+        f'y2="{_num(lanes_bottom)}"/>'
+        f'<path class="capture-mark" d="M{x} {_BOTTOM - 7:g}l6 7l-6 7l-6 -7z"/>'
+        f'<text class="capture-label" x="{_num(sc.x(t) + dx)}" y="{_BOTTOM - 10:g}" '
+        f'text-anchor="{anchor}">stacks captured at {t:.1f} s</text>'
+        f"<title>{_e(f'the diagnosis capture started at t = {t:.2f} s')}</title></g>"
+    )
+
+
+def _axes(sc: _Scale, lanes_bottom: float, height: float) -> list[str]:
+    out = [
+        f'<line class="axis" x1="{_LEFT:g}" x2="{_LEFT:g}" y1="{_TOP:g}" y2="{_BOTTOM:g}"/>',
+        f'<line class="axis" x1="{_LEFT:g}" x2="{_RIGHT:g}" y1="{_BOTTOM:g}" y2="{_BOTTOM:g}"/>',
+    ]
+    step = _x_step(sc.t_max)
+    for i in range(int(sc.t_max / step + 1e-9) + 1):
+        x = _num(sc.x(i * step))
+        out.append(
+            f'<text class="tick" x="{x}" y="{_num(lanes_bottom + 16)}" '
+            f'text-anchor="middle">{_tick_label(round(i * step, 6))}</text>'
+        )
+    decade = math.ceil(math.log10(sc.lo_ms) - 1e-9)
+    while 10**decade < sc.hi_ms:
+        ms = 10.0**decade
+        out.append(
+            f'<text class="tick" x="{_LEFT - 8:g}" y="{_num(sc.y(ms / 1000) + 4)}" '
+            f'text-anchor="end">{_ms_label(ms)}</text>'
+        )
+        decade += 1
+    mid_y = (_TOP + _BOTTOM) / 2
+    out.append(
+        f'<text class="axis-title" x="{(_LEFT + _RIGHT) / 2:g}" y="{_num(height - 8)}" '
+        'text-anchor="middle">seconds since the probe started</text>'
+    )
+    out.append(
+        f'<text class="axis-title" x="16" y="{mid_y:g}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {mid_y:g})">health latency</text>'
+    )
+    return out
+
+
+def _legend(result: ProbeResult) -> str:
+    cfg = result.config
+
+    def item(swatch: str, text: str) -> str:
+        return (
+            f'<li><svg class="swatch" viewBox="0 0 18 14" width="18" height="14" '
+            f'aria-hidden="true">{swatch}</svg>{text}</li>'
+        )
+
+    items = [
+        item('<circle class="lg-point" cx="9" cy="7" r="3.5"/>', "health request"),
+        item(
+            '<circle class="lg-point slow" cx="9" cy="7" r="3.5"/>',
+            f"slow (≥ {_setting(cfg.stall_threshold_s)})",
+        ),
+        item(
+            '<path class="lg-timeout" d="M5 3L13 11M5 11L13 3"/>',
+            f"no answer within {_setting(cfg.health_timeout_s)}",
+        ),
+        item('<rect class="lg-stall" x="1" y="1" width="16" height="12"/>', "stall"),
+        item('<line class="lg-threshold" x1="0" x2="18" y1="7" y2="7"/>', "p99 limit"),
+    ]
+    if _has_streams(result):
+        items.append(item('<line class="lg-open" x1="9" x2="9" y1="1" y2="13"/>', "stream opened"))
+        items.append(
+            item('<line class="lg-abort" x1="9" x2="9" y1="1" y2="13"/>', "stream aborted")
+        )
+    if any(_failed(h) for h in result.health):
+        items.insert(2, item('<circle class="lg-point error" cx="9" cy="7" r="3.5"/>', "error"))
+    if any(s.error is not None and not s.aborted for s in result.streams):
+        items.append(item('<line class="lg-fail" x1="9" x2="9" y1="1" y2="13"/>', "stream failed"))
+    if result.diagnosis_t is not None:
+        items.append(item('<path class="lg-capture" d="M9 1l5 6l-5 6l-5 -6z"/>', "stacks captured"))
+    return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+# --- the numbers ---------------------------------------------------------------------------
+
+
+def _stats(result: ProbeResult) -> str:
+    s, cfg = result.summary, result.config
+    over = s.p99_s is None or s.p99_s >= cfg.p99_threshold_s
+
+    def row(key: str, label: str, value: str, bad: bool = False) -> str:
+        cls = ' class="bad"' if bad else ""
+        return f'<tr{cls}><th scope="row">{label}</th><td data-key="{key}">{value}</td></tr>'
+
+    latency = [
+        row("p50", "p50", _latency(s.p50_s)),
+        row("p90", "p90", _latency(s.p90_s)),
+        row("p99", "p99", _latency(s.p99_s), over),
+        row("max", "max", _latency(s.max_s), s.timeouts > 0),
+        row("p99_limit", "p99 limit", _setting(cfg.p99_threshold_s)),
+    ]
+    requests = [
+        row("requests", "requests", str(s.requests)),
+        row("ok", "answered 2xx/3xx", str(s.ok)),
+        row("timeouts", "timed out", str(s.timeouts), s.timeouts > 0),
+        row("errors", "errors", str(s.errors), s.errors > 0),
+        row("longest_stall", "longest stall", _secs(s.longest_stall_s), s.longest_stall_s > 0),
+    ]
+    streams = [
+        row("streams_opened", "opened", str(s.streams_opened)),
+        row("streams_aborted", "aborted by the probe", str(s.streams_aborted)),
+        row("streams_failed", "failed", str(s.streams_failed), s.streams_failed > 0),
+        row("events", "events read", str(s.events)),
+    ]
+
+    def table(caption: str, rows: list[str]) -> str:
+        return f'<table class="stats"><caption>{caption}</caption>{"".join(rows)}</table>'
+
+    return (
+        '<section class="card" id="summary"><h2>Numbers</h2><div class="tables">'
+        + table("Health latency", latency)
+        + table("Health requests", requests)
+        + (table("Streams", streams) if _has_streams(result) else "")
+        + "</div></section>"
+    )
+
+
+# --- the diagnosis -------------------------------------------------------------------------
+
+_VERDICT_HEADLINE = {
+    Verdict.HEALTHY: "every event loop was answering",
+    Verdict.BUSY: "an event loop was busy with CPU work; its requests waited",
+    Verdict.STARVED: "the worker threads were all taken; sync routes queued",
+    Verdict.BLOCKED: "an event loop was blocked; every request to it waited",
+}
+_LOOP_MACHINERY = frozenset({"asyncio", "runpy", "selectors", "threading"})
+_FOLD_PACKAGES = FRAMEWORK_PACKAGES | _LOOP_MACHINERY
+
+
+def _rule_or_none(code: str) -> Rule | None:
+    try:
+        return get_rule(code)
+    except UnknownRuleError:
+        return None  # written by a newer hangdoctor: show what the finding says
+
+
+def _location(file: str, line: int | None, cwd: str | None = None) -> str:
+    where = display_path(file, cwd)
+    return f"{where}:{line}" if line else where
+
+
+def _diagnosis_section(result: ProbeResult) -> str:
+    diag = result.diagnosis
+    if diag is None:
+        if result.verdict is ProbeVerdict.PASS:
+            return ""
+        return (
+            '<section class="card" id="diagnosis"><h2>Diagnosis</h2><p>No stacks were captured '
+            "during this run, so the cause is not named here. While the service hangs, run "
+            "<code>hangdoctor diagnose --pid PID</code>, or probe again with "
+            "<code>--pid PID</code> to capture at the moment of the stall.</p></section>"
+        )
+    when = f" at t = {result.diagnosis_t:.1f} s" if result.diagnosis_t is not None else ""
+    facts = [f"stacks captured{when}"]
+    if diag.pids:
+        facts.append(("pid " if len(diag.pids) == 1 else "pids ") + ", ".join(map(str, diag.pids)))
+    if diag.samples:
+        sampled = _plural(diag.samples, "sample")
+        if diag.sampled_for_s > 0:
+            sampled += f" over {_secs(diag.sampled_for_s)}"
+        facts.append(sampled)
+    headline = _VERDICT_HEADLINE[diag.verdict] if diag.loops else "no event loop found"
+    parts = [
+        '<section class="card" id="diagnosis"><h2>Diagnosis, caught in the act</h2>',
+        f'<p class="diag-verdict"><span class="badge {diag.verdict.value}">'
+        f"{diag.verdict.value.upper()}</span> {_e(headline)}</p>",
+        f'<p class="muted">{_e(" · ".join(facts))}</p>',
+    ]
+    parts += [_finding(f, diag) for f in diag.findings]
+    reported = {(f.pid, f.tid) for f in diag.findings}
+    others = [lp for lp in diag.loops if (lp.pid, lp.tid) not in reported]
+    if others:
+        items = "".join(f"<li>{_loop_line(lp)}</li>" for lp in others)
+        parts.append(f'<h3>Other event loops</h3><ul class="loops">{items}</ul>')
+    parts.append(_notes(diag.notes, "Notes from the diagnosis"))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _loop_line(lp: LoopReport) -> str:
+    return (
+        f'pid {_e(lp.pid)} {_e(lp.thread or "thread")} <span class="muted">(tid {_e(lp.tid)}, '
+        f'{lp.kind.value})</span>: <span class="state {lp.state.value}">{lp.state.value}</span>'
+    )
+
+
+def _finding(f: Finding, diag: Diagnosis) -> str:
+    rule = _rule_or_none(f.code)
+    state = f.state.value if f.state else "unknown"
+    name = f' <span class="rule-name">{_e(rule.name)}</span>' if rule else ""
+    parts = [
+        f'<article class="finding" data-code="{_e(f.code)}">',
+        f'<h3><span class="code-badge {state}">{_e(f.code)}</span>{name}</h3>',
+    ]
+    if rule is not None:
+        parts.append(f'<p class="summary">{_prose(rule.summary)}</p>')
+    parts.append(f'<p class="message">{_prose(f.message)}</p>')
+    loop = next((lp for lp in diag.loops if lp.pid == f.pid and lp.tid == f.tid), None)
+    parts.append(_facts(f, loop))
+    if rule is not None:
+        parts.append(f"<h4>Why it hangs</h4><p>{_prose(rule.why)}</p>")
+    if f.stack:
+        title = (
+            "Stack of one busy worker thread"
+            if f.state is LoopState.STARVED
+            else f"Stack of {_e(f.thread or 'the loop thread')}"
+        )
+        parts.append(f"<h4>{title}, innermost first</h4>{_stack(f)}")
+    parts.append(_user_locals(f))
+    if rule is not None:
+        parts.append(_fix(rule))
+    parts.append(
+        f'<p class="muted">Full entry: <code>hangdoctor explain {_e(f.code)}</code></p></article>'
+    )
+    return "\n".join(p for p in parts if p)
+
+
+def _facts(f: Finding, loop: LoopReport | None) -> str:
+    rows: list[tuple[str, str]] = []
+    if f.pid is not None or f.thread or f.tid:
+        who = (f"pid {_e(f.pid)} " if f.pid is not None else "") + _e(f.thread or "thread")
+        extra = [f"tid {_e(f.tid)}"] if f.tid else []
+        if loop is not None:
+            extra.append(loop.kind.value)
+        if extra:
+            who += f' <span class="muted">({", ".join(extra)})</span>'
+        rows.append(("loop", who))
+    if f.state is not None:
+        rows.append(("state", _state_text(f, loop)))
+    rows.append(("where", _place(f.file, f.line, f.function, f.source, f.cwd)))
+    if f.chain:
+        rows.append(("via", _e(" → ".join(f.chain))))
+    if f.waits_for is not None:
+        rows.append(("waits for", _wait(f.waits_for, f.cwd)))
+    cells = "".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
+    return f'<table class="finding-facts">{cells}</table>'
+
+
+def _state_text(f: Finding, loop: LoopReport | None) -> str:
+    state = f.state
+    assert state is not None
+    cls = f'class="state {state.value}"'
+    if state is LoopState.STARVED:
+        text = "loop idle, but no worker thread is free"
+        if loop is not None and loop.busy_workers is not None:
+            text = f"loop idle, but {loop.busy_workers} of {loop.total_workers} worker threads busy"
+        return f"<span {cls}>{_e(text)}</span>"
+    word = "busy (CPU)" if state is LoopState.BUSY else "blocked"
+    if f.blocked_for_s is not None and f.blocked_for_s > 0:
+        return f"<span {cls}>{word} for at least {_secs(f.blocked_for_s)}</span>"
+    return f"<span {cls}>{word}</span>; duration unknown"
+
+
+def _place(
+    file: str | None,
+    line: int | None,
+    function: str | None,
+    source: str | None,
+    cwd: str | None = None,
+) -> str:
+    head = f'<code class="loc">{_e(_location(file or "?", line, cwd))}</code>'
+    if function:
+        head += f' <span class="muted">in</span> <code>{_e(function)}</code>'
+    if not source:
+        return head
+    number = f'<span class="ln">{_e(line)}</span>' if line else ""
+    return f'{head}<pre class="source">{number}{_highlight(source.strip())}</pre>'
+
+
+def _wait(target: WaitTarget, cwd: str | None = None) -> str:
+    if target.thread_name is None and target.tid is None and target.file is None:
+        return _prose(target.description)
+    if target.thread_name is not None or target.tid is not None:
+        head = f"thread {_e(target.thread_name or '?')}"
+        if target.tid:
+            head += f' <span class="muted">(tid {_e(target.tid)})</span>'
+    else:
+        head = _prose(target.description)
+    if target.file is None:
+        return head
+    return f"{head}<br>{_place(target.file, target.line, target.function, target.source, cwd)}"
+
+
+def _foldable(i: int, frame: Frame, user: int | None) -> bool:
+    if i == 0 or is_user_frame(frame):
+        return False  # where the thread sits, and the user's code, always show
+    if user is not None:
+        if i == user - 1:
+            return False  # what the user's code called
+        if i > user:
+            return True  # outer to the user's code: only the machinery that called it
+    return package_of(frame) in _FOLD_PACKAGES
+
+
+def _stack(f: Finding) -> str:
+    user = f.user_frame_index
+    out: list[str] = []
+    run: list[tuple[int, Frame]] = []
+
+    def flush() -> None:
+        if len(run) < 2:
+            out.extend(_frame_item(i, fr, user, f.cwd) for i, fr in run)
+        else:
+            packages: list[str] = []
+            for _, fr in run:
+                pkg = package_of(fr) or display_path(fr.file)
+                if pkg not in packages:
+                    packages.append(pkg)
+            inner = "".join(_frame_item(i, fr, user, f.cwd) for i, fr in run)
+            out.append(
+                f'<li class="fold"><details><summary>{len(run)} library frames '
+                f"({_e(', '.join(packages))})</summary><ul>{inner}</ul></details></li>"
+            )
+        run.clear()
+
+    for i, frame in enumerate(f.stack):
+        if _foldable(i, frame, user):
+            run.append((i, frame))
+        else:
+            flush()
+            out.append(_frame_item(i, frame, user, f.cwd))
+    flush()
+    return f'<ul class="stack">{"".join(out)}</ul>'
+
+
+def _frame_item(i: int, frame: Frame, user: int | None, cwd: str | None = None) -> str:
+    mine = i == user
+    where = _location(frame.file or frame.short_file or "?", frame.line, cwd)
+    tag = ' <span class="tag">your code</span>' if mine else ""
+    cls = ' class="user"' if mine else ""
+    return (
+        f'<li{cls}><code class="fn">{_e(frame.function)}</code> '
+        f'<code class="loc">{_e(where)}</code>{tag}</li>'
+    )
+
+
+def _user_locals(f: Finding) -> str:
+    index = f.user_frame_index
+    if index is None or not 0 <= index < len(f.stack) or not f.stack[index].locals:
+        return ""
+    frame = f.stack[index]
+    rows = "".join(
+        f'<tr><th scope="row"><code>{_e(v.name)}</code>{" (arg)" if v.is_arg else ""}</th>'
+        f"<td><code>{_e(v.repr if v.repr is not None else '?')}</code></td></tr>"
+        for v in frame.locals
+    )
+    return (
+        f"<h4>Locals of <code>{_e(frame.function)}</code> (secrets redacted)</h4>"
+        f'<table class="locals">{rows}</table>'
+    )
+
+
+def _fix(rule: Rule) -> str:
+    parts = [f'<div class="fix"><h4>Fix</h4><p>{_prose(rule.fix)}</p>']
+    if rule.good:
+        parts.append(f'<pre class="code good">{_highlight(rule.good.rstrip())}</pre>')
+    if rule.fix_min_python:
+        parts.append(
+            f'<p class="muted">As written, the fix needs Python {rule.fix_min_python} or newer.</p>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _notes(notes: Sequence[str], title: str) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{_prose(n)}</li>" for n in notes)
+    return f'<section class="notes"><h3>{_e(title)}</h3><ul>{items}</ul></section>'
+
+
+# --- Python source, highlighted without a dependency ---------------------------------------
+
+_STRING_TOKENS = frozenset(
+    t
+    for t in (
+        tokenize.STRING,
+        getattr(tokenize, "FSTRING_START", None),
+        getattr(tokenize, "FSTRING_MIDDLE", None),
+        getattr(tokenize, "FSTRING_END", None),
+    )
+    if t is not None
+)
+
+
+def _highlight(code: str) -> str:
+    """Escaped Python with keywords, strings, comments and numbers in spans.
+
+    Source lines come from the target and may be fragments (an unclosed
+    bracket): whatever the tokenizer cannot read is shown plain, never lost.
+    """
+    line_starts = [0]
+    for line in code.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+
+    def offset(pos: tuple[int, int]) -> int:
+        row, col = pos
+        return line_starts[min(row - 1, len(line_starts) - 1)] + col
+
+    out: list[str] = []
+    done = 0
+    previous = ""
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            cls = _token_class(tok, previous)
+            if tok.type == tokenize.NAME:
+                previous = tok.string
+            elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+                previous = ""
+            if cls is None:
+                continue
+            start, end = offset(tok.start), offset(tok.end)
+            if start < done or end <= start or end > len(code):
+                continue
+            out.append(_e(code[done:start]))
+            out.append(f'<span class="{cls}">{_e(code[start:end])}</span>')
+            done = end
+    except (tokenize.TokenError, SyntaxError):
+        pass  # a fragment: the rest is shown as it is
+    out.append(_e(code[done:]))
+    return "".join(out)
+
+
+def _token_class(tok: tokenize.TokenInfo, previous: str) -> str | None:
+    if tok.type == tokenize.COMMENT:
+        return "tc"
+    if tok.type in _STRING_TOKENS:
+        return "ts"
+    if tok.type == tokenize.NUMBER:
+        return "tn"
+    if tok.type == tokenize.NAME:
+        if keyword.iskeyword(tok.string):
+            return "tk"
+        if previous in ("def", "class"):
+            return "tf"
+    return None
+
+
+# --- style ---------------------------------------------------------------------------------
+
+_CSS = """
+:root {
+  --bg: #f6f7f9; --card: #ffffff; --fg: #1c2330; --muted: #5d6778; --line: #dde1e8;
+  --code-bg: #f1f3f6; --ok: #16a34a; --slow: #d97706; --bad: #dc2626; --bad-bg: #fdecec;
+  --stall: rgba(220, 38, 38, 0.13); --open: #2563eb; --abort: #7c8799; --capture: #7c3aed;
+  --grid: #e7eaef; --plot: #fcfcfd; --pass-banner: #15803d; --fail-banner: #b91c1c;
+  --user: #fff4d6; --tk: #7c3aed; --ts: #15803d; --tc: #6b7280; --tn: #b45309; --tf: #1d4ed8;
+  color-scheme: light dark;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #11151c; --card: #1a2029; --fg: #e6e9ef; --muted: #9aa4b5; --line: #2d3542;
+    --code-bg: #232a35; --bad-bg: #3a1d20; --plot: #161b23; --grid: #262e3a;
+    --stall: rgba(248, 113, 113, 0.18); --open: #60a5fa; --abort: #94a3b8;
+    --user: #3b3320; --tk: #c4b5fd; --ts: #86efac; --tc: #9ca3af; --tn: #fcd34d; --tf: #93c5fd;
+  }
+}
+* { box-sizing: border-box; }
+html { font-size: 15px; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+  font: 1rem/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+.page { max-width: 1120px; margin: 0 auto; padding: 0 20px; }
+main.page { padding-bottom: 12px; }
+code, pre { font-family: ui-monospace, "SFMono-Regular", "DejaVu Sans Mono", Menlo, monospace;
+  font-size: 0.9em; }
+code { background: var(--code-bg); padding: 0 4px; border-radius: 4px; overflow-wrap: anywhere; }
+h2 { font-size: 1.15rem; margin: 0 0 6px; }
+h3 { font-size: 1.05rem; margin: 14px 0 6px; }
+h4 { font-size: 0.95rem; margin: 16px 0 4px; }
+p { margin: 6px 0; }
+.muted { color: var(--muted); }
+.hint { color: var(--muted); font-size: 0.9rem; margin-top: 0; }
+.banner { color: #fff; padding: 22px 0; margin-bottom: 18px;
+  -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+.banner.pass { background: var(--pass-banner); }
+.banner.fail { background: var(--fail-banner); }
+.banner .page { display: flex; align-items: center; gap: 26px; }
+.verdict-word { font-size: 3rem; font-weight: 800; letter-spacing: 0.06em; line-height: 1; }
+.reason { font-size: 1.3rem; font-weight: 600; margin: 0; }
+.cause { margin: 6px 0 0; font-size: 1.02rem; }
+.banner code { background: rgba(255, 255, 255, 0.18); color: #fff; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  padding: 16px 20px; margin: 0 0 16px; }
+.facts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr));
+  gap: 4px 24px; margin: 0; }
+.facts div { display: flex; gap: 10px; }
+.facts dt { color: var(--muted); min-width: 78px; }
+.facts dd { margin: 0; }
+.chart-wrap { overflow-x: auto; }
+/* below this width the chart's text would shrink past reading: scroll instead */
+svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; font-size: 12px;
+  font-family: inherit; }
+.plot-bg { fill: var(--plot); }
+.lane-bg { fill: var(--code-bg); }
+.grid { stroke: var(--grid); stroke-width: 1; }
+.grid.minor { stroke-dasharray: 2 4; }
+.axis { stroke: var(--muted); stroke-width: 1; }
+.tick, .lane-label { fill: var(--muted); }
+.axis-title { fill: var(--fg); font-weight: 600; }
+.stall { fill: var(--stall); }
+.stall-label { fill: var(--bad); font-weight: 700; }
+.threshold { stroke: var(--slow); stroke-width: 1.5; stroke-dasharray: 7 5; }
+.deadline { stroke: var(--bad); stroke-width: 1; stroke-dasharray: 2 3; }
+.limit-label { font-weight: 600; paint-order: stroke; stroke: var(--plot); stroke-width: 4px;
+  stroke-linejoin: round; }
+.threshold-label { fill: var(--slow); }
+.deadline-label { fill: var(--bad); }
+.health-point { fill: var(--ok); fill-opacity: 0.85; }
+.health-point.slow { fill: var(--slow); fill-opacity: 1; }
+.health-point.error { fill: none; stroke: var(--bad); stroke-width: 1.5; }
+.health-timeout { stroke: var(--bad); stroke-width: 2; fill: none; stroke-linecap: round; }
+.stream-open { stroke: var(--open); stroke-width: 1.2; stroke-opacity: 0.8; }
+.stream-abort { stroke: var(--abort); stroke-width: 1.2; stroke-opacity: 0.9; }
+.stream-fail { stroke: var(--bad); stroke-width: 2; }
+.capture-line { stroke: var(--capture); stroke-width: 2; stroke-dasharray: 5 3; }
+.capture-mark { fill: var(--capture); }
+.capture-label { fill: var(--capture); font-weight: 700; paint-order: stroke;
+  stroke: var(--card); stroke-width: 4px; stroke-linejoin: round; }
+.empty { fill: var(--muted); font-size: 16px; }
+.legend { list-style: none; padding: 0; margin: 10px 0 0; display: flex; flex-wrap: wrap;
+  gap: 6px 20px; font-size: 0.9rem; color: var(--muted); }
+.legend li { display: flex; align-items: center; gap: 6px; }
+.lg-point { fill: var(--ok); }
+.lg-point.slow { fill: var(--slow); }
+.lg-point.error { fill: none; stroke: var(--bad); stroke-width: 1.5; }
+.lg-timeout { stroke: var(--bad); stroke-width: 2; stroke-linecap: round; }
+.lg-stall { fill: var(--stall); stroke: var(--bad); stroke-opacity: 0.3; }
+.lg-threshold { stroke: var(--slow); stroke-width: 2; stroke-dasharray: 5 3; }
+.lg-open { stroke: var(--open); stroke-width: 2; }
+.lg-abort { stroke: var(--abort); stroke-width: 2; }
+.lg-fail { stroke: var(--bad); stroke-width: 2; }
+.lg-capture { fill: var(--capture); }
+.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(230px, 1fr)); gap: 18px;
+  align-items: start; }
+table { border-collapse: collapse; }
+table.stats { width: 100%; }
+.stats caption { text-align: left; font-weight: 700; padding-bottom: 4px; }
+.stats th, .stats td { padding: 4px 8px; border-bottom: 1px solid var(--line); }
+.stats th { text-align: left; font-weight: 400; color: var(--muted); }
+.stats td { text-align: right; font-variant-numeric: tabular-nums; font-weight: 600; }
+.stats tr.bad td { color: var(--bad); }
+.stats tr.bad { background: var(--bad-bg); }
+.badge, .code-badge { display: inline-block; padding: 1px 8px; border-radius: 5px; font-weight: 700;
+  color: #fff; background: var(--muted); font-family: inherit;
+  -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+.badge.blocked, .code-badge.blocked { background: var(--bad); }
+.badge.busy, .badge.starved, .code-badge.busy, .code-badge.starved { background: var(--slow); }
+.badge.healthy { background: var(--ok); }
+.diag-verdict { font-size: 1.08rem; font-weight: 600; }
+.finding { border-top: 1px solid var(--line); margin-top: 14px; padding-top: 6px; }
+.finding h3 { font-size: 1.2rem; }
+.rule-name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+.summary { font-weight: 700; }
+.finding-facts th { text-align: left; vertical-align: top; color: var(--muted);
+  font-weight: 400; padding: 4px 16px 4px 0; white-space: nowrap; }
+.finding-facts td { padding: 4px 0; }
+.state.blocked { color: var(--bad); font-weight: 700; }
+.state.busy, .state.starved { color: var(--slow); font-weight: 700; }
+.state.idle { color: var(--ok); }
+pre { background: var(--code-bg); border-radius: 6px; padding: 8px 12px; margin: 6px 0;
+  overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.source { border-left: 4px solid var(--bad); }
+pre.good { border-left: 4px solid var(--ok); }
+.ln { color: var(--muted); user-select: none; margin-right: 14px; }
+.tk { color: var(--tk); font-weight: 600; }
+.ts { color: var(--ts); }
+.tc { color: var(--tc); font-style: italic; }
+.tn { color: var(--tn); }
+.tf { color: var(--tf); font-weight: 600; }
+.stack { list-style: none; padding: 0; margin: 4px 0; font-size: 0.92rem; }
+.stack li { padding: 2px 8px; border-radius: 4px; }
+.stack li.user { background: var(--user); font-weight: 700; }
+.stack li.user::before { content: "▶ "; color: var(--capture); }
+.stack .fn { background: none; padding: 0; }
+.stack .loc { background: none; color: var(--muted); }
+.stack .user .loc { color: var(--fg); }
+.stack ul { list-style: none; padding-left: 14px; margin: 2px 0; }
+.stack summary { color: var(--muted); cursor: pointer; }
+.tag { color: var(--capture); font-weight: 700; margin-left: 6px; }
+.notes ul, .loops { margin: 4px 0; padding-left: 22px; }
+.notes { margin: 0 0 16px; }
+footer.page { color: var(--muted); font-size: 0.85rem; padding-bottom: 24px; }
+@media print {
+  html { font-size: 12px; }
+  body { background: #fff; }
+  .chart-wrap { overflow: visible; }
+  svg.timeline { min-width: 0; }
+  .card { border: none; padding: 6px 0; break-inside: avoid; }
+  .finding { break-inside: auto; }
+}
+"""

@@ -1,0 +1,349 @@
+"""`scan_paths`: files -> per-file facts (cached, in parallel) -> graph -> filtered findings."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hangdoctor.catalog import all_rules
+from hangdoctor.model import Finding
+from hangdoctor.scan.cache import FactCache, cache_directory, code_fingerprint
+from hangdoctor.scan.config import ScanConfig, load_config
+from hangdoctor.scan.facts import FileFacts, FileProblem
+from hangdoctor.scan.files import (
+    SourceFile,
+    content_key,
+    decode_source,
+    discover,
+    facts_from_bytes,
+)
+from hangdoctor.scan.graph import RawFinding, find
+from hangdoctor.scan.knowledge import Knowledge, build_knowledge
+from hangdoctor.scan.suppress import is_suppressed
+
+__all__ = ["ChainStep", "ScanOptions", "ScanResult", "ScanStats", "scan_paths"]
+
+_STATIC = frozenset(r.code for r in all_rules() if r.static)
+_PARALLEL_MIN_FILES = 24  # below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How to run a scan (what to look for comes from the config)."""
+
+    use_cache: bool = True
+    jobs: int | None = None  # worker processes; None: one per core; 1: in this process
+    select: tuple[str, ...] | None = None  # overrides the config's select
+    ignore: tuple[str, ...] = ()  # added to the config's ignore
+    cache_dir: Path | None = None  # default: .hangdoctor_cache in the project root
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One hop of a finding's call chain, with where it is."""
+
+    function: str
+    file: str
+    line: int
+    col: int  # 0-based
+    call: str  # the callee as written, or what blocks at the last step
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    files: int = 0  # files looked at
+    parsed: int = 0  # parsed in this run
+    cached: int = 0  # facts taken from the cache
+    lines: int = 0
+    seconds: float = 0.0
+    jobs: int = 1  # worker processes used for parsing
+    cache_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Findings (sorted by file, line, column), problems, and how the scan went."""
+
+    findings: tuple[Finding, ...]
+    problems: tuple[FileProblem, ...]
+    stats: ScanStats
+    config: ScanConfig
+    steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]] = field(default_factory=dict)
+    files: dict[str, SourceFile] = field(default_factory=dict)  # display path -> the file
+    _lines: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def errors(self) -> tuple[FileProblem, ...]:
+        """Problems that stopped a file (or a path) from being scanned."""
+        return tuple(p for p in self.problems if p.kind == "error")
+
+    @property
+    def exit_code(self) -> int:
+        """1 when something was found; else 2 when a file could not be scanned; else 0."""
+        if self.findings:
+            return 1
+        return 2 if self.errors else 0
+
+    def chain_of(self, finding: Finding) -> tuple[ChainStep, ...]:
+        """Where each hop of a chained finding is (empty for a direct finding)."""
+        return self.steps.get((finding.file, finding.line, finding.col or 0, finding.code), ())
+
+    def relative(self, display: str) -> str:
+        """The file's path relative to the project root (`/`-separated)."""
+        src = self.files.get(display)
+        return src.relative if src is not None else display
+
+    def source_lines(self, display: str) -> list[str]:
+        """The decoded lines of a scanned file (empty when it cannot be read now)."""
+        if display not in self._lines:
+            src = self.files.get(display)
+            self._lines[display] = _source_lines(src.path) if src is not None else []
+        return self._lines[display]
+
+
+# ---- parsing, in this process or in workers ----------------------------------------
+
+_worker_knowledge: dict[tuple[tuple[str, str], ...], Knowledge] = {}
+
+
+def _knowledge_for(
+    extras: tuple[tuple[str, str], ...], methods: tuple[tuple[str, str], ...]
+) -> Knowledge:
+    key = (*extras, ("--methods--", ""), *methods)
+    kb = _worker_knowledge.get(key)
+    if kb is None:
+        kb = build_knowledge(dict(extras), dict(methods))
+        _worker_knowledge[key] = kb
+    return kb
+
+
+def _parse_job(
+    job: tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
+) -> FileFacts | FileProblem:
+    """Read and analyse one file (runs in a worker process); never raises."""
+    path, display, module, is_package, extras, methods = job
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return FileProblem(display, f"cannot be read ({exc.strerror}).")
+    try:
+        return facts_from_bytes(raw, display, module, is_package, _knowledge_for(extras, methods))
+    except Exception as exc:  # a scanner bug must not lose the rest of the scan
+        return FileProblem(display, f"could not be analysed ({type(exc).__name__}: {exc}).")
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["hangdoctor.scan.engine"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _run_jobs(
+    jobs: list[
+        tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+    ],
+    workers: int,
+) -> tuple[list[FileFacts | FileProblem], int]:
+    if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES:
+        return [_parse_job(j) for j in jobs], 1
+    workers = min(workers, len(jobs))
+    chunk = max(1, len(jobs) // (workers * 4))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            return list(pool.map(_parse_job, jobs, chunksize=chunk)), workers
+    except (BrokenProcessPool, OSError):
+        return [_parse_job(j) for j in jobs], 1  # no processes to be had: do it here
+
+
+# ---- the scan ------------------------------------------------------------------------
+
+
+def scan_paths(
+    paths: Sequence[Path],
+    options: ScanOptions | None = None,
+    config: ScanConfig | None = None,
+    *,
+    cwd: Path | None = None,
+) -> ScanResult:
+    """Scan files and folders; problems with single files are reported, never raised.
+
+    Raises ScanConfigError (a HangdoctorError) for invalid settings only.
+    """
+    started = time.perf_counter()
+    options = options or ScanOptions()
+    cwd = (cwd or Path.cwd()).absolute()
+    config = config or load_config(list(paths))
+    files, problems = discover(paths, config, cwd)
+    kb = build_knowledge(dict(config.blocking_calls), dict(config.blocking_methods))
+    cache: FactCache | None = None
+    if options.use_cache:
+        directory = options.cache_dir or cache_directory(config.root)
+        cache = FactCache(directory, f"{code_fingerprint()}-{kb.fingerprint}")
+    facts: list[FileFacts | FileProblem | None] = [None] * len(files)
+    keys: list[str | None] = [None] * len(files)
+    todo: list[int] = []
+    for i, src in enumerate(files):
+        hit = _from_cache(cache, src, keys, i)
+        if hit is not None:
+            facts[i] = hit
+        else:
+            todo.append(i)
+    extras, methods = config.blocking_calls, config.blocking_methods
+    jobs = [
+        (
+            str(files[i].path),
+            files[i].display,
+            files[i].module,
+            files[i].is_package,
+            extras,
+            methods,
+        )
+        for i in todo
+    ]
+    workers = options.jobs if options.jobs is not None else (os.cpu_count() or 1)
+    results, used = _run_jobs(jobs, workers)
+    for i, result in zip(todo, results, strict=True):
+        facts[i] = result
+        key = keys[i]
+        if cache is not None and key is not None:
+            cache.put(key, result)
+    if cache is not None:
+        cache.save()
+    parsed_facts: list[FileFacts | None] = []
+    lines = 0
+    for i, f in enumerate(facts):
+        if isinstance(f, FileFacts):
+            parsed_facts.append(f)
+            lines += f.lines
+        else:
+            parsed_facts.append(None)
+            if f is not None:
+                # cached problems carry the display path of the run that found them
+                problems.append(FileProblem(files[i].display, f.message, f.line, f.col, f.kind))
+    findings, steps = _findings(files, parsed_facts, kb, config, options)
+    stats = ScanStats(
+        files=len(files),
+        parsed=len(todo),
+        cached=len(files) - len(todo),
+        lines=lines,
+        seconds=time.perf_counter() - started,
+        jobs=used,
+        cache_file=str(cache.path) if cache is not None and cache.path else None,
+    )
+    return ScanResult(
+        findings=findings,
+        problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
+        stats=stats,
+        config=config,
+        steps=steps,
+        files={src.display: src for src in files},
+    )
+
+
+def _from_cache(
+    cache: FactCache | None, src: SourceFile, keys: list[str | None], i: int
+) -> FileFacts | FileProblem | None:
+    """The cached facts of a file, recording its content key either way."""
+    try:
+        st = src.path.stat()
+    except OSError:
+        return None
+    if cache is not None:
+        known = cache.key_from_stat(str(src.path.absolute()), st)
+        if known is not None:
+            keys[i] = known
+            return cache.get(known)
+    try:
+        with open(src.path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None  # the worker reports it
+    key = content_key(raw, src.module, src.is_package)
+    keys[i] = key
+    if cache is None:
+        return None
+    cache.remember_stat(str(src.path.absolute()), st, key)
+    return cache.get(key)
+
+
+def _findings(
+    files: list[SourceFile],
+    facts: list[FileFacts | None],
+    kb: Knowledge,
+    config: ScanConfig,
+    options: ScanOptions,
+) -> tuple[tuple[Finding, ...], dict[tuple[str, int, int, str], tuple[ChainStep, ...]]]:
+    select = options.select if options.select is not None else config.select
+    ignore = (*config.ignore, *options.ignore)
+
+    def enabled(code: str) -> bool:
+        if code not in _STATIC:
+            return False
+        if select and not any(p == "ALL" or code.startswith(p) for p in select):
+            return False
+        return not any(p == "ALL" or code.startswith(p) for p in ignore)
+
+    tables = [dict(f.suppressions) if f is not None else {} for f in facts]
+
+    def suppressed(index: int, line: int, code: str) -> bool:
+        return is_suppressed(tables[index], line, code)
+
+    raw = find(
+        facts, kb, enabled=enabled, suppressed=suppressed, display=lambda i: files[i].display
+    )
+    kept: dict[tuple[int, int, int], RawFinding] = {}
+    for r in raw:
+        src = files[r.file_index]
+        if suppressed(r.file_index, r.line, r.code) or config.ignored_in(src.relative, r.code):
+            continue
+        site = (r.file_index, r.line, r.col)
+        best = kept.get(site)
+        # one finding per place: a direct call beats a chain, a short chain a long one
+        if best is None or (len(r.chain), r.code) < (len(best.chain), best.code):
+            kept[site] = r
+    lines: dict[int, list[str]] = {}
+    out: list[Finding] = []
+    steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]] = {}
+    for (index, _, _), r in sorted(
+        kept.items(), key=lambda kv: (files[kv[0][0]].display, kv[0][1], kv[0][2])
+    ):
+        src = files[index]
+        if index not in lines:
+            lines[index] = _source_lines(src.path)
+        text = lines[index]
+        source = text[r.line - 1].strip() if 0 < r.line <= len(text) else None
+        finding = Finding(
+            code=r.code,
+            message=r.message,
+            file=src.display,
+            line=r.line,
+            function=r.function,
+            source=source,
+            col=r.col,
+            chain=r.chain,
+        )
+        out.append(finding)
+        if r.steps:
+            steps[(src.display, r.line, r.col, r.code)] = tuple(
+                ChainStep(s.function, files[s.file_index].display, s.line, s.col, s.text)
+                for s in r.steps
+            )
+    return tuple(out), steps
+
+
+def _source_lines(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            return decode_source(fh.read()).splitlines()
+    except (OSError, ValueError):
+        return []

@@ -1,0 +1,187 @@
+"""What one file says, as far as the scan cares: the per-file facts that are cached.
+
+A file's facts do not depend on any other file: which functions it defines,
+what blocks directly in each (`Event`), which calls may reach another project
+function (`Call`), which generators it streams (`Sink`), its classes, imports
+and suppression comments. The cheap cross-module part (`graph`) joins them on
+every run, so the cache stays correct when only another file changed.
+
+Every fact converts to plain JSON arrays (`to_json` / `from_json`) for the
+cache: compact, and safe to load from a file someone else wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Call",
+    "ClassInfo",
+    "Event",
+    "FileFacts",
+    "FileProblem",
+    "FunctionFacts",
+    "Sink",
+    "facts_from_json",
+    "facts_to_json",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that blocks (or misbehaves) at one place of one function."""
+
+    code: str
+    line: int  # 1-based
+    col: int  # 0-based, in characters
+    name: str  # what blocks, qualified when known: "requests.get", ".recv"
+    text: str  # as written: "requests.get", "with ThreadPoolExecutor(max_workers=2) as ex"
+    kind: str  # "call" | "method" (by name alone) | "with" | "except" | "stream"
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call that may reach a function of the project, or a typed module-level object."""
+
+    target: str  # dotted, resolved through imports: "pkg.feeds.load_feed"
+    line: int
+    col: int
+    text: str  # the callee as written: "load_feed", "self._refresh"
+    argument: bool = False  # the call is an argument of another call: f(g())
+    nonblocking: bool = False  # has blocking=False / wait=False / timeout=0 / a literal False
+
+
+@dataclass(frozen=True)
+class Sink:
+    """A generator handed to a streaming response: `StreamingResponse(gen(...))`."""
+
+    generator: str  # dotted target of the generator function
+    sink: str  # "starlette.responses.StreamingResponse"
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class FunctionFacts:
+    """One function (or method, or nested function) of the file."""
+
+    qualname: str  # as Python's __qualname__: "news_stream.<locals>.gen", "Feed.load"
+    line: int
+    col: int
+    is_async: bool
+    is_generator: bool
+    events: tuple[Event, ...] = ()
+    calls: tuple[Call, ...] = ()
+    stream_loop: Event | None = None  # HD301 candidate: a yielding loop with no disconnect check
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    qualname: str
+    bases: tuple[str, ...]  # dotted, as resolved in the file
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """Everything the scan keeps about one parsed file."""
+
+    module: str  # "api.routes.stream"
+    functions: tuple[FunctionFacts, ...]  # those that block, call, or stream
+    quiet: tuple[str, ...] = ()  # qualnames of the other functions: they resolve, do nothing
+    classes: tuple[ClassInfo, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()  # module-level name -> dotted (imports, re-exports)
+    instances: tuple[tuple[str, str], ...] = ()  # module-level name -> type of the object
+    sinks: tuple[Sink, ...] = ()
+    suppressions: tuple[tuple[int, tuple[str, ...]], ...] = ()  # line -> codes; () = all
+    lines: int = 0
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file (or path) that could not be scanned, or was skipped on purpose."""
+
+    path: str
+    message: str  # one sentence
+    line: int | None = None
+    col: int | None = None
+    kind: str = "error"  # "error": could not scan; "skipped": left out on purpose (a note)
+
+
+def _event(e: Event) -> list[Any]:
+    return [e.code, e.line, e.col, e.name, e.text, e.kind]
+
+
+def _event_back(v: list[Any]) -> Event:
+    return Event(str(v[0]), int(v[1]), int(v[2]), str(v[3]), str(v[4]), str(v[5]))
+
+
+def _function(f: FunctionFacts) -> list[Any]:
+    return [
+        f.qualname,
+        f.line,
+        f.col,
+        int(f.is_async) | (int(f.is_generator) << 1),
+        [_event(e) for e in f.events],
+        [
+            [c.target, c.line, c.col, c.text, int(c.argument) | (int(c.nonblocking) << 1)]
+            for c in f.calls
+        ],
+        _event(f.stream_loop) if f.stream_loop else None,
+    ]
+
+
+def _function_back(v: list[Any]) -> FunctionFacts:
+    flags = int(v[3])
+    return FunctionFacts(
+        qualname=str(v[0]),
+        line=int(v[1]),
+        col=int(v[2]),
+        is_async=bool(flags & 1),
+        is_generator=bool(flags & 2),
+        events=tuple(_event_back(e) for e in v[4]),
+        calls=tuple(
+            Call(str(c[0]), int(c[1]), int(c[2]), str(c[3]), bool(c[4] & 1), bool(c[4] & 2))
+            for c in v[5]
+        ),
+        stream_loop=_event_back(v[6]) if v[6] else None,
+    )
+
+
+def facts_to_json(facts: FileFacts | FileProblem) -> list[Any]:
+    """Plain JSON arrays for the cache."""
+    if isinstance(facts, FileProblem):
+        return ["problem", facts.path, facts.message, facts.line, facts.col, facts.kind]
+    return [
+        "facts",
+        facts.module,
+        [_function(f) for f in facts.functions],
+        list(facts.quiet),
+        [[c.qualname, list(c.bases)] for c in facts.classes],
+        [list(a) for a in facts.aliases],
+        [list(i) for i in facts.instances],
+        [[s.generator, s.sink, s.line, s.col] for s in facts.sinks],
+        [[line, list(codes)] for line, codes in facts.suppressions],
+        facts.lines,
+    ]
+
+
+def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
+    """The inverse of `facts_to_json`; raises ValueError/TypeError/IndexError on bad data."""
+    if value[0] == "problem":
+        _, path, message, line, col, kind = value
+        return FileProblem(str(path), str(message), line, col, str(kind))
+    if value[0] != "facts":
+        raise ValueError("not a facts record")
+    _, module, functions, quiet, classes, aliases, instances, sinks, suppressions, lines = value
+    return FileFacts(
+        module=str(module),
+        functions=tuple(_function_back(f) for f in functions),
+        quiet=tuple(str(q) for q in quiet),
+        classes=tuple(ClassInfo(str(q), tuple(str(b) for b in bs)) for q, bs in classes),
+        aliases=tuple((str(a), str(b)) for a, b in aliases),
+        instances=tuple((str(a), str(b)) for a, b in instances),
+        sinks=tuple(Sink(str(g), str(s), int(ln), int(c)) for g, s, ln, c in sinks),
+        suppressions=tuple((int(ln), tuple(str(c) for c in codes)) for ln, codes in suppressions),
+        lines=int(lines),
+    )

@@ -1,0 +1,109 @@
+"""Names in Python source: dotted callees, imports (relative ones too), one scope's nodes.
+
+Shared by the static scan and, as a generalisation of the helpers in
+`hangdoctor.analysis.source`, usable by the live source reader: it has the same
+needs (resolve `t.sleep` through `import time as t`) for one line at a time.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+__all__ = [
+    "SCOPE_NODES",
+    "dotted_parts",
+    "import_bindings",
+    "iter_scope",
+    "package_of",
+    "resolve_relative",
+    "safe_unparse",
+]
+
+# nodes whose body is a scope of its own: code in them does not run where they are written
+SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def dotted_parts(expr: ast.expr) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"]; None when the chain does not start at a plain name."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if isinstance(expr, ast.Name):
+        parts.append(expr.id)
+        return parts[::-1]
+    return None
+
+
+def package_of(module: str, is_package: bool) -> str:
+    """The package a relative import in `module` starts from."""
+    if is_package:
+        return module
+    return module.rpartition(".")[0]
+
+
+def resolve_relative(package: str, level: int, name: str | None) -> str | None:
+    """`from ..x import y` in package `a.b` -> `a.x`; None when it climbs above the top."""
+    if level == 0:
+        return name
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts) or (level - 1 == len(parts) and not name):
+        return None
+    base = parts[: len(parts) - (level - 1)]
+    if name:
+        base.append(name)
+    return ".".join(base) or None
+
+
+def import_bindings(
+    node: ast.Import | ast.ImportFrom, module: str = "", is_package: bool = False
+) -> list[tuple[str, str]]:
+    """(local name, dotted origin) for each name an import statement binds.
+
+    `import a.b` binds `a`; `import a.b as c` binds `c` to `a.b`; relative
+    imports are resolved against `module` (unresolvable ones bind nothing);
+    `*` imports bind nothing (the names are not known here).
+    """
+    out: list[tuple[str, str]] = []
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.asname:
+                out.append((alias.asname, alias.name))
+            else:
+                top = alias.name.split(".", 1)[0]
+                out.append((top, top))
+        return out
+    base = resolve_relative(package_of(module, is_package), node.level, node.module)
+    if base is None:
+        return out
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        out.append((alias.asname or alias.name, f"{base}.{alias.name}"))
+    return out
+
+
+def iter_scope(node: ast.AST) -> Iterator[ast.AST]:
+    """Every node below `node` that runs in its scope, in source order.
+
+    Nested functions, lambdas and classes are yielded themselves (they are
+    bound here) but not entered: their bodies run elsewhere, or later.
+    """
+    stack: list[ast.AST] = list(reversed(list(ast.iter_child_nodes(node))))
+    while stack:
+        cur = stack.pop()
+        yield cur
+        if isinstance(cur, SCOPE_NODES):
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(cur))))
+
+
+def safe_unparse(expr: ast.AST, limit: int = 120) -> str:
+    """Source text of `expr` (shortened to `limit` characters), never raising."""
+    try:
+        text = ast.unparse(expr)
+    except (ValueError, RecursionError, AttributeError):
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

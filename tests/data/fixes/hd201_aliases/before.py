@@ -1,0 +1,22 @@
+"""Sleeps under every alias; asyncio is not imported yet."""
+
+from __future__ import annotations
+
+import logging
+import time as t
+from time import sleep
+from time import sleep as nap
+
+log = logging.getLogger(__name__)
+
+
+async def poll(ready):
+    while not ready():
+        t.sleep(0.5)
+    sleep(1)
+    nap(2)  # back off
+
+    def sync_helper():
+        sleep(3)  # a sync def inside async code is not async code
+
+    return sync_helper
