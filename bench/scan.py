@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import venv
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ PACKAGES = ("django==5.2.19", "sqlalchemy==2.1.9")
 FLAKE8 = ("flake8", "flake8-async")
 MIN_LINES = 300_000
 CACHE_DIR = ".hangdoctor_cache"
-_FINDING = re.compile(r"^.+?:\d+:\d+: ")
+_FINDING = re.compile(r"^.+?:\d+:\d+: ([A-Z]+[0-9]+)")
 
 
 class BenchError(Exception):
@@ -53,6 +54,7 @@ class Timing:
     command: str
     seconds: list[float]
     findings: int
+    codes: dict[str, int]
 
     @property
     def median(self) -> float:
@@ -158,14 +160,15 @@ def _time(
     tool: str, argv: list[str], rounds: int, budget: Budget, env: dict[str, str] | None = None
 ) -> Timing:
     seconds: list[float] = []
-    findings = 0
+    codes: Counter[str] = Counter()
     for _ in range(rounds):
         start = time.perf_counter()
         out = _run(argv, budget, env=env)
         seconds.append(time.perf_counter() - start)
-        findings = sum(1 for line in out.splitlines() if _FINDING.match(line))
+        codes = Counter(m.group(1) for m in map(_FINDING.match, out.splitlines()) if m)
+    findings = sum(codes.values())
     print(f"  {tool:<11} {statistics.median(seconds):8.2f} s  {findings:6d} findings", flush=True)
-    return Timing(tool, " ".join(argv), seconds, findings)
+    return Timing(tool, " ".join(argv), seconds, findings, dict(codes.most_common()))
 
 
 def _hangdoctor_cache_flag() -> list[str]:
@@ -199,7 +202,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
 
     cold_cache: list[float] = []
     warm: list[float] = []
-    findings_cold = findings_warm = 0
+    first = second = None
     for n in range(args.rounds):
         # a fresh, empty cache every round: the scan keeps it in the project root
         # (here the corpus), or under XDG_CACHE_HOME when the root is read-only
@@ -212,9 +215,9 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
         second = _time("warm", argv, 1, budget, env)
         cold_cache += first.seconds
         warm += second.seconds
-        findings_cold, findings_warm = first.findings, second.findings
-    results.append(Timing("cold-cache", " ".join(scan), cold_cache, findings_cold))
-    results.append(Timing("warm", " ".join(scan) + " (second run)", warm, findings_warm))
+    assert first is not None and second is not None  # rounds >= 1
+    results.append(Timing("cold-cache", " ".join(scan), cold_cache, first.findings, first.codes))
+    results.append(Timing("warm", f"{' '.join(scan)} (again)", warm, second.findings, second.codes))
 
     ruff = [
         _ruff(),
@@ -273,6 +276,9 @@ def _print(report: dict[str, Any]) -> None:
             f"{row['tool']:<11} {row['median']:9.2f} {row['lines_per_s']:12,.0f} "
             f"{row['findings']:9d}"
         )
+    for row in report["results"]:
+        top = ", ".join(f"{code} {n}" for code, n in list(row["codes"].items())[:8])
+        print(f"  {row['tool']:<11} {top}")
     for name, value in report["ratios"].items():
         print(f"{name:<30} {value:6.2f}x")
     for name, ok in report["targets_met"].items():
@@ -281,7 +287,7 @@ def _print(report: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per hangdoctor/ruff timing")
     parser.add_argument(
         "--flake8-rounds", type=int, default=1, help="flake8 takes minutes: 1 round by default"
     )
@@ -291,6 +297,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    if args.rounds < 1 or args.flake8_rounds < 1:
+        parser.error("--rounds and --flake8-rounds must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="hangdoctor-bench-scan-"))
     try:
         report = bench(args, work)

@@ -133,13 +133,8 @@ def test_fixed_passes(start_server: ServerStarter, kind: str) -> None:
 
 
 @pytest.mark.skipif(not _has("granian"), reason="needs granian")
-@pytest.mark.xfail(
-    strict=True,
-    reason="granian's default loop here is uvloop, driven from granian/server/mp.py: the "
-    "analysis does not yet know those frames as a loop runner, so it finds no event loop",
-)
 def test_granian_uvloop_hd101(start_server: ServerStarter) -> None:
-    """Under granian's default loop (uvloop) the hang reproduces; HD101 needs analysis support."""
+    """Under granian's default loop (uvloop, run from granian's worker spawner): HD101 caught."""
     server = start_server("granian-uvloop", BUGGY)
     result = probe(quick_config(server.base_url, duration_s=4.0))
     assert result.verdict is ProbeVerdict.FAIL  # the probe side works under every loop

@@ -31,6 +31,12 @@ _RUNNERS = (
     FramePattern("asyncio/base_events.py", "BaseEventLoop.run_forever"),
     FramePattern("uvloop/__init__.py", "run"),
     FramePattern("anyio/_backends/_asyncio.py", "run"),
+    # granian runs the app's loop (uvloop by default) straight from its worker spawners
+    *(
+        FramePattern(f"granian/server/{mod}.py", f"{cls}.{fn}")
+        for mod, cls in (("mp", "MPServer"), ("mt", "MTServer"))
+        for fn in ("_spawn_asgi_worker", "_spawn_asgi_lifespan_worker", "_spawn_rsgi_worker")
+    ),
 )
 _ANYIO_WORKER = (FramePattern("anyio/_backends/_asyncio.py", "WorkerThread.run"),)
 _IDLE_WAITS = (

@@ -56,10 +56,15 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     hangdoctor diagnose            diagnose the running uvicorn/gunicorn/... server
     hangdoctor diagnose --pid 123  diagnose a process and its worker processes
     hangdoctor analyze dump.txt    the same on a saved py-spy/faulthandler/pystack dump
+    hangdoctor probe URL --stream /events    drop streams while timing /health; pass/fail
+    hangdoctor doctor --stream /events -- uvicorn app:app --port 8000
+                                   start, probe, catch the hang, --fix it, prove it
+    hangdoctor scan src/           find the causes in source before they ship
     hangdoctor explain HD101       what a finding means and how to fix it
     hangdoctor demo                the whole workflow on the bundled example app
 
-    Exit status: 0 healthy, 1 a problem was found, 2 hangdoctor could not look.
+    Exit status: 0 healthy/pass/clean, 1 a problem was found, 2 hangdoctor
+    could not look.
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose

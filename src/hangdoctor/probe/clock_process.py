@@ -97,13 +97,13 @@ class ClockProcess:
         try:
             await asyncio.wait_for(ready, _READY_TIMEOUT_S)
         except asyncio.TimeoutError:
-            self.stop()
+            await self.aclose()
             raise ProbeError(
                 f"The probe's health clock process did not start within {_READY_TIMEOUT_S:g} s.",
                 "The machine is overloaded: try again, or with fewer --clients.",
             ) from None
         except ProbeError:
-            self.stop()
+            await self.aclose()
             raise
 
     def begin(self, config: ClockConfig) -> None:
@@ -118,11 +118,11 @@ class ClockProcess:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.ended), timeout)
 
-    def stop(self) -> None:
-        """Close its stdin (it stops at once), then make sure it is gone."""
+    def _detach(self) -> subprocess.Popen[bytes] | None:
+        """Stop reading from the child and close its stdin: it stops at once."""
         proc = self._proc
         if proc is None:
-            return
+            return None
         self._proc = None
         if proc.stdout is not None:
             with contextlib.suppress(ValueError, OSError):
@@ -130,6 +130,9 @@ class ClockProcess:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+        return proc
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         try:
             self.returncode = proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
@@ -137,3 +140,15 @@ class ClockProcess:
             self.returncode = proc.wait(timeout=2.0)
         if proc.stdout is not None:
             proc.stdout.close()
+
+    def stop(self) -> None:
+        """Close its stdin, then make sure it is gone (blocks up to 4 s: not on a loop)."""
+        proc = self._detach()
+        if proc is not None:
+            self._reap(proc)
+
+    async def aclose(self) -> None:
+        """`stop()` for the probe's event loop: the wait for the child runs in a thread."""
+        proc = self._detach()
+        if proc is not None:
+            await asyncio.to_thread(self._reap, proc)
