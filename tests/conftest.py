@@ -84,8 +84,15 @@ def newsroom() -> Iterator[ServerFactory]:
         argv: Sequence[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> ManagedServer:
-        port = free_port()
-        cmd = list(argv) if argv else newsroom_argv(port, app=app, loop=loop, workers=workers)
+        if argv:
+            from hangdoctor.cli.doctor import port_of
+
+            found = port_of(argv)
+            assert found is not None, f"the server command names no port: {argv}"
+            port, cmd = found, list(argv)
+        else:
+            port = free_port()
+            cmd = newsroom_argv(port, app=app, loop=loop, workers=workers)
         server = ManagedServer(
             cmd,
             base_url=f"http://127.0.0.1:{port}",

@@ -237,7 +237,7 @@ def test_locals_are_shown_on_request_with_secrets_redacted(
     causes_server: ManagedServer, background: Background
 ) -> None:
     """--locals shows the user frame's locals; secret-looking ones are redacted by default."""
-    background.get(f"{causes_server.base_url}/causes/login?seconds={BLOCK_S}")
+    background.get(f"{causes_server.base_url}/causes/login?seconds={BLOCK_S * 3}")  # 3 runs
     _wait_until_blocked(causes_server.base_url)
     plain = run_hangdoctor("diagnose", "--pid", str(causes_server.pid))
     shown = run_hangdoctor("diagnose", "--pid", str(causes_server.pid), "--locals")

@@ -7,6 +7,7 @@ anything unexpected into one line that asks for `-v` (which shows the traceback)
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -28,7 +29,25 @@ def report_error(exc: HangdoctorError) -> None:
 
 
 class HangdoctorGroup(click.Group):
-    """A click group whose commands fail with a sentence and exit 2, not a traceback."""
+    """A click group whose commands fail with a sentence and exit 2, not a traceback.
+
+    `lazy_commands` maps a command name to the module whose `command` it is,
+    imported only when that command runs (or help lists it).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module = importlib.import_module(self.lazy_commands[cmd_name])
+            command: click.Command = module.command
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

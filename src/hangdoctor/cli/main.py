@@ -9,9 +9,6 @@ import click
 from rich.console import Console
 
 from hangdoctor import __version__
-from hangdoctor.cli import demo, doctor
-from hangdoctor.cli import probe as probe_cmd
-from hangdoctor.cli import scan as scan_cmd
 from hangdoctor.cli.errors import HangdoctorGroup
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
 from hangdoctor.model import Diagnosis, Verdict
@@ -241,10 +238,15 @@ def explain(code: str | None, list_all: bool) -> None:
     console.print(render_rule(get_rule(code)))
 
 
-cli.add_command(demo.command)
-cli.add_command(probe_cmd.command)
-cli.add_command(scan_cmd.command)
-cli.add_command(doctor.command)
+# Loaded when used: `hangdoctor scan` in a pre-commit hook should not import the probe.
+cli.lazy_commands.update(
+    {
+        "probe": "hangdoctor.cli.probe",
+        "doctor": "hangdoctor.cli.doctor",
+        "scan": "hangdoctor.cli.scan",
+        "demo": "hangdoctor.cli.demo",
+    }
+)
 
 
 def entry() -> None:
