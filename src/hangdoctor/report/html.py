@@ -26,11 +26,12 @@ from datetime import datetime
 from pathlib import Path
 
 from hangdoctor import __version__
-from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path, is_user_frame, package_of
+from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path
 from hangdoctor.catalog import Rule, get_rule
 from hangdoctor.errors import UnknownRuleError
 from hangdoctor.model import Diagnosis, Finding, Frame, LoopReport, LoopState, Verdict, WaitTarget
 from hangdoctor.probe.timeline import HealthSample, ProbeResult, ProbeVerdict
+from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
 __all__ = ["render_probe_html", "verdict_reason", "write_probe_html"]
 
@@ -729,45 +730,19 @@ def _wait(target: WaitTarget, cwd: str | None = None) -> str:
     return f"{head}<br>{_place(target.file, target.line, target.function, target.source, cwd)}"
 
 
-def _foldable(i: int, frame: Frame, user: int | None) -> bool:
-    if i == 0 or is_user_frame(frame):
-        return False  # where the thread sits, and the user's code, always show
-    if user is not None:
-        if i == user - 1:
-            return False  # what the user's code called
-        if i > user:
-            return True  # outer to the user's code: only the machinery that called it
-    return package_of(frame) in _FOLD_PACKAGES
-
-
 def _stack(f: Finding) -> str:
     user = f.user_frame_index
     out: list[str] = []
-    run: list[tuple[int, Frame]] = []
-
-    def flush() -> None:
-        if len(run) < 2:
-            out.extend(_frame_item(i, fr, user, f.cwd) for i, fr in run)
-        else:
-            packages: list[str] = []
-            for _, fr in run:
-                pkg = package_of(fr) or display_path(fr.file)
-                if pkg not in packages:
-                    packages.append(pkg)
-            inner = "".join(_frame_item(i, fr, user, f.cwd) for i, fr in run)
+    for item in fold_plan(f.stack, user, _FOLD_PACKAGES):
+        if isinstance(item, FoldedRun):
+            inner = "".join(_frame_item(i, fr, user, f.cwd) for i, fr in item.frames)
             out.append(
-                f'<li class="fold"><details><summary>{len(run)} library frames '
-                f"({_e(', '.join(packages))})</summary><ul>{inner}</ul></details></li>"
+                f'<li class="fold"><details><summary>{len(item.frames)} library frames '
+                f"({_e(', '.join(item.packages))})</summary><ul>{inner}</ul></details></li>"
             )
-        run.clear()
-
-    for i, frame in enumerate(f.stack):
-        if _foldable(i, frame, user):
-            run.append((i, frame))
         else:
-            flush()
+            i, frame = item
             out.append(_frame_item(i, frame, user, f.cwd))
-    flush()
     return f'<ul class="stack">{"".join(out)}</ul>'
 
 

@@ -10,8 +10,6 @@ folded into one dim line; the user's frame and what it called stay visible.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -23,20 +21,18 @@ from rich.text import Text
 from hangdoctor.analysis.frames import (
     FRAMEWORK_PACKAGES,
     display_path,
-    is_user_frame,
-    package_of,
 )
 from hangdoctor.catalog import Rule, get_rule
 from hangdoctor.errors import UnknownRuleError
 from hangdoctor.model import (
     Diagnosis,
     Finding,
-    Frame,
     LoopReport,
     LoopState,
     Verdict,
     WaitTarget,
 )
+from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
 __all__ = ["code_block", "prose", "render_terminal"]
 
@@ -328,66 +324,20 @@ def _stack_title(finding: Finding) -> str:
     return f"Stack of {finding.thread or 'the loop thread'}, innermost first"
 
 
-@dataclass(frozen=True)
-class _Fold:
-    count: int
-    packages: tuple[str, ...]
-    framework_only: bool
-
-
-def _foldable(i: int, frame: Frame, user: int | None) -> bool:
-    if i == 0 or is_user_frame(frame):
-        return False  # where the thread sits, and the user's code, always show
-    if user is not None:
-        if i == user - 1:
-            return False  # what the user's code called
-        if i > user:
-            return True  # outer to the user's code: only the machinery that called it
-    return package_of(frame) in _FOLD_PACKAGES
-
-
-def _fold_plan(
-    stack: Sequence[Frame], user: int | None, show_all: bool
-) -> list[tuple[int, Frame] | _Fold]:
-    """Frames in order, runs of two or more foldable frames replaced by one `_Fold`."""
-    plan: list[tuple[int, Frame] | _Fold] = []
-    run: list[tuple[int, Frame]] = []
-
-    def flush() -> None:
-        if len(run) >= 2:
-            packages: list[str] = []
-            for _, frame in run:
-                pkg = package_of(frame) or display_path(frame.file)
-                if pkg not in packages:
-                    packages.append(pkg)
-            only = all(p in _FOLD_PACKAGES for p in packages)
-            plan.append(_Fold(len(run), tuple(packages), only))
-        else:
-            plan.extend(run)
-        run.clear()
-
-    for i, frame in enumerate(stack):
-        if not show_all and _foldable(i, frame, user):
-            run.append((i, frame))
-        else:
-            flush()
-            plan.append((i, frame))
-    flush()
-    return plan
-
-
 def _stack(finding: Finding, width: int | None, show_all: bool) -> RenderableType:
     user = finding.user_frame_index
-    plan = _fold_plan(finding.stack, user, show_all)
-    shown = [item for item in plan if not isinstance(item, _Fold)]
+    plan = fold_plan(finding.stack, user, _FOLD_PACKAGES, show_all=show_all)
+    shown = [item for item in plan if not isinstance(item, FoldedRun)]
     align = width is None or width >= _ALIGN_FRAMES_FROM
     name_width = min(max((len(f.function) for _, f in shown), default=0), 48) if align else 0
     lines: list[Text] = []
     for item in plan:
-        if isinstance(item, _Fold):
-            kind = "framework" if item.framework_only else "library"
+        if isinstance(item, FoldedRun):
+            only = all(p in _FOLD_PACKAGES for p in item.packages)
+            kind = "framework" if only else "library"
+            count = len(item.frames)
             lines.append(
-                Text(f"  … {item.count} {kind} frames ({', '.join(item.packages)})", style=_DIM)
+                Text(f"  … {count} {kind} frames ({', '.join(item.packages)})", style=_DIM)
             )
             continue
         i, frame = item
