@@ -21,6 +21,7 @@ __all__ = [
     "Plan",
     "Rewrite",
     "apply_plans",
+    "asyncio_call_plan",
     "await_in_place",
     "needs_parens",
     "parse_expr",
@@ -54,6 +55,28 @@ class _Apply(cst.CSTTransformer):
         if rewrite is None:
             return updated_node
         return rewrite(updated_node)
+
+
+def asyncio_call_plan(
+    site: FixSite,
+    line: int,
+    call: cst.Call,
+    rewrite: Rewrite,
+    description: str,
+    *,
+    needs_import: bool,
+) -> Plan:
+    """A safe fix that turns one call into an asyncio one, adding `import asyncio` if needed."""
+    if needs_import:
+        description += " (adds `import asyncio`)"
+    return Plan(
+        site=site,
+        line=line,
+        description=description,
+        safe=True,
+        edits={call: rewrite},
+        imports=("asyncio",) if needs_import else (),
+    )
 
 
 def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:

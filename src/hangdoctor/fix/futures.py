@@ -13,7 +13,13 @@ import libcst as cst
 from libcst.metadata import Assignment
 
 from hangdoctor.fix.context import SourceIndex
-from hangdoctor.fix.edit import Plan, await_in_place, needs_parens, preview
+from hangdoctor.fix.edit import (
+    Plan,
+    asyncio_call_plan,
+    await_in_place,
+    needs_parens,
+    preview,
+)
 from hangdoctor.fix.imports import module_ref
 from hangdoctor.fix.model import FixSite
 
@@ -120,13 +126,6 @@ def plan_result(index: SourceIndex, site: FixSite, call: cst.Call) -> Plan | str
             " (on timeout the job is cancelled if it has not started; before Python 3.11 "
             "the error is asyncio.TimeoutError, not concurrent.futures.TimeoutError)"
         )
-    if ref.needs_import:
-        desc += " (adds `import asyncio`)"
-    return Plan(
-        site=site,
-        line=index.line(call),
-        description=desc,
-        safe=True,
-        edits={call: rewrite},
-        imports=("asyncio",) if ref.needs_import else (),
+    return asyncio_call_plan(
+        site, index.line(call), call, rewrite, desc, needs_import=ref.needs_import
     )

@@ -7,7 +7,7 @@ from typing import Any
 import libcst as cst
 
 from hangdoctor.fix.context import SourceIndex
-from hangdoctor.fix.edit import Plan, await_in_place, preview
+from hangdoctor.fix.edit import Plan, asyncio_call_plan, await_in_place, preview
 from hangdoctor.fix.imports import module_ref
 from hangdoctor.fix.model import FixSite
 
@@ -48,13 +48,6 @@ def plan_sleep(index: SourceIndex, site: FixSite, call: cst.Call) -> Plan | str:
         return await_in_place(node.with_changes(func=func), node, False)
 
     desc = preview(index.module, call, rewrite(call))
-    if ref.needs_import:
-        desc += " (adds `import asyncio`)"
-    return Plan(
-        site=site,
-        line=index.line(call),
-        description=desc,
-        safe=True,
-        edits={call: rewrite},
-        imports=("asyncio",) if ref.needs_import else (),
+    return asyncio_call_plan(
+        site, index.line(call), call, rewrite, desc, needs_import=ref.needs_import
     )
