@@ -12,7 +12,6 @@ never comes up.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,15 +63,6 @@ def _base_url(url: str | None, argv: Sequence[str]) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _start(argv: Sequence[str], base: str, health: str, ready_timeout: float) -> ManagedServer:
-    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-        raise ServerError(
-            f"The server command {argv[0]!r} was not found.",
-            "Check the command after `--` (is the virtual environment active?).",
-        )
-    return ManagedServer(argv, base_url=base, ready_path=health, ready_timeout=ready_timeout)
-
-
 def _run_once(
     console: Console,
     argv: Sequence[str],
@@ -82,7 +72,9 @@ def _run_once(
 ) -> ProbeResult:
     from hangdoctor.probe.terminal import LiveProgress, render_summary
 
-    server = _start(argv, config.url, config.health, ready_timeout)
+    server = ManagedServer(
+        argv, base_url=config.url, ready_path=config.health, ready_timeout=ready_timeout
+    )
     console.rule(f"[bold]{title}[/]")
     with server:
         console.print(f"server pid {server.pid} answers {config.url}{config.health}")

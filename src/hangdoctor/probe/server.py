@@ -106,15 +106,23 @@ class ManagedServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self) -> ManagedServer:
-        self._proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in the terminal must not reach it directly
-        )
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal must not reach it directly
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            self._log.close()
+            what = "was not found" if isinstance(exc, FileNotFoundError) else "cannot be run"
+            raise ServerError(
+                f"The server command {self.argv[0]!r} {what}.",
+                "Check the command (is the virtual environment active?).",
+            ) from None
         self._wait_ready()
         return self
 
