@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,12 +80,19 @@ def _start_probe(pool: ThreadPoolExecutor, base_url: str, pid: int) -> Future[Pr
     return future
 
 
-def _browser_opens_and_closes(base_url: str, profile: Path) -> str:
-    """Chromium loads the app's origin, opens the stream, reads `hello`, closes; its data."""
+def _browser_opens_and_closes(
+    base_url: str, profile: Path, before_open: Callable[[], object]
+) -> str:
+    """Chromium loads the app's origin, opens the stream, reads `hello`, closes; its data.
+
+    `before_open` runs once the page is loaded: a browser's start-up on a loaded machine
+    takes seconds, and the probe's clock must cover the close, not the launch.
+    """
     with launch(profile) as browser:
         page = browser.new_page()
         watch = PageWatch.attach(page)
         page.goto(base_url + "/health", wait_until="load", timeout=15_000)
+        before_open()
         data = str(page.evaluate(_OPEN_AND_CLOSE, ["/news/stream", HELLO_TIMEOUT_MS]))
         page.close()
     assert watch.errors == [], watch.errors
@@ -107,8 +114,13 @@ def test_browser_abort_freezes_the_buggy_app(
 ) -> None:
     """A browser closing its EventSource hangs /health: the probe fails, diagnose says HD101."""
     server = newsroom()
-    running = _start_probe(pool, server.base_url, server.pid)
-    assert _browser_opens_and_closes(server.base_url, tmp_path / "profile") == "connected"
+    started: list[Future[ProbeResult]] = []
+
+    def begin() -> None:
+        started.append(_start_probe(pool, server.base_url, server.pid))
+
+    assert _browser_opens_and_closes(server.base_url, tmp_path / "profile", begin) == "connected"
+    running = started[0]
     _wait_until_slow(server.base_url)
     status, out = diagnose_json(server.pid)
     result = running.result(timeout=PROBE_S + 60)
@@ -127,8 +139,13 @@ def test_browser_abort_leaves_the_fixed_app_fast(
 ) -> None:
     """Control: the same browser close on the fixed app; health stays answered, no alarm."""
     server = newsroom(app="api.main:fixed_app")
-    running = _start_probe(pool, server.base_url, server.pid)
-    assert _browser_opens_and_closes(server.base_url, tmp_path / "profile") == "connected"
+    started: list[Future[ProbeResult]] = []
+
+    def begin() -> None:
+        started.append(_start_probe(pool, server.base_url, server.pid))
+
+    assert _browser_opens_and_closes(server.base_url, tmp_path / "profile", begin) == "connected"
+    running = started[0]
     status, out = diagnose_json(server.pid)
     result = running.result(timeout=PROBE_S + 60)
 

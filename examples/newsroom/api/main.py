@@ -1,6 +1,7 @@
-"""The newsroom app: `app` has the canonical SSE hang, `fixed_app` has it fixed.
+"""The newsroom app: `app` has the canonical SSE hang, `fixed_app` has it fixed by hand,
+`safe_app` has it fixed with the `hangdoctor.executors` helpers.
 
-Run it with `uvicorn api.main:app --app-dir examples/newsroom`. Both apps share
+Run it with `uvicorn api.main:app --app-dir examples/newsroom`. All three apps share
 /health (async), /health/sync (a sync route, for thread-pool starvation),
 /news/latest and the /causes/* routes that reproduce each catalog cause.
 """
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from api.routes import causes, stream, stream_fixed
+from api.routes import causes, stream, stream_fixed, stream_safe
 from api.upstream import SlowUpstream
 
 
@@ -48,3 +49,4 @@ def create_app(stream_router: APIRouter) -> FastAPI:
 
 app = create_app(stream.router)
 fixed_app = create_app(stream_fixed.router)
+safe_app = create_app(stream_safe.router)

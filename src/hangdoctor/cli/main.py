@@ -57,6 +57,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     hangdoctor doctor --stream /events -- uvicorn app:app --port 8000
                                    start, probe, catch the hang, --fix it, prove it
     hangdoctor scan src/           find the causes in source before they ship
+    hangdoctor watch -- uvicorn app:app      the loop watchdog in every worker
     hangdoctor explain HD101       what a finding means and how to fix it
     hangdoctor demo                the whole workflow on the bundled example app
 
@@ -245,6 +246,7 @@ cli.lazy_commands.update(
         "doctor": "hangdoctor.cli.doctor",
         "scan": "hangdoctor.cli.scan",
         "demo": "hangdoctor.cli.demo",
+        "watch": "hangdoctor.cli.watch",
     }
 )
 

@@ -1,0 +1,124 @@
+"""Zero-code install: a watchdog for every event loop a process runs.
+
+`hangdoctor watch -- CMD` sets `HANGDOCTOR_WATCH_*` variables and makes every
+Python process of CMD call `install_from_env()` at start-up. That wraps
+`asyncio`'s `_set_running_loop`, the one function every loop calls in its own
+thread when it starts and stops running (asyncio's loops and uvloop's alike,
+which binds it when uvloop is imported, so the wrap has to come first). A loop
+that starts running gets a `LoopWatchdog`; one that stops loses it. Forked
+workers (gunicorn) inherit the wrap; spawned ones (uvicorn --workers) run this
+again.
+
+Standard library only: this runs inside production services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from hangdoctor.runtime.stall import StallRecord
+from hangdoctor.runtime.watchdog import LoopWatchdog
+
+__all__ = ["ENV_OUT", "ENV_THRESHOLD", "install", "install_from_env"]
+
+ENV_THRESHOLD = "HANGDOCTOR_WATCH_THRESHOLD"
+ENV_OUT = "HANGDOCTOR_WATCH_OUT"
+
+_installed: list[bool] = []
+_by_thread: dict[int, LoopWatchdog] = {}
+_announced: dict[int, bool] = {}  # by pid: a forked child announces itself again
+
+
+def install_from_env() -> bool:
+    """Install when `hangdoctor watch` asked for it; False when it did not."""
+    raw = os.environ.get(ENV_THRESHOLD)
+    if not raw:
+        return False
+    try:
+        threshold = float(raw)
+    except ValueError:
+        sys.stderr.write(f"hangdoctor watch: {ENV_THRESHOLD}={raw!r} is not a number\n")
+        return False
+    install(threshold, out=os.environ.get(ENV_OUT) or None)
+    return True
+
+
+def install(threshold: float = 0.25, *, out: str | None = None) -> None:
+    """Watch every event loop this process runs from now on; report to `out` or stderr.
+
+    `out` is a JSONL file: one `StallRecord` per line, appended with one write
+    each, so the worker processes of one server can share it.
+    """
+    if _installed:
+        return
+    _installed.append(True)
+    original: Callable[[Any], None] = asyncio.events._set_running_loop
+    report = _jsonl_writer(out) if out else _stderr_writer
+
+    def set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+        original(loop)
+        try:
+            _follow(loop, threshold, report)
+        except Exception as exc:  # watching is best effort; the server must run
+            sys.stderr.write(f"hangdoctor watch: not watching this loop ({exc})\n")
+
+    asyncio.events._set_running_loop = set_running_loop
+    asyncio._set_running_loop = set_running_loop  # what uvloop binds
+
+
+def _follow(
+    loop: asyncio.AbstractEventLoop | None,
+    threshold: float,
+    report: Callable[[StallRecord], object],
+) -> None:
+    ident = threading.get_ident()
+    current = _by_thread.pop(ident, None)
+    if current is not None:
+        current.stop(timeout=0)  # the loop stopped running; its thread ends on its own
+    if loop is None:
+        return
+    dog = LoopWatchdog(threshold, report, log=False)
+    _by_thread[ident] = dog
+    # Start with the loop's first turn: a server's first step imports the app (seconds of
+    # module loading before it listens), which is start-up, not a stall of a serving loop.
+    loop.call_soon(_start, dog, loop, threshold)
+
+
+def _start(dog: LoopWatchdog, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+    if _by_thread.get(threading.get_ident()) is not dog or dog.running:
+        return
+    dog.start(loop)
+    if _announced.get(os.getpid()):
+        return
+    _announced[os.getpid()] = True
+    sys.stderr.write(
+        f"hangdoctor watch: watching the event loop of pid {os.getpid()} "
+        f"({threading.current_thread().name}, threshold {threshold:g} s)\n"
+    )
+
+
+def _stderr_writer(record: StallRecord) -> None:
+    lines = [f"hangdoctor watch: pid {record.pid}: {record.summary()}", f"  {record.message}"]
+    if record.source:
+        lines.append(f"  {record.line} | {record.source}")
+    lines.append(f"  fix: hangdoctor explain {record.code}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
+def _jsonl_writer(path: str) -> Callable[[StallRecord], None]:
+    def write(record: StallRecord) -> None:
+        data = (record.to_json() + "\n").encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)  # one write per record: lines from several workers never mix
+        finally:
+            os.close(fd)
+
+    return write

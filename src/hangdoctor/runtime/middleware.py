@@ -1,0 +1,222 @@
+"""`HangdoctorMiddleware`: name the request a stall happened in; count open streams.
+
+A pure ASGI middleware (never Starlette's `BaseHTTPMiddleware`, which buffers
+and runs the app in another task): it wraps `receive` and `send` only to note
+which task serves which request, when a response is an event stream, and when
+the client went away. Messages pass through untouched and unbuffered, so an
+SSE stream reaches the client byte for byte, at the moment it is sent.
+
+An optional debug endpoint lists the recent stalls. It is off by default; on,
+it demands a bearer token (compared in constant time) and shows no locals, no
+query strings and no headers, with secret-looking values in source lines
+scrubbed.
+
+Standard library only: this runs inside production services.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from hangdoctor.capture.redact import redact_text
+from hangdoctor.runtime import inflight
+from hangdoctor.runtime.stall import StallRecord, recent_stalls
+from hangdoctor.runtime.watchdog import LoopWatchdog
+
+__all__ = ["HangdoctorMiddleware", "StreamObserver"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_EVENT_STREAM = b"text/event-stream"
+
+
+class StreamObserver(Protocol):
+    """Told when an event-stream response opens and closes (the metrics implement it)."""
+
+    def stream_opened(self) -> None: ...
+
+    def stream_closed(self) -> None: ...
+
+
+class HangdoctorMiddleware:
+    """Track in-flight requests and open streams for the loop watchdog's stall records.
+
+    `app = HangdoctorMiddleware(app, watchdog=LoopWatchdog(0.25))`, or with
+    Starlette/FastAPI `app.add_middleware(HangdoctorMiddleware, watchdog=...)`.
+    Given a `watchdog`, the middleware starts it in each worker when the
+    server starts the app (the lifespan startup event, or the first request
+    when lifespan is off) and stops it at shutdown. An `observer` (such as
+    `HangdoctorMetrics`) hears about streams and, if it has `watch()`, is
+    attached to the watchdog. `debug_path` (e.g. "/_hangdoctor/stalls") turns
+    the debug endpoint on and then needs `debug_token`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        request_id_header: str = "x-request-id",
+        debug_path: str | None = None,
+        debug_token: str | None = None,
+        observer: StreamObserver | None = None,
+        watchdog: LoopWatchdog | None = None,
+    ) -> None:
+        if debug_path is not None and not debug_token:
+            raise ValueError(
+                "HangdoctorMiddleware: debug_path needs debug_token; the stall list is never "
+                "served without a token."
+            )
+        if debug_path is not None and not debug_path.startswith("/"):
+            raise ValueError(
+                f"HangdoctorMiddleware: debug_path must start with '/': {debug_path!r}"
+            )
+        self.app = app
+        self.request_id_header = request_id_header.lower().encode("latin-1")
+        self.debug_path = debug_path
+        self._token = (debug_token or "").encode("utf-8")
+        self.observer = observer
+        self.watchdog = watchdog
+        self._watching = False
+        self.open_streams = 0
+        self.disconnects = 0
+        inflight.mark_seen()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan" and self.watchdog is not None:
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.watchdog is not None and not self._watching:
+            self._start_watching()  # a server run without lifespan events
+        if self.debug_path is not None and scope.get("path") == self.debug_path:
+            await self._debug(scope, send)
+            return
+        req = inflight.InFlight(
+            method=str(scope.get("method", "GET")),
+            path=str(scope.get("path", "")),
+            scope=scope,  # type: ignore[arg-type]
+            request_id=_header(scope, self.request_id_header),
+        )
+        token = req.begin()
+        opened = False
+
+        async def receive_wrapper() -> Message:
+            req.claim_current_task()
+            message = await receive()
+            if message.get("type") == "http.disconnect" and not req.disconnected:
+                req.disconnected = True
+                self.disconnects += 1
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal opened
+            req.claim_current_task()
+            if message.get("type") == "http.response.start" and _is_event_stream(message):
+                req.streaming = opened = True
+                self.open_streams += 1
+                if self.observer is not None:
+                    self.observer.stream_opened()
+            try:
+                await send(message)
+            except OSError:
+                if not req.disconnected:  # the client went away mid-stream
+                    req.disconnected = True
+                    self.disconnects += 1
+                raise
+
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            if opened:
+                self.open_streams -= 1
+                if self.observer is not None:
+                    self.observer.stream_closed()
+            req.end(token)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                self._start_watching()
+            elif kind == "lifespan.shutdown" and self.watchdog is not None and self._watching:
+                self._watching = False
+                await self.watchdog.aclose()
+            return message
+
+        return wrapped
+
+    def _start_watching(self) -> None:
+        """Start the watchdog on this worker's loop (after a fork: in the worker, not the master)."""
+        dog = self.watchdog
+        if dog is None or self._watching or dog.running:
+            self._watching = True
+            return
+        dog.start()
+        self._watching = True
+        watch = getattr(self.observer, "watch", None)
+        if callable(watch):
+            watch(dog)
+
+    async def _debug(self, scope: Scope, send: Send) -> None:
+        given = _header(scope, b"authorization") or ""
+        scheme, _, value = given.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode("utf-8"), self._token
+        )
+        if not ok:
+            await _json(send, 401, {"error": "a bearer token is required"}, bearer=True)
+            return
+        stalls = [_public(r).to_dict() for r in recent_stalls()]
+        await _json(send, 200, {"stalls": stalls, "in_flight": inflight.in_flight_count()})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _is_event_stream(message: Message) -> bool:
+    for key, value in message.get("headers") or ():
+        if bytes(key).lower() == b"content-type":
+            return bytes(value).lower().startswith(_EVENT_STREAM)
+    return False
+
+
+def _public(record: StallRecord) -> StallRecord:
+    """What the debug endpoint may show: source lines scrubbed of secret-looking values."""
+    waits = record.waits_for
+    if waits is not None and waits.source:
+        waits = replace(waits, source=redact_text(waits.source))
+    return replace(
+        record,
+        source=redact_text(record.source) if record.source else None,
+        message=redact_text(record.message),
+        waits_for=waits,
+    )
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], *, bearer: bool = False) -> None:
+    payload = json.dumps(body, default=str).encode("utf-8")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+    ]
+    if bearer:
+        headers.append((b"www-authenticate", b'Bearer realm="hangdoctor"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

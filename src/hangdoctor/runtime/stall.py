@@ -1,0 +1,122 @@
+"""What the watchdog reports: one `StallRecord` per stall of one event loop.
+
+A record is built from the same `Finding` the live diagnosis produces, so a
+stall seen in-process carries the same catalog code, user file:line and
+"waits for" as `hangdoctor diagnose` would have printed, plus what only the
+process itself knows: the exact duration and the request that was running.
+
+Standard library only: this module is imported inside production services.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from threading import Lock
+from typing import Any
+
+from hangdoctor.model import Frame, WaitTarget, frame_from_dict
+
+__all__ = ["RequestInfo", "StallRecord", "recent_stalls"]
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """The request a stalled task was serving, as the ASGI middleware saw it.
+
+    No query string, headers or body: a stall report may be logged, scraped or
+    shown on a debug page, and those often carry tokens.
+    """
+
+    method: str
+    path: str
+    route: str | None = None  # the route template, "/items/{id}", when the router set it
+    request_id: str | None = None  # the value of the configured request-id header
+    streaming: bool = False  # the response is an event stream (text/event-stream)
+    disconnected: bool = False  # the client had gone when the stall was seen
+    age_s: float | None = None  # how long the request had been running when the stall began
+
+
+@dataclass(frozen=True)
+class StallRecord:
+    """One stall of one event loop: the cause, where, how long, and for which request."""
+
+    code: str  # catalog code: HD101, HD201, ... HD900
+    name: str  # the catalog entry's name: executor-shutdown-on-loop
+    message: str  # one sentence, as `diagnose` words it
+    file: str
+    line: int
+    function: str
+    duration: float  # seconds the loop did not run its callbacks (see LoopWatchdog)
+    started_at: float  # wall clock (time.time()) of the heartbeat the loop missed
+    detected_after: float  # seconds from that heartbeat to the first stack capture
+    pid: int
+    thread: str | None
+    tid: int
+    state: str  # "blocked" (waiting) or "busy" (CPU work on the loop)
+    samples: int  # stack captures taken while the stall went on
+    source: str | None = None  # the source line at file:line
+    stack: tuple[Frame, ...] = ()  # the loop thread's stack, innermost first
+    waits_for: WaitTarget | None = None
+    request: RequestInfo | None = None
+    in_flight: int | None = None  # requests in flight in this process (middleware present)
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StallRecord:
+        wf = data.get("waits_for")
+        req = data.get("request")
+        return cls(
+            code=data["code"],
+            name=data["name"],
+            message=data["message"],
+            file=data["file"],
+            line=int(data["line"]),
+            function=data["function"],
+            duration=float(data["duration"]),
+            started_at=float(data["started_at"]),
+            detected_after=float(data["detected_after"]),
+            pid=int(data["pid"]),
+            thread=data.get("thread"),
+            tid=int(data["tid"]),
+            state=data["state"],
+            samples=int(data["samples"]),
+            source=data.get("source"),
+            stack=tuple(frame_from_dict(f) for f in data.get("stack", ())),
+            waits_for=WaitTarget(**wf) if wf else None,
+            request=RequestInfo(**req) if req else None,
+            in_flight=data.get("in_flight"),
+            notes=tuple(data.get("notes", ())),
+        )
+
+    def summary(self) -> str:
+        """One line for a log or a terminal."""
+        where = f"{self.file}:{self.line} in {self.function}"
+        text = f"event loop stalled {self.duration:.3f} s: {self.code} {self.name} at {where}"
+        if self.request is not None:
+            text += f" during {self.request.method} {self.request.route or self.request.path}"
+        return text
+
+
+# Every watchdog of the process adds here: the debug endpoint and tests read it.
+_RECENT: deque[StallRecord] = deque(maxlen=100)
+_RECENT_LOCK = Lock()
+
+
+def _remember(record: StallRecord) -> None:
+    with _RECENT_LOCK:
+        _RECENT.append(record)
+
+
+def recent_stalls(limit: int = 100) -> list[StallRecord]:
+    """The last `limit` stalls seen by any watchdog of this process, oldest first."""
+    with _RECENT_LOCK:
+        items = list(_RECENT)
+    return items[-limit:] if limit > 0 else []
