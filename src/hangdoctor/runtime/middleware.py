@@ -158,7 +158,7 @@ class HangdoctorMiddleware:
         return wrapped
 
     def _start_watching(self) -> None:
-        """Start the watchdog on this worker's loop (after a fork: in the worker, not the master)."""
+        """Start the watchdog on this worker's loop: after a fork, in the worker, not the master."""
         dog = self.watchdog
         if dog is None or self._watching or dog.running:
             self._watching = True

@@ -1,0 +1,153 @@
+"""HangdoctorMiddleware in a real uvicorn: SSE untouched, stalls name the request, debug page."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import APP_DIR, ROOT, expected
+
+from hangdoctor.probe.http import timed_get
+from hangdoctor.probe.server import ManagedServer, free_port
+from hangdoctor.runtime import HangdoctorMiddleware
+
+pytestmark = pytest.mark.e2e
+
+APPS = Path(__file__).parent / "apps"
+TOKEN = "debug-token-0123456789"
+STALLS = "/_hangdoctor/stalls"
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ManagedServer]]:
+    started: list[ManagedServer] = []
+    yield started
+    for server in started:
+        server.stop(grace=1.0)
+
+
+def _uvicorn(started: list[ManagedServer], app: str, app_dir: Path, **env: str) -> ManagedServer:
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir),
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
+    server = ManagedServer(
+        argv,
+        base_url=f"http://127.0.0.1:{port}",
+        cwd=str(ROOT),
+        env={"NEWSROOM_UPSTREAM_DELAY": "3", "PYTHONUNBUFFERED": "1", **env},
+        ready_timeout=40.0,
+    )
+    started.append(server)
+    return server.start()
+
+
+def _read_stream(url: str) -> list[tuple[float, bytes]]:
+    """Every chunk as it arrived, with its arrival time since the request."""
+    got: list[tuple[float, bytes]] = []
+    start = time.monotonic()
+    with httpx.Client(timeout=10) as client, client.stream("GET", url) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for chunk in resp.iter_raw():
+            got.append((time.monotonic() - start, chunk))
+    return got
+
+
+def test_sse_passes_byte_for_byte_and_unbuffered(servers: list[ManagedServer]) -> None:
+    from tests.runtime.apps.sse_passthrough import CHUNKS, PAUSE_S
+
+    bare = _uvicorn(servers, "sse_passthrough:bare", APPS)
+    wrapped = _uvicorn(servers, "sse_passthrough:wrapped", APPS)
+    plain = _read_stream(bare.base_url + "/events")
+    through = _read_stream(wrapped.base_url + "/events")
+    assert b"".join(c for _, c in through) == b"".join(c for _, c in plain) == b"".join(CHUNKS)
+    # not buffered: the first event arrives long before the stream ends
+    first = next(t for t, c in through if c)
+    assert first < PAUSE_S * (len(CHUNKS) - 2), through
+
+
+def test_stall_names_the_request_and_debug_page_needs_a_token(
+    servers: list[ManagedServer],
+) -> None:
+    server = _uvicorn(servers, "api.watched:app", APP_DIR, NEWSROOM_DEBUG_TOKEN=TOKEN)
+    url = f"{server.base_url}/causes/sleep?seconds=0.8&api_key=hunter2"
+    with httpx.Client(timeout=20) as client:
+        assert client.get(url, headers={"x-request-id": "req-42"}).status_code == 200
+        assert client.get(server.base_url + STALLS).status_code == 401
+        wrong = client.get(server.base_url + STALLS, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "www-authenticate" in wrong.headers
+        page = client.get(server.base_url + STALLS, headers={"authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200
+    assert "hunter2" not in page.text  # no query strings on the page
+    stall = next(s for s in page.json()["stalls"] if s["code"] == "HD201")
+    exp = expected("HD201")
+    assert stall["file"].endswith(exp.file) and stall["line"] == exp.line
+    assert stall["request"] == {
+        "method": "GET",
+        "path": "/causes/sleep",
+        "route": "/causes/sleep",
+        "request_id": "req-42",
+        "streaming": False,
+        "disconnected": False,
+        "age_s": stall["request"]["age_s"],
+    }
+    assert 0 <= stall["request"]["age_s"] < 1.0
+
+
+def test_stream_abort_stall_names_the_dropped_stream(servers: list[ManagedServer]) -> None:
+    server = _uvicorn(servers, "api.watched:app", APP_DIR, NEWSROOM_DEBUG_TOKEN=TOKEN)
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", f"{server.base_url}/news/stream") as resp,
+    ):
+        assert next(resp.iter_lines()).startswith("event: hello")
+    time.sleep(0.5)
+    assert timed_get(server.base_url + "/health", timeout=10).ok  # after the stall ends
+    with httpx.Client(timeout=10) as client:
+        page = client.get(server.base_url + STALLS, headers={"authorization": f"Bearer {TOKEN}"})
+        metrics = client.get(server.base_url + "/metrics/").text
+    stall = next(s for s in page.json()["stalls"] if s["code"] == "HD101")
+    assert stall["line"] == expected("HD101").line
+    assert stall["request"]["path"] == "/news/stream"
+    assert stall["request"]["streaming"] and stall["request"]["disconnected"]
+    assert 'hangdoctor_stalls_total{code="HD101"} 1.0' in metrics
+    assert "hangdoctor_open_streams 0.0" in metrics
+    assert "hangdoctor_anyio_worker_threads_limit 40.0" in metrics
+
+
+def test_debug_page_is_off_without_a_path_and_needs_a_token() -> None:
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="needs debug_token"):
+        HangdoctorMiddleware(app, debug_path=STALLS)
+    with pytest.raises(ValueError, match="must start with"):
+        HangdoctorMiddleware(app, debug_path="stalls", debug_token=TOKEN)
+
+
+def test_websocket_and_lifespan_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(str(scope["type"]))
+
+    async def main() -> None:
+        mw = HangdoctorMiddleware(app)
+
+        async def receive() -> dict[str, object]:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: object) -> None:
+            return None
+
+        await mw({"type": "lifespan"}, receive, send)
+        await mw({"type": "websocket", "path": "/ws"}, receive, send)
+
+    asyncio.run(main())
+    assert seen == ["lifespan", "websocket"]
