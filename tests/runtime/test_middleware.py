@@ -59,6 +59,17 @@ def _read_stream(url: str) -> list[tuple[float, bytes]]:
     return got
 
 
+def _stalls_page(client: httpx.Client, base_url: str, code: str) -> httpx.Response:
+    """The debug page once it lists a `code` stall: a record is made when the stall ends."""
+    deadline = time.monotonic() + 10
+    while True:
+        page = client.get(base_url + STALLS, headers={"authorization": f"Bearer {TOKEN}"})
+        assert page.status_code == 200, page.text
+        if any(s["code"] == code for s in page.json()["stalls"]) or time.monotonic() > deadline:
+            return page
+        time.sleep(0.1)
+
+
 def test_sse_passes_byte_for_byte_and_unbuffered(servers: list[ManagedServer]) -> None:
     from tests.runtime.apps.sse_passthrough import CHUNKS, PAUSE_S
 
@@ -82,8 +93,7 @@ def test_stall_names_the_request_and_debug_page_needs_a_token(
         assert client.get(server.base_url + STALLS).status_code == 401
         wrong = client.get(server.base_url + STALLS, headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "www-authenticate" in wrong.headers
-        page = client.get(server.base_url + STALLS, headers={"authorization": f"Bearer {TOKEN}"})
-    assert page.status_code == 200
+        page = _stalls_page(client, server.base_url, "HD201")
     assert "hunter2" not in page.text  # no query strings on the page
     stall = next(s for s in page.json()["stalls"] if s["code"] == "HD201")
     exp = expected("HD201")
@@ -110,7 +120,7 @@ def test_stream_abort_stall_names_the_dropped_stream(servers: list[ManagedServer
     time.sleep(0.5)
     assert timed_get(server.base_url + "/health", timeout=10).ok  # after the stall ends
     with httpx.Client(timeout=10) as client:
-        page = client.get(server.base_url + STALLS, headers={"authorization": f"Bearer {TOKEN}"})
+        page = _stalls_page(client, server.base_url, "HD101")
         metrics = client.get(server.base_url + "/metrics/").text
     stall = next(s for s in page.json()["stalls"] if s["code"] == "HD101")
     assert stall["line"] == expected("HD101").line

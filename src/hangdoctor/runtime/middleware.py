@@ -102,27 +102,27 @@ class HangdoctorMiddleware:
         if self.debug_path is not None and scope.get("path") == self.debug_path:
             await self._debug(scope, send)
             return
-        req = inflight.InFlight(
-            method=str(scope.get("method", "GET")),
-            path=str(scope.get("path", "")),
-            scope=scope,  # type: ignore[arg-type]
-            request_id=_header(scope, self.request_id_header),
-        )
-        token = req.begin()
+        req = inflight.InFlight(scope, self.request_id_header)
+        own = req.begin()
+        current = inflight._current_task
         opened = False
 
         async def receive_wrapper() -> Message:
-            req.claim_current_task()
+            task = current()
+            if task is not own and task is not None:
+                req.claim(task)
             message = await receive()
-            if message.get("type") == "http.disconnect" and not req.disconnected:
+            if message["type"] == "http.disconnect" and not req.disconnected:
                 req.disconnected = True
                 self.disconnects += 1
             return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal opened
-            req.claim_current_task()
-            if message.get("type") == "http.response.start" and _is_event_stream(message):
+            task = current()
+            if task is not own and task is not None:
+                req.claim(task)
+            if message["type"] == "http.response.start" and _is_event_stream(message):
                 req.streaming = opened = True
                 self.open_streams += 1
                 if self.observer is not None:
@@ -142,7 +142,7 @@ class HangdoctorMiddleware:
                 self.open_streams -= 1
                 if self.observer is not None:
                     self.observer.stream_closed()
-            req.end(token)
+            req.end()
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

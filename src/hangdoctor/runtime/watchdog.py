@@ -30,6 +30,7 @@ Standard library only: this runs inside production services.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -106,7 +107,10 @@ class LoopWatchdog:
         self._stopping = threading.Event()
         self._ack = threading.Event()
         self._seq = 0
+        self._acked_seq = 0
         self._acked_at = 0.0
+        self._started_at = 0.0
+        self._started_cpu: float | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -140,6 +144,8 @@ class LoopWatchdog:
         self._loop_tid = threading.get_native_id()
         self._loop_name = current.name
         self._stopping = threading.Event()
+        # C code that takes the GIL before the new thread's first heartbeat freezes it too
+        self._started_at, self._started_cpu = time.monotonic(), self._cpu()
         self._thread = threading.Thread(
             target=self._run, name=f"hangdoctor-watchdog-{self._loop_name}", daemon=True
         )
@@ -184,6 +190,7 @@ class LoopWatchdog:
     def _beat(self, seq: int) -> None:  # runs on the loop: as little as possible
         if seq == self._seq:
             self._acked_at = time.monotonic()
+            self._acked_seq = seq
             self._ack.set()
 
     def _cpu(self) -> float | None:
@@ -193,6 +200,7 @@ class LoopWatchdog:
         loop = self._loop
         assert loop is not None
         stopping, ack = self._stopping, self._ack
+        self._held_gil(self._started_at, self._started_at, self._started_cpu)
         while not stopping.is_set():
             self._seq += 1
             seq = self._seq
@@ -203,14 +211,27 @@ class LoopWatchdog:
             except RuntimeError:  # the loop was closed under us: nothing left to watch
                 break
             if ack.wait(self.threshold):
+                woke = time.monotonic()
+                answered = self._acked_seq == seq
+                if answered:
+                    self.last_lag = self._acked_at - sent
+                    self._notify_lag(self.last_lag)
+                if woke - sent > self.threshold:
+                    # the wait ended in time, yet this thread woke late: C code holding the
+                    # GIL froze it too, and the loop answered (or stopped us) when it ended
+                    begun, end = sent, woke
+                    if answered and self._acked_at - sent > self.threshold:
+                        end = self._acked_at  # stuck before it ran the heartbeat
+                    elif answered:
+                        begun = self._acked_at  # ran it, then got stuck
+                    wall = sent_wall + (begun - sent)
+                    self._late_answer(end - begun, begun, wall, cpu0, sent)
+                    continue
                 if stopping.is_set():
                     break
-                lag = self._acked_at - sent
-                self.last_lag = lag
-                self._notify_lag(lag)
                 # C code that took the GIL right after the heartbeat ran froze this thread
                 if not self._held_gil(self._acked_at, sent, cpu0):
-                    self._pause(lag)
+                    self._pause(self.last_lag or 0.0)
                 continue
             if stopping.is_set():
                 break
@@ -218,6 +239,18 @@ class LoopWatchdog:
                 stopping.wait(self.interval)
                 continue
             self._handle_stall(seq, sent, sent_wall, cpu0)
+
+    def _late_answer(
+        self, duration: float, begun: float, begun_wall: float, cpu0: float | None, sent: float
+    ) -> None:
+        """Report a stall this thread could not see at all: only its duration is certain."""
+        snap, _ = self._capture(cpu0, sent)
+        loop_thread = next((t for t in snap.threads if t.ident == self._loop_ident), None)
+        if loop_thread is not None and loop_thread.active is False:
+            return  # the loop thread did not use the CPU: this process was stopped, not stalled
+        noticed = time.monotonic() - begun
+        record = self._record([snap], duration, begun_wall, noticed, None, None)
+        self._report(_held_gil_record(record))
 
     def _pause(self, lag: float) -> None:
         """Sleep until the next heartbeat is due, noticing if this thread was frozen."""
@@ -236,7 +269,7 @@ class LoopWatchdog:
         """
         loop = self._loop
         woke = time.monotonic()
-        if loop is None or woke - due <= self.threshold or self._stopping.is_set():
+        if loop is None or woke - due <= self.threshold:
             return False
         cpu_now = self._cpu()
         if cpu_then is None or cpu_now is None or woke <= cpu_from:
@@ -245,11 +278,10 @@ class LoopWatchdog:
             return False  # another thread held the GIL, or the whole process was stopped
         self._seq += 1
         seq = self._seq
-        self._ack.clear()
-        try:
+        if not self._stopping.is_set():  # stop() may have come first: the stall is over then
+            self._ack.clear()
+        with contextlib.suppress(RuntimeError):  # a closed loop: the stall is over too
             loop.call_soon_threadsafe(self._beat, seq)
-        except RuntimeError:
-            return False
         due_wall = time.time() - (woke - due)
         self._handle_stall(seq, due, due_wall, cpu_then, held_gil=True)
         return True
@@ -284,17 +316,17 @@ class LoopWatchdog:
         gap = max(self.threshold / 2, 0.05)
         last_at = detected
         while not self._ack.wait(gap):
-            if self._stopping.is_set():
-                return
             if len(samples) < self.max_samples:
                 snap, cpu = self._capture(cpu, last_at)
                 last_at = time.monotonic()
                 samples.append(snap)
             else:
                 gap = 0.05
-        if self._stopping.is_set() or seq != self._seq:
+        if seq != self._seq:
             return
-        duration = self._acked_at - sent
+        # stop() wakes this thread too: the loop is running stop(), so the stall is over
+        end = self._acked_at if self._acked_seq == seq else time.monotonic()
+        duration = end - sent
         self.last_lag = duration
         self._notify_lag(duration)
         record = self._record(samples, duration, sent_wall, detected - sent, request, in_flight)
