@@ -4,8 +4,10 @@
   none       nothing
   watchdog   hangdoctor's LoopWatchdog (started in the lifespan)
   full       the watchdog plus HangdoctorMiddleware
-  aiodebug   aiodebug's slow-callback logging (asyncio debug mode is the
-             PYTHONASYNCIODEBUG=1 environment variable, set by the benchmark)
+  aiodebug   aiodebug's slow-callback logging
+  asyncio-debug  asyncio's debug mode: uvicorn passes debug=False to asyncio.run,
+             so PYTHONASYNCIODEBUG=1 alone does nothing under it; the lifespan
+             turns it on with loop.set_debug(True), as the variable would elsewhere
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with LoopWatchdog(THRESHOLD):
             yield
         return
+    if MODE == "asyncio-debug":
+        import asyncio
+
+        asyncio.get_running_loop().set_debug(True)
     if MODE == "aiodebug":
         from aiodebug import log_slow_callbacks
 
@@ -44,6 +50,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 inner = FastAPI(lifespan=_lifespan)
+
+
+@inner.get("/mode")
+async def mode() -> dict[str, object]:
+    """What this server runs: the benchmark checks it before it trusts a figure."""
+    import asyncio
+
+    return {"mode": MODE, "asyncio_debug": asyncio.get_running_loop().get_debug()}
 
 
 @inner.get("/hello")

@@ -1,18 +1,22 @@
 """Benchmark: what the runtime protection costs a service, and how fast it sees a stall.
 
-Run: .venv/bin/python bench/runtime.py [--rounds 3] [--seconds 5] [--soak 600]
+Run: .venv/bin/python bench/runtime.py [--rounds 12] [--seconds 2] [--soak 600]
 
 Measured side by side in one run:
-  throughput  a FastAPI hello-world (keep-alive GETs) and the fixed newsroom SSE
-              stream (open, read the first event, drop) under load from a separate
-              process (bench/_load.py), one uvicorn server per mode, all up at once
+  throughput  a FastAPI hello-world (keep-alive GETs, from wrk: `apt-get install wrk`;
+              bench/_load.py if it is missing) and the fixed newsroom SSE stream
+              (open, read the first event, drop; bench/_load.py) under load from a
+              separate process, one uvicorn server per mode, all up at once
               and loaded in turn, the order rotated every round:
                 none        nothing installed
                 watchdog    LoopWatchdog
                 full        LoopWatchdog + HangdoctorMiddleware
-                asyncio-debug  PYTHONASYNCIODEBUG=1 (asyncio's debug mode)
+                asyncio-debug  asyncio's debug mode (PYTHONASYNCIODEBUG=1, and
+                            loop.set_debug(True): uvicorn overrides the variable)
                 aiodebug    aiodebug's slow-callback logging (if it installs)
-              reported as requests/s (median over rounds) and the change against none
+              each mode's run paired with a `none` run right before it (this
+              machine's speed drifts): the change in requests/s and in the server's
+              CPU time per request, median and quartiles over the rounds
   detection   stalls of 50, 200 and 1000 ms injected on a watched loop (threshold
               40 ms): time from the stall's start to the watchdog noticing it, and
               the error of the reported duration
@@ -29,11 +33,15 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -49,7 +57,7 @@ STALLS_MS = (50, 200, 1000)
 def _server(mode: str) -> ManagedServer:
     port = free_port()
     env = {
-        "HD_BENCH_MODE": "none" if mode == "asyncio-debug" else mode,
+        "HD_BENCH_MODE": mode,
         "NEWSROOM_UPSTREAM_DELAY": "0.05",
         "PYTHONPATH": str(ROOT / "bench"),
     }
@@ -66,7 +74,34 @@ def _server(mode: str) -> ManagedServer:
     return server.start()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(
+    server: ManagedServer, path: str, seconds: float, connections: int, stream: bool
+) -> tuple[float, float]:
+    """(requests per second, server CPU microseconds per request) for one load run."""
+    before = _cpu_seconds(server.pid)
+    rate = _load(_port(server), path, seconds, connections, stream)
+    used = _cpu_seconds(server.pid) - before
+    return rate, used / max(1.0, rate * seconds) * 1e6
+
+
 def _load(port: int, path: str, seconds: float, connections: int, stream: bool) -> float:
+    wrk = shutil.which("wrk")
+    if wrk is not None and not stream:
+        # a C load generator: a Python one would saturate its own core first
+        argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{path}"]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 60, check=True
+        )
+        found = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+        if found is None:
+            raise RuntimeError(f"wrk printed no rate: {done.stdout[-300:]}")
+        return float(found.group(1))
     argv = [
         sys.executable, str(ROOT / "bench" / "_load.py"), path, "--port", str(port),
         "--connections", str(connections), "--seconds", str(seconds),
@@ -81,32 +116,64 @@ def _load(port: int, path: str, seconds: float, connections: int, stream: bool) 
 
 
 def throughput(rounds: int, seconds: float) -> None:
+    if shutil.which("wrk") is None:
+        print("  (wrk is not installed: the GET load comes from a Python client, which is")
+        print("   slower than the server and makes the figures noisy; `apt-get install wrk`)")
     modes = [m for m in MODES if m != "aiodebug" or importlib.util.find_spec("aiodebug")]
     if "aiodebug" not in modes:
         print("  (aiodebug is not installed: `pip install aiodebug` to compare with it)")
     servers = {mode: _server(mode) for mode in modes}
     try:
+        for mode, server in servers.items():  # each server runs what its label says
+            with urllib.request.urlopen(server.base_url + "/mode", timeout=10) as resp:
+                seen = json.loads(resp.read())
+            want = {"mode": mode, "asyncio_debug": mode == "asyncio-debug"}
+            if seen != want:
+                raise RuntimeError(f"the {mode} server runs {seen}, not {want}")
         for label, path, stream, conns in (
             ("hello-world GET", "/hello", False, 32),
             ("SSE open/read/drop", "/news/stream", True, 16),
         ):
-            rates: dict[str, list[float]] = {m: [] for m in modes}
             for mode in modes:  # warm-up: imports, caches, the first connections
                 _load(_port(servers[mode]), path, 1.0, conns, stream)
+            # Paired runs: this machine's speed drifts by tens of percent over minutes, so
+            # each mode is compared with a `none` run right before it, in every round.
+            rates: dict[str, list[float]] = {m: [] for m in modes}
+            none_cpu: list[float] = []
+            speed: dict[str, list[float]] = {m: [] for m in modes if m != "none"}
+            cost: dict[str, list[float]] = {m: [] for m in modes if m != "none"}
+            others = [m for m in modes if m != "none"]
             for r in range(rounds):
-                order = modes[r % len(modes) :] + modes[: r % len(modes)]
-                for mode in order:
-                    rates[mode].append(_load(_port(servers[mode]), path, seconds, conns, stream))
-            base = statistics.median(rates["none"])
+                for mode in others[r % len(others) :] + others[: r % len(others)]:
+                    base_rate, base_cpu = _measure(servers["none"], path, seconds, conns, stream)
+                    rate, cpu = _measure(servers[mode], path, seconds, conns, stream)
+                    rates["none"].append(base_rate)
+                    none_cpu.append(base_cpu)
+                    rates[mode].append(rate)
+                    speed[mode].append(rate / base_rate - 1)
+                    cost[mode].append(cpu / base_cpu - 1)
+            if not stream:
+                _LAST_CPU_PER_REQUEST[0] = statistics.median(none_cpu)
             print(f"\n  {label}: {rounds} rounds x {seconds:g} s, {conns} connections")
-            print(f"  {'mode':<15}{'req/s (median)':>16}{'vs none':>10}   rounds")
+            print(
+                f"  {'mode':<15}{'req/s':>8}{'throughput vs none':>22}{'CPU/request vs none':>22}"
+            )
+            print(f"  {'':<15}{'median':>8}{'median  [quartiles]':>22}{'median  [quartiles]':>22}")
             for mode in modes:
                 med = statistics.median(rates[mode])
-                each = " ".join(f"{x:.0f}" for x in rates[mode])
-                print(f"  {mode:<15}{med:>16.0f}{(med / base - 1) * 100:>+9.1f}%   {each}")
+                if mode == "none":
+                    print(f"  {mode:<15}{med:>8.0f}")
+                    continue
+                print(f"  {mode:<15}{med:>8.0f}{_spread(speed[mode]):>22}{_spread(cost[mode]):>22}")
     finally:
         for server in servers.values():
             server.stop(grace=1.0)
+
+
+def _spread(values: list[float]) -> str:
+    """Median and quartiles of relative changes, as percentages."""
+    q1, med, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return f"{med * 100:+.1f}% [{q1 * 100:+.1f},{q3 * 100:+.1f}]"
 
 
 def _port(server: ManagedServer) -> int:
@@ -139,6 +206,87 @@ def detection(repeats: int = 10) -> None:
             f"{statistics.median(error):>17.1f} / {max(error, key=abs):.1f} ms"
         )
     print(f"  target: noticed within {DETECT_THRESHOLD * 1000 + 20:.0f} ms (threshold + 20 ms)")
+
+
+def micro(pairs: int = 41) -> None:
+    """The same costs measured in one process, in short paired runs.
+
+    Each pair runs a fixed amount of work without and with the piece under test,
+    back to back, in alternating order; the median over the pairs of the paired
+    difference cancels the machine's drift. The middleware's cost per request is
+    set against a served request's CPU time; the watchdog's is measured on a loop
+    doing request-like steps (an await and a little work each).
+    """
+    from hangdoctor.runtime import HangdoctorMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        return None
+
+    wrapped = HangdoctorMiddleware(app)
+    scope = {"type": "http", "method": "GET", "path": "/hello", "headers": _REQUEST_HEADERS}
+
+    async def requests(target: Any, n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            await target(dict(scope), receive, send)
+        return (time.perf_counter() - started) / n
+
+    async def steps(n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            await asyncio.sleep(0)
+            sum(range(200))  # a request handler's bit of work
+        return time.perf_counter() - started
+
+    async def watched_steps(n: int) -> float:
+        async with LoopWatchdog(0.25, log=False):
+            await asyncio.sleep(0.05)  # its thread is up and in its rhythm before the clock runs
+            return await steps(n)
+
+    async def run() -> tuple[list[float], list[float], float]:
+        extra, ratio = [], []
+        bare_times = []
+        for k in range(pairs):
+            if k % 2:
+                mw, bare = await requests(wrapped, 3000), await requests(app, 3000)
+                watched, plain = await watched_steps(30_000), await steps(30_000)
+            else:
+                bare, mw = await requests(app, 3000), await requests(wrapped, 3000)
+                plain, watched = await steps(30_000), await watched_steps(30_000)
+            extra.append(mw - bare)
+            ratio.append(watched / plain - 1)
+            bare_times.append(bare)
+        return extra, ratio, statistics.median(bare_times)
+
+    extra, ratio, bare = asyncio.run(run())
+    per_request = statistics.median(extra) * 1e6
+    q1, loop_cost, q3 = statistics.quantiles(ratio, n=4)
+    print(f"\n  in one process, median of {pairs} paired runs:")
+    print(f"  middleware: {per_request:.2f} us per request (bare ASGI call {bare * 1e6:.2f} us)")
+    print(
+        f"  watchdog:   {loop_cost * 100:+.2f}% [quartiles {q1 * 100:+.1f}, {q3 * 100:+.1f}] "
+        "on a loop running request-like steps"
+    )
+    cpu = _LAST_CPU_PER_REQUEST[0]
+    if cpu:
+        print(
+            f"  against a served hello-world request ({cpu:.0f} us of server CPU): middleware "
+            f"{per_request / cpu * 100:.2f}%, with the watchdog "
+            f"{(per_request / cpu + max(0.0, loop_cost)) * 100:.2f}% (target <= 1%)"
+        )
+
+
+_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+_REQUEST_HEADERS = [(b"host", b"127.0.0.1"), (b"user-agent", b"wrk"), (b"accept", b"*/*")]
+_LAST_CPU_PER_REQUEST: list[float] = [0.0]
 
 
 def _rss_kib(pid: int) -> int:
@@ -175,11 +323,12 @@ def soak(seconds: float) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--soak", type=float, default=600.0, help="soak seconds (0 skips it)")
     args = parser.parse_args()
     print(f"hangdoctor runtime benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     throughput(args.rounds, args.seconds)
+    micro()
     detection()
     soak(args.soak)

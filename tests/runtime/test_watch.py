@@ -231,3 +231,32 @@ def test_environment_sitecustomize_still_runs(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout.split() == ["1", "set_running_loop"]
+
+
+def test_healthy_app_under_stream_churn_reports_nothing(
+    servers: list[ManagedServer], tmp_path: Path
+) -> None:
+    """The fixed app, streams opened and dropped by 10 clients while /health is timed: no alarm."""
+    from hangdoctor.probe.engine import probe
+    from hangdoctor.probe.timeline import ProbeConfig, ProbeVerdict
+
+    out = tmp_path / "stalls.jsonl"
+    port = free_port()
+    argv = _uvicorn(port, "asyncio")
+    argv[argv.index("api.main:app")] = "api.main:fixed_app"
+    server = _start(servers, _watch_argv(out, argv), port)
+    cfg = ProbeConfig(
+        url=server.base_url,
+        streams=("/news/stream",),
+        health="/health",
+        clients=10,
+        duration_s=5.0,
+        abort_min_s=0.1,
+        abort_max_s=0.6,
+        seed=3,
+    )
+    result = probe(cfg, pid=server.pid, capture=False)
+    assert result.verdict is ProbeVerdict.PASS
+    assert result.summary.streams_aborted >= 20
+    assert "watching the event loop" in server.log_tail(50)
+    assert out.read_text(encoding="utf-8") == ""

@@ -59,6 +59,8 @@ def test_damaged_cache_is_rebuilt(write) -> None:  # type: ignore[no-untyped-def
     _scan(root)
     (cache_file,) = (root / CACHE_DIR_NAME).glob("facts-*.json")
     cache_file.write_text("{not json")
+    for results in (root / CACHE_DIR_NAME).glob("results-*.json"):
+        results.write_text("[1, 2")  # damaged too: the facts must be rebuilt
     again = _scan(root)
     assert again.stats.parsed == 3 and [f.code for f in again.findings] == ["HD201"]
     assert _scan(root).stats.parsed == 0
@@ -92,3 +94,28 @@ def test_parallel_parsing_matches_serial(write) -> None:  # type: ignore[no-unty
     parallel = _scan(root, use_cache=False, jobs=2)
     assert parallel.stats.jobs == 2 and serial.stats.jobs == 1
     assert parallel.findings == serial.findings and len(parallel.findings) == 41
+
+
+def test_unchanged_tree_reuses_the_whole_result(write) -> None:  # type: ignore[no-untyped-def]
+    """Nothing changed: findings and chains come back without reading any facts."""
+    root = write(FILES)
+    first = _scan(root)
+    (facts,) = (root / CACHE_DIR_NAME).glob("facts-*.json")
+    facts.write_text("{not json")  # would force re-parsing if the facts were read
+    second = _scan(root)
+    assert (second.stats.parsed, second.stats.cached) == (0, 3)
+    assert second.findings == first.findings
+    assert [second.chain_of(f) for f in second.findings] == [
+        first.chain_of(f) for f in first.findings
+    ]
+    assert second.chain_of(second.findings[0])  # the route -> nap -> time.sleep hops
+
+
+def test_other_settings_do_not_reuse_a_result(write) -> None:  # type: ignore[no-untyped-def]
+    """An ignored code, or a touched file, is not answered from the last result."""
+    root = write(FILES)
+    assert [f.code for f in _scan(root).findings] == ["HD201"]
+    assert _scan(root, ignore=("HD201",)).findings == ()
+    assert [f.code for f in _scan(root).findings] == ["HD201"]
+    (root / "pkg/routes.py").write_text("async def route():\n    pass\n")
+    assert _scan(root).findings == ()

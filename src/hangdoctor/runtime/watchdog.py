@@ -1,28 +1,30 @@
 """The loop watchdog: notice, from inside the service, that its event loop stalled.
 
-How it works. A monitor thread posts a heartbeat to the loop
-(`call_soon_threadsafe`) every `interval` and waits for the loop to run it.
-A healthy loop answers in microseconds, even an idle one (the post wakes its
-selector). When no answer comes within `threshold`, the loop is stuck inside
-some callback: the monitor captures every thread's stack with
-`sys._current_frames()` *while the stall is still going on*, a few times, and
-measures whether the loop thread burns CPU (its per-thread CPU clock). When the
-heartbeat finally runs, the stall is over: the samples go through the same
-analysis as `hangdoctor diagnose` (same catalog codes, same user file:line,
-same "waits for"), and the result is one `StallRecord`: logged as one warning
-on the `hangdoctor` logger, passed to `on_stall`, kept in a bounded buffer.
+How it works. A heartbeat on the loop (`call_later`, every `interval`, 10 ms)
+notes how late it ran: that is the loop's lag, measured by the loop itself.
+A monitor thread sleeps until the next heartbeat is `threshold` overdue — the
+first moment the loop can be called stalled — so it wakes about once per
+threshold, not per beat, and never makes the loop wake up for it. A heartbeat
+that overdue means the loop is stuck inside some callback: the monitor
+captures every thread's stack with `sys._current_frames()` *while the stall is
+still going on*, a few times, and reads the loop thread's CPU clock (waiting
+or computing?). When the heartbeat finally runs, the stall is over: the
+samples go through the same analysis as `hangdoctor diagnose` (same catalog
+codes, same user file:line, same "waits for"), and the result is one
+`StallRecord`: logged as one warning on the `hangdoctor` logger, passed to
+`on_stall`, kept in a bounded buffer.
 
-What the numbers mean. `duration` runs from the heartbeat the loop missed to
-the moment it ran: the stall may have begun up to one `interval` earlier.
-`detected_after` is the time from that heartbeat to the first capture: about
-`threshold` plus the monitor's wake-up latency.
+What the numbers mean. `duration` is how late the heartbeat ran: the stall
+began between the previous heartbeat and the one that was due, up to one
+`interval` before it. `detected_after` runs from that due time to the first
+capture: about `threshold`.
 
 C code that holds the GIL (a catastrophic regex, a C extension that never
 releases it) stops every Python thread, the monitor included: nothing can be
-captured during such a stall. The monitor runs again the moment the call
-returns, before the loop reaches its next callback; the duration is still
-right, and the stack it captures is the one the call returned to, so the
-reported line is the line that made the call (or the one after it).
+captured during such a stall. The heartbeat still measures it exactly; the
+monitor reports it when it runs again, with the stack the loop thread has at
+that moment: the line that made the call if it is still there, else the
+record says the line is unknown.
 
 Standard library only: this runs inside production services.
 """
@@ -62,6 +64,9 @@ StallCallback = Callable[[StallRecord], object]
 LagCallback = Callable[[float], object]
 
 _CPU_BOUND = 0.5  # share of wall time on the CPU above which a stalled loop is busy, not waiting
+_WAKE_SLACK = 0.001  # wake just after the moment a stall can be declared, not just before
+_POLL = 0.01  # while a stall goes on: how often to look whether it ended
+_LAGS_KEPT = 4096  # heartbeats measured but not yet read by the monitor
 _HOW_LONG = re.compile(r"\s*\((?:stuck|busy) for at least [\d.]+ s\)")
 _LIVE: weakref.WeakSet[LoopWatchdog] = weakref.WeakSet()
 
@@ -105,12 +110,11 @@ class LoopWatchdog:
         self._loop_name: str | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._ack = threading.Event()
-        self._seq = 0
-        self._acked_seq = 0
-        self._acked_at = 0.0
-        self._started_at = 0.0
-        self._started_cpu: float | None = None
+        self._wake = threading.Event()  # set by stop(): ends the monitor's waits at once
+        self._lags: deque[tuple[float, float]] = deque(maxlen=_LAGS_KEPT)  # (due, late)
+        self._handled: set[float] = set()  # due times of stalls captured while they went on
+        self._due = 0.0  # when the next heartbeat should run (time.monotonic())
+        self._beat_handle: asyncio.TimerHandle | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -144,8 +148,11 @@ class LoopWatchdog:
         self._loop_tid = threading.get_native_id()
         self._loop_name = current.name
         self._stopping = threading.Event()
-        # C code that takes the GIL before the new thread's first heartbeat freezes it too
-        self._started_at, self._started_cpu = time.monotonic(), self._cpu()
+        self._wake = threading.Event()
+        self._lags = deque(maxlen=_LAGS_KEPT)
+        self._handled.clear()
+        self._due = time.monotonic() + self.interval
+        self._beat_handle = loop.call_later(self.interval, self._beat)
         self._thread = threading.Thread(
             target=self._run, name=f"hangdoctor-watchdog-{self._loop_name}", daemon=True
         )
@@ -160,7 +167,14 @@ class LoopWatchdog:
         aclose()` waits for it without blocking the loop.
         """
         self._stopping.set()
-        self._ack.set()  # wake a monitor waiting for a heartbeat
+        self._wake.set()
+        handle, loop = self._beat_handle, self._loop
+        if handle is not None and loop is not None:
+            if threading.get_ident() == self._loop_ident:
+                handle.cancel()
+            else:
+                with contextlib.suppress(RuntimeError):  # a closed loop runs nothing anyway
+                    loop.call_soon_threadsafe(handle.cancel)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -185,106 +199,69 @@ class LoopWatchdog:
     ) -> None:
         await self.aclose()
 
-    # -- the monitor thread -------------------------------------------------------------
+    # -- the heartbeat (on the loop) and the monitor thread ---------------------------------
 
-    def _beat(self, seq: int) -> None:  # runs on the loop: as little as possible
-        if seq == self._seq:
-            self._acked_at = time.monotonic()
-            self._acked_seq = seq
-            self._ack.set()
+    def _beat(self) -> None:
+        """On the loop, every `interval`: how late it ran is the loop's lag."""
+        now = time.monotonic()
+        self._lags.append((self._due, now - self._due))
+        if self._stopping.is_set() or self._loop is None:
+            return
+        self._due = now + self.interval
+        self._beat_handle = self._loop.call_later(self.interval, self._beat)
 
     def _cpu(self) -> float | None:
         return thread_cpu_seconds(self._loop_ident)
 
     def _run(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        stopping, ack = self._stopping, self._ack
-        self._held_gil(self._started_at, self._started_at, self._started_cpu)
-        while not stopping.is_set():
-            self._seq += 1
-            seq = self._seq
-            ack.clear()
-            sent, sent_wall, cpu0 = time.monotonic(), time.time(), self._cpu()
-            try:
-                loop.call_soon_threadsafe(self._beat, seq)
-            except RuntimeError:  # the loop was closed under us: nothing left to watch
-                break
-            if ack.wait(self.threshold):
-                woke = time.monotonic()
-                answered = self._acked_seq == seq
-                if answered:
-                    self.last_lag = self._acked_at - sent
-                    self._notify_lag(self.last_lag)
-                if woke - sent > self.threshold:
-                    # the wait ended in time, yet this thread woke late: C code holding the
-                    # GIL froze it too, and the loop answered (or stopped us) when it ended
-                    begun, end = sent, woke
-                    if answered and self._acked_at - sent > self.threshold:
-                        end = self._acked_at  # stuck before it ran the heartbeat
-                    elif answered:
-                        begun = self._acked_at  # ran it, then got stuck
-                    wall = sent_wall + (begun - sent)
-                    self._late_answer(end - begun, begun, wall, cpu0, sent)
-                    continue
-                if stopping.is_set():
-                    break
-                # C code that took the GIL right after the heartbeat ran froze this thread
-                if not self._held_gil(self._acked_at, sent, cpu0):
-                    self._pause(self.last_lag or 0.0)
-                continue
-            if stopping.is_set():
-                break
-            if not loop.is_running():  # stopped between two run_until_complete calls
-                stopping.wait(self.interval)
-                continue
-            self._handle_stall(seq, sent, sent_wall, cpu0)
+        """Sleep until a stall could first be declared; capture it, or report what was missed.
 
-    def _late_answer(
-        self, duration: float, begun: float, begun_wall: float, cpu0: float | None, sent: float
-    ) -> None:
-        """Report a stall this thread could not see at all: only its duration is certain."""
-        snap, _ = self._capture(cpu0, sent)
-        loop_thread = next((t for t in snap.threads if t.ident == self._loop_ident), None)
-        if loop_thread is not None and loop_thread.active is False:
-            return  # the loop thread did not use the CPU: this process was stopped, not stalled
-        noticed = time.monotonic() - begun
-        record = self._record([snap], duration, begun_wall, noticed, None, None)
-        self._report(_held_gil_record(record))
-
-    def _pause(self, lag: float) -> None:
-        """Sleep until the next heartbeat is due, noticing if this thread was frozen."""
-        wait = max(0.0, self.interval - lag)
-        start, cpu_start = time.monotonic(), self._cpu()
-        self._stopping.wait(wait)
-        self._held_gil(start + wait, start, cpu_start)
-
-    def _held_gil(self, due: float, cpu_from: float, cpu_then: float | None) -> bool:
-        """Report a stall if this thread ran more than `threshold` after `due`.
-
-        Only C code that holds the GIL can keep this thread from running on time.
-        When the loop thread burned that time on the CPU, it was the one holding
-        the GIL: the stall is reported, measured from `due`, with the stack the
-        loop thread has the moment it lets go. True when one was reported.
+        The loop's heartbeat is due at `_due`; only when it is `threshold` overdue is
+        the loop stalled, so this thread wakes about once per threshold, not per beat.
         """
         loop = self._loop
-        woke = time.monotonic()
-        if loop is None or woke - due <= self.threshold:
-            return False
-        cpu_now = self._cpu()
-        if cpu_then is None or cpu_now is None or woke <= cpu_from:
-            return False
-        if (cpu_now - cpu_then) / (woke - cpu_from) < _CPU_BOUND:
-            return False  # another thread held the GIL, or the whole process was stopped
-        self._seq += 1
-        seq = self._seq
-        if not self._stopping.is_set():  # stop() may have come first: the stall is over then
-            self._ack.clear()
-        with contextlib.suppress(RuntimeError):  # a closed loop: the stall is over too
-            loop.call_soon_threadsafe(self._beat, seq)
-        due_wall = time.time() - (woke - due)
-        self._handle_stall(seq, due, due_wall, cpu_then, held_gil=True)
-        return True
+        assert loop is not None
+        last, cpu_last = time.monotonic(), self._cpu()
+        while True:
+            deadline = self._due + self.threshold + _WAKE_SLACK
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            woke, cpu_now = time.monotonic(), self._cpu()
+            self._drain(last, cpu_last, woke, cpu_now)
+            if self._stopping.is_set():
+                return
+            due = self._due
+            if woke - due > self.threshold and due not in self._handled and loop.is_running():
+                # woken far too late: C code held the GIL, and the stack is what it left
+                frozen = woke - deadline > self.threshold / 2
+                self._watch_stall(due, last, cpu_last, held_gil=frozen)
+                woke, cpu_now = time.monotonic(), self._cpu()
+            last, cpu_last = woke, cpu_now
+
+    def _drain(
+        self, last: float, cpu_last: float | None, woke: float, cpu_now: float | None
+    ) -> None:
+        """Pass the measured lags on; report a stall that ended unseen.
+
+        A heartbeat that ran more than `threshold` late, when this thread never saw
+        it overdue, means this thread could not run either: C code held the GIL.
+        """
+        while self._lags:
+            due, late = self._lags.popleft()
+            self.last_lag = late
+            self._notify_lag(max(0.0, late))
+            if late <= self.threshold:
+                continue
+            if due in self._handled:
+                self._handled.discard(due)
+                continue
+            if cpu_last is None or cpu_now is None or woke <= last:
+                continue
+            if (cpu_now - cpu_last) / (woke - last) < _CPU_BOUND:
+                continue  # the loop thread was not on the CPU: the process was stopped
+            snap, _ = self._capture(cpu_last, last)
+            wall = time.time() - (time.monotonic() - due)
+            record = self._record([snap], late, wall, woke - due, None, None)
+            self._report(_held_gil_record(record))
 
     def _capture(self, cpu_then: float | None, at_then: float) -> tuple[Snapshot, float | None]:
         cpu_now, at_now = self._cpu(), time.monotonic()
@@ -295,44 +272,33 @@ class LoopWatchdog:
         snap = snapshot_of_threads(exclude=frozenset({threading.get_ident()}), active=active)
         return snap, cpu_now
 
-    def _handle_stall(
-        self,
-        seq: int,
-        sent: float,
-        sent_wall: float,
-        cpu0: float | None,
-        *,
-        held_gil: bool = False,
+    def _watch_stall(
+        self, due: float, last: float, cpu_last: float | None, *, held_gil: bool = False
     ) -> None:
+        """Capture the stacks while the stall goes on; report it when the loop runs again."""
         loop = self._loop
         assert loop is not None
-        samples: list[Snapshot] = []
-        detected = time.monotonic()  # noticed; the capture below may wait for the GIL
-        snap, cpu = self._capture(cpu0, sent)
-        samples.append(snap)
+        detected = time.monotonic()
+        self._handled.add(due)
+        snap, cpu = self._capture(cpu_last, last)
+        samples = [snap]
         request = self._request(loop, detected)
         in_flight = inflight.in_flight_count()
-        # spread the remaining samples over the next stretch of the stall
-        gap = max(self.threshold / 2, 0.05)
-        last_at = detected
-        while not self._ack.wait(gap):
-            if len(samples) < self.max_samples:
+        gap = max(self.threshold / 2, 0.05)  # spread the samples over the stall
+        last_at = time.monotonic()
+        while self._due == due and not self._stopping.is_set():
+            if self._wake.wait(min(gap, _POLL)):
+                break
+            if len(samples) < self.max_samples and time.monotonic() - last_at >= gap:
                 snap, cpu = self._capture(cpu, last_at)
                 last_at = time.monotonic()
                 samples.append(snap)
-            else:
-                gap = 0.05
-        if seq != self._seq:
-            return
-        # stop() wakes this thread too: the loop is running stop(), so the stall is over
-        end = self._acked_at if self._acked_seq == seq else time.monotonic()
-        duration = end - sent
-        self.last_lag = duration
-        self._notify_lag(duration)
-        record = self._record(samples, duration, sent_wall, detected - sent, request, in_flight)
-        if held_gil:
-            record = _held_gil_record(record)
-        self._report(record)
+        late = next((lt for d, lt in list(self._lags) if d == due), None)
+        if late is None:  # stopped (stop() runs on the loop: the stall is over) or still going
+            late = time.monotonic() - due
+        wall = time.time() - (time.monotonic() - due)
+        record = self._record(samples, late, wall, detected - due, request, in_flight)
+        self._report(_held_gil_record(record) if held_gil else record)
 
     def _request(self, loop: asyncio.AbstractEventLoop, at: float) -> RequestInfo | None:
         try:
@@ -474,7 +440,8 @@ def _after_fork_in_child() -> None:
     for dog in list(_LIVE):
         dog._thread = None
         dog._stopping = threading.Event()
-        dog._ack = threading.Event()
+        dog._wake = threading.Event()
+        dog._beat_handle = None
         dog._loop = None
     _LIVE.clear()
 

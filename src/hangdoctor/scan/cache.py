@@ -27,7 +27,13 @@ from typing import Any
 from hangdoctor import __version__
 from hangdoctor.scan.facts import FileFacts, FileProblem, facts_from_json, facts_to_json
 
-__all__ = ["CACHE_DIR_NAME", "FactCache", "cache_directory", "code_fingerprint"]
+__all__ = [
+    "CACHE_DIR_NAME",
+    "FactCache",
+    "cache_directory",
+    "code_fingerprint",
+    "write_atomically",
+]
 
 CACHE_DIR_NAME = ".hangdoctor_cache"
 _FORMAT = 1
@@ -163,14 +169,19 @@ class FactCache:
             {"format": _FORMAT, "entries": entries, "stats": self._stats},
             separators=(",", ":"),
         )
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".facts-", dir=self.path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_atomically(self.path, payload)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` (temp file + rename); a failure leaves the old file."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -8,11 +8,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hangdoctor.catalog import all_rules
-from hangdoctor.model import Finding
+from hangdoctor.model import Finding, finding_from_dict, to_dict
 from hangdoctor.scan.cache import FactCache, cache_directory, code_fingerprint
 from hangdoctor.scan.config import ScanConfig, load_config
 from hangdoctor.scan.facts import FileFacts, FileProblem
@@ -25,6 +26,7 @@ from hangdoctor.scan.files import (
 )
 from hangdoctor.scan.graph import RawFinding, find
 from hangdoctor.scan.knowledge import Knowledge, build_knowledge
+from hangdoctor.scan.result_cache import ResultCache, tree_key
 from hangdoctor.scan.suppress import is_suppressed
 
 __all__ = ["ChainStep", "ScanOptions", "ScanResult", "ScanStats", "scan_paths"]
@@ -186,9 +188,22 @@ def scan_paths(
     files, problems = discover(paths, config, cwd)
     kb = build_knowledge(dict(config.blocking_calls), dict(config.blocking_methods))
     cache: FactCache | None = None
+    reuse: ResultCache | None = None
+    tree: str | None = None
     if options.use_cache:
         directory = options.cache_dir or cache_directory(config.root)
-        cache = FactCache(directory, f"{code_fingerprint()}-{kb.fingerprint}")
+        salt = f"{code_fingerprint()}-{kb.fingerprint}"
+        reuse = ResultCache(directory, salt)
+        settings = repr((config, options.select, options.ignore))
+        tree = tree_key(
+            salt, settings, [(str(f.path), f.display, f.module, f.is_package) for f in files]
+        )
+        known = reuse.get(tree) if tree is not None else None
+        if known is not None:
+            reused = _reuse(known, files, problems, config, started, directory)
+            if reused is not None:
+                return reused
+        cache = FactCache(directory, salt)
     facts: list[FileFacts | FileProblem | None] = [None] * len(files)
     keys: list[str | None] = [None] * len(files)
     todo: list[int] = []
@@ -221,6 +236,7 @@ def scan_paths(
         cache.save()
     parsed_facts: list[FileFacts | None] = []
     lines = 0
+    file_problems: list[FileProblem] = []
     for i, f in enumerate(facts):
         if isinstance(f, FileFacts):
             parsed_facts.append(f)
@@ -229,8 +245,13 @@ def scan_paths(
             parsed_facts.append(None)
             if f is not None:
                 # cached problems carry the display path of the run that found them
-                problems.append(FileProblem(files[i].display, f.message, f.line, f.col, f.kind))
+                file_problems.append(
+                    FileProblem(files[i].display, f.message, f.line, f.col, f.kind)
+                )
+    problems.extend(file_problems)
     findings, steps = _findings(files, parsed_facts, kb, config, options)
+    if reuse is not None and tree is not None:
+        reuse.put(tree, _to_reuse(findings, steps, file_problems, lines))
     stats = ScanStats(
         files=len(files),
         parsed=len(todo),
@@ -239,6 +260,58 @@ def scan_paths(
         seconds=time.perf_counter() - started,
         jobs=used,
         cache_file=str(cache.path) if cache is not None and cache.path else None,
+    )
+    return ScanResult(
+        findings=findings,
+        problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
+        stats=stats,
+        config=config,
+        steps=steps,
+        files={src.display: src for src in files},
+    )
+
+
+def _to_reuse(
+    findings: Sequence[Finding],
+    steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]],
+    file_problems: Sequence[FileProblem],
+    lines: int,
+) -> dict[str, Any]:
+    return {
+        "findings": [to_dict(f) for f in findings],
+        "steps": [[list(k), [asdict(s) for s in v]] for k, v in steps.items()],
+        "problems": [asdict(p) for p in file_problems],
+        "lines": lines,
+    }
+
+
+def _reuse(
+    known: dict[str, Any],
+    files: Sequence[SourceFile],
+    problems: list[FileProblem],
+    config: ScanConfig,
+    started: float,
+    directory: Path | None,
+) -> ScanResult | None:
+    """The result of an identical earlier scan; None when the entry cannot be read."""
+    try:
+        findings = tuple(finding_from_dict(f) for f in known["findings"])
+        steps = {
+            (str(k[0]), int(k[1]), int(k[2]), str(k[3])): tuple(ChainStep(**s) for s in v)
+            for k, v in known["steps"]
+        }
+        problems = problems + [FileProblem(**p) for p in known["problems"]]
+        lines = int(known["lines"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    stats = ScanStats(
+        files=len(files),
+        parsed=0,
+        cached=len(files),
+        lines=lines,
+        seconds=time.perf_counter() - started,
+        jobs=1,
+        cache_file=str(directory) if directory is not None else None,
     )
     return ScanResult(
         findings=findings,
