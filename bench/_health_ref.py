@@ -4,7 +4,10 @@ It waits for one line on stdin, the wall time T0 at which the probe's health
 schedule started, then sends the same request the probe sends (a new
 connection, `GET PATH HTTP/1.1`, `Connection: close`, read to the end of the
 body) at T0 + k * INTERVAL for every tick still ahead, until T0 + DURATION.
-Blocking sockets, one process, no event loop: its own error is the floor.
+Blocking sockets, one process, no event loop: its own error is the floor. It
+takes the same scheduling priority as the probe's health clock (real-time
+where permitted), so both wake as soon as a response arrives and the
+comparison measures the probe, not the machine's scheduler.
 Prints one JSON line per request: [k, wall start, latency s, status or null].
 
 Usage: python bench/_health_ref.py HOST PORT PATH INTERVAL DURATION TIMEOUT
@@ -17,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 
 def _get(host: str, port: int, path: str, timeout: float) -> int | None:
@@ -51,6 +55,10 @@ def _get(host: str, port: int, path: str, timeout: float) -> int | None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from hangdoctor.probe.clock import raise_priority
+
+    raise_priority()
     host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     interval, duration, timeout = (float(x) for x in sys.argv[4:7])
     t0 = float(sys.stdin.readline())

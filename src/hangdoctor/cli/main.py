@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from hangdoctor import __version__
 from hangdoctor.cli.errors import HangdoctorGroup
@@ -28,6 +27,8 @@ def _emit(diagnosis: Diagnosis, fmt: str, *, all_frames: bool, footer: str | Non
 
         click.echo(diagnosis_to_json(diagnosis))
         return
+    from rich.console import Console
+
     from hangdoctor.report.terminal import render_terminal
 
     console = Console(highlight=False, soft_wrap=False)
@@ -229,6 +230,8 @@ def explain(code: str | None, list_all: bool) -> None:
 
     CODE is a code like HD101 or a name like executor-shutdown-on-loop.
     """
+    from rich.console import Console
+
     from hangdoctor.catalog import all_rules, get_rule
     from hangdoctor.report.explain import render_rule, render_rule_list
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from hangdoctor.errors import HangdoctorError
 from hangdoctor.scan import ScanOptions, ScanResult, load_config, scan_paths
@@ -45,7 +44,7 @@ def _fix_api() -> Any:
 
 def _fixable() -> Mapping[str, bool]:
     try:
-        from hangdoctor.fix import FIXABLE
+        from hangdoctor.fix.codes import FIXABLE
     except ImportError:
         return {}
     return FIXABLE
@@ -75,6 +74,8 @@ def _render(result: ScanResult, fmt: str, output: Path | None, fixable: Mapping[
         else:
             click.echo(text, nl=False)
         return
+    from rich.console import Console
+
     from hangdoctor.report.scan_human import render_scan_human
 
     if output is not None:

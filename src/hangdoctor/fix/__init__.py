@@ -7,9 +7,34 @@ whether it is safe.
 
 from __future__ import annotations
 
-from hangdoctor.fix.api import FIXABLE, fix_source
-from hangdoctor.fix.files import FileFixResult, fix_file
-from hangdoctor.fix.model import AppliedFix, FixOutcome, FixSite, SkippedFix
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from hangdoctor.fix.codes import FIXABLE
+
+if TYPE_CHECKING:
+    from hangdoctor.fix.api import fix_source
+    from hangdoctor.fix.files import FileFixResult, fix_file
+    from hangdoctor.fix.model import AppliedFix, FixOutcome, FixSite, SkippedFix
+
+# libcst is imported when a fix is made, not when `hangdoctor.fix.codes` is read
+_LAZY = {
+    "fix_source": "hangdoctor.fix.api",
+    "FileFixResult": "hangdoctor.fix.files",
+    "fix_file": "hangdoctor.fix.files",
+    "AppliedFix": "hangdoctor.fix.model",
+    "FixOutcome": "hangdoctor.fix.model",
+    "FixSite": "hangdoctor.fix.model",
+    "SkippedFix": "hangdoctor.fix.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hangdoctor.fix' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "FIXABLE",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 
 import libcst as cst
 
 from hangdoctor.fix import endings
+from hangdoctor.fix.codes import FIXABLE, UNSAFE_CODES
 from hangdoctor.fix.context import SourceIndex, indexed
 from hangdoctor.fix.edit import Plan, apply_plans
 from hangdoctor.fix.executor_block import find_executor_with, plan_executor_with
@@ -16,13 +16,10 @@ from hangdoctor.fix.futures import find_result_call, plan_result
 from hangdoctor.fix.model import AppliedFix, FixOutcome, FixSite, SkippedFix
 from hangdoctor.fix.shutdown import find_shutdown, plan_shutdown
 from hangdoctor.fix.sleep import find_sleep, plan_sleep
-from hangdoctor.fix.to_thread import UNSAFE_CODES, find_blocking_call, plan_to_thread
+from hangdoctor.fix.to_thread import find_blocking_call, plan_to_thread
 
 __all__ = ["FIXABLE", "fix_source"]
 
-FIXABLE: Mapping[str, bool] = MappingProxyType(
-    {"HD101": True, "HD102": True, "HD201": True, **dict.fromkeys(UNSAFE_CODES, False)}
-)
 
 _UNSAFE_HINT = "it is an unsafe fix: pass unsafe=True (`--unsafe-fixes`) to apply it"
 

@@ -15,14 +15,13 @@ import libcst as cst
 from libcst.metadata import Assignment
 
 from hangdoctor.catalog import RULES
+from hangdoctor.fix.codes import UNSAFE_CODES
 from hangdoctor.fix.context import SourceIndex
 from hangdoctor.fix.edit import Plan, await_in_place, needs_parens, preview
 from hangdoctor.fix.imports import module_ref
 from hangdoctor.fix.model import FixSite
 
 __all__ = ["UNSAFE_CODES", "find_blocking_call", "plan_to_thread"]
-
-UNSAFE_CODES = ("HD202", "HD203", "HD204", "HD205", "HD206", "HD207", "HD501")
 
 
 def _assigned_call(index: SourceIndex, name: cst.Name) -> cst.Call | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from hangdoctor.probe.sse_client import open_exchange
 
-__all__ = ["ClockConfig", "describe_error", "main"]
+__all__ = ["ClockConfig", "describe_error", "main", "raise_priority"]
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ async def run_clock(config: ClockConfig) -> None:
     _emit(["end"])
 
 
-def _raise_priority() -> str:
+def raise_priority() -> str:
     """Run ahead of the probe's stream clients and the server; what this process got.
 
     On a busy machine a process woken by a health response can wait milliseconds
@@ -188,7 +188,7 @@ def main() -> None:
     # Ctrl-C in the terminal reaches the whole process group: the probe stops us by
     # closing our stdin, and a traceback from here would only clutter its output.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _raise_priority()
+    raise_priority()
     _emit("ready")
     line = sys.stdin.readline()
     if not line:

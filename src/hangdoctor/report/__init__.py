@@ -5,9 +5,31 @@ Renderers never analyse; they only read the model and the catalog.
 
 from __future__ import annotations
 
-from hangdoctor.report.explain import render_rule, render_rule_list
-from hangdoctor.report.json_report import diagnosis_from_json, diagnosis_to_json
-from hangdoctor.report.terminal import render_terminal
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hangdoctor.report.explain import render_rule, render_rule_list
+    from hangdoctor.report.json_report import diagnosis_from_json, diagnosis_to_json
+    from hangdoctor.report.terminal import render_terminal
+
+# rich is imported by the renderers that use it: `scan --format concise` in a
+# pre-commit hook never pays for it
+_LAZY = {
+    "render_rule": "hangdoctor.report.explain",
+    "render_rule_list": "hangdoctor.report.explain",
+    "diagnosis_from_json": "hangdoctor.report.json_report",
+    "diagnosis_to_json": "hangdoctor.report.json_report",
+    "render_terminal": "hangdoctor.report.terminal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hangdoctor.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "diagnosis_from_json",

@@ -91,6 +91,14 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix().lstrip("/")
 
 
+def _below(absolute: str, prefix: str) -> str | None:
+    """`absolute` relative to the folder `prefix` (ending in a separator), `/`-separated."""
+    if not absolute.startswith(prefix):
+        return None
+    rest = absolute[len(prefix) :]
+    return rest.replace(os.sep, "/") if os.sep != "/" else rest
+
+
 def module_name(path: Path, memo: dict[Path, str] | None = None) -> tuple[str, bool]:
     """(dotted module name, is a package) from the `__init__.py` files around `path`."""
     memo = {} if memo is None else memo
@@ -128,6 +136,10 @@ class _Walker:
         self.seen_files: set[tuple[int, int]] = set()
         self.seen_dirs: set[tuple[int, int]] = set()
         self.memo: dict[Path, str] = {}
+        self.packages: dict[str, str] = {}  # folder -> its dotted package name
+        self.cwd_text = str(cwd.absolute())
+        self.cwd_prefix = self.cwd_text.rstrip(os.sep) + os.sep
+        self.root_prefix = str(config.root.absolute()).rstrip(os.sep) + os.sep
 
     def _inside(self, path: Path) -> bool:
         try:
@@ -143,12 +155,25 @@ class _Walker:
         if ident in self.seen_files:
             return  # the same file reached twice (two roots, a symlink)
         self.seen_files.add(ident)
-        relative = _relative(path, self.config.root)
+        # plain strings, not pathlib: this runs once per file of a tree of thousands
+        text = str(path)
+        absolute = text if os.path.isabs(text) else os.path.join(self.cwd_text, text)
+        relative = _below(absolute, self.root_prefix)
+        if relative is None:
+            relative = path.as_posix().lstrip("/")
         if self.config.exclude and self.config.excluded(relative):
             return
-        module, is_package = module_name(path, self.memo)
+        display = _below(absolute, self.cwd_prefix)
+        folder = os.path.dirname(absolute)
+        package = self.packages.get(folder)
+        if package is None:
+            package = self.packages[folder] = _package(Path(folder), self.memo)
+        name = os.path.basename(absolute)
+        is_package = name == "__init__.py"
+        stem = name[:-3] if name.endswith(".py") else name.replace(".", "_")
+        module = (package or stem) if is_package else (f"{package}.{stem}" if package else stem)
         self.files.append(
-            SourceFile(path, display_path(path, self.cwd), relative, module, is_package)
+            SourceFile(path, text if display is None else display, relative, module, is_package)
         )
 
     def root(self, path: Path) -> None:
