@@ -22,25 +22,30 @@ from hangdoctor.runtime.stall import RequestInfo
 __all__ = ["InFlight", "in_flight_count", "mark_seen", "request_of_task"]
 
 _BY_TASK: dict[int, InFlight] = {}  # id(task) -> request; removed when the request ends
-_OPEN: dict[int, InFlight] = {}  # id(request) -> request
+_COUNT = [0]  # requests in flight
 _SEEN = [False]  # set when a middleware exists: 0 in flight is then a fact, not unknown
-_current_task = asyncio.current_task
 _monotonic = time.monotonic
 
 
 class InFlight:
     """A request being served; mutable, owned by the middleware."""
 
-    __slots__ = ("disconnected", "id_header", "scope", "started", "streaming", "tasks")
+    __slots__ = ("disconnected", "extra", "id_header", "own", "scope", "started", "streaming")
 
-    def __init__(self, scope: MutableMapping[str, Any], id_header: bytes) -> None:
+    def __init__(
+        self, scope: MutableMapping[str, Any], id_header: bytes, task: asyncio.Task[Any] | None
+    ) -> None:
         # only what costs nothing now: the rest is read from the scope if a stall needs it
         self.scope = scope
         self.id_header = id_header
+        own = id(task)
+        self.own = own  # id() of the task serving the request
         self.started = _monotonic()
         self.streaming = False
         self.disconnected = False
-        self.tasks: list[int] = []
+        self.extra: list[int] | None = None  # ids of child tasks sending for it
+        _BY_TASK[own] = self
+        _COUNT[0] += 1
 
     def info(self, at: float | None = None) -> RequestInfo:
         scope = self.scope
@@ -61,27 +66,23 @@ class InFlight:
             age_s=None if at is None else round(max(0.0, at - self.started), 3),
         )
 
-    def begin(self) -> asyncio.Task[Any] | None:
-        """Register the request and the task serving it; that task, for `claim`."""
-        _OPEN[id(self)] = self
-        task = _current_task()
-        if task is not None:
-            self.tasks.append(id(task))
-            _BY_TASK[id(task)] = self
-        return task
-
-    def claim(self, task: asyncio.Task[Any]) -> None:
-        """`task` (a child task sending or receiving for this request) serves it too."""
+    def claim(self, task: asyncio.Task[Any] | None) -> None:
+        """`task` (a child task sending for this request) serves it too."""
         key = id(task)
         if _BY_TASK.get(key) is not self:
-            self.tasks.append(key)
             _BY_TASK[key] = self
+            if self.extra is None:
+                self.extra = [key]
+            else:
+                self.extra.append(key)
 
     def end(self) -> None:
-        for key in self.tasks:
+        _COUNT[0] -= 1
+        if _BY_TASK.get(self.own) is self:
+            del _BY_TASK[self.own]
+        for key in self.extra or ():
             if _BY_TASK.get(key) is self:
                 del _BY_TASK[key]
-        _OPEN.pop(id(self), None)
 
 
 def request_of_task(task: asyncio.Task[Any] | None, at: float | None = None) -> RequestInfo | None:
@@ -94,7 +95,7 @@ def request_of_task(task: asyncio.Task[Any] | None, at: float | None = None) -> 
 
 def in_flight_count() -> int | None:
     """Requests in flight in this process, or None when no middleware exists."""
-    return len(_OPEN) if _SEEN[0] else None
+    return _COUNT[0] if _SEEN[0] else None
 
 
 def mark_seen() -> None:

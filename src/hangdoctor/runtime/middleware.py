@@ -16,6 +16,7 @@ Standard library only: this runs inside production services.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -36,6 +37,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _EVENT_STREAM = b"text/event-stream"
+_current_task = asyncio.current_task
 
 
 class StreamObserver(Protocol):
@@ -85,32 +87,30 @@ class HangdoctorMiddleware:
         self.observer = observer
         self.watchdog = watchdog
         self._watching = False
+        # anything to do before a request is served: start the watchdog, the debug page
+        self._pending = watchdog is not None or debug_path is not None
         self.open_streams = 0
         self.disconnects = 0
         inflight.mark_seen()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope.get("type")
-        if kind == "lifespan" and self.watchdog is not None:
-            await self.app(scope, self._lifespan_receive(receive), send)
-            return
-        if kind != "http":
+        # every request passes here: a handful of operations, no avoidable calls
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self.watchdog is not None:
+                receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
-        if self.watchdog is not None and not self._watching:
-            self._start_watching()  # a server run without lifespan events
-        if self.debug_path is not None and scope.get("path") == self.debug_path:
-            await self._debug(scope, send)
-            return
-        req = inflight.InFlight(scope, self.request_id_header)
-        own = req.begin()
-        current = inflight._current_task
+        if self._pending:
+            if self.watchdog is not None and not self._watching:
+                self._start_watching()  # a server run without lifespan events
+            if self.debug_path is not None and scope["path"] == self.debug_path:
+                await self._debug(scope, send)
+                return
+        own = _current_task()
+        req = inflight.InFlight(scope, self.request_id_header, own)
         opened = False
 
         async def receive_wrapper() -> Message:
-            task = current()
-            if task is not own and task is not None:
-                req.claim(task)
             message = await receive()
             if message["type"] == "http.disconnect" and not req.disconnected:
                 req.disconnected = True
@@ -119,14 +119,16 @@ class HangdoctorMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             nonlocal opened
-            task = current()
-            if task is not own and task is not None:
-                req.claim(task)
-            if message["type"] == "http.response.start" and _is_event_stream(message):
-                req.streaming = opened = True
-                self.open_streams += 1
-                if self.observer is not None:
-                    self.observer.stream_opened()
+            task = _current_task()
+            if task is not own:
+                req.claim(task)  # a child task sends the body (a streaming response)
+            if message["type"] == "http.response.start":
+                for key, value in message.get("headers") or ():
+                    if key == b"content-type" or bytes(key).lower() == b"content-type":
+                        if bytes(value[:17]).lower() == _EVENT_STREAM:
+                            req.streaming = opened = True
+                            self._stream_opened()
+                        break
             try:
                 await send(message)
             except OSError:
@@ -138,11 +140,16 @@ class HangdoctorMiddleware:
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         finally:
+            req.end()
             if opened:
                 self.open_streams -= 1
                 if self.observer is not None:
                     self.observer.stream_closed()
-            req.end()
+
+    def _stream_opened(self) -> None:
+        self.open_streams += 1
+        if self.observer is not None:
+            self.observer.stream_opened()
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -152,6 +159,7 @@ class HangdoctorMiddleware:
                 self._start_watching()
             elif kind == "lifespan.shutdown" and self.watchdog is not None and self._watching:
                 self._watching = False
+                self._pending = True
                 await self.watchdog.aclose()
             return message
 
@@ -162,9 +170,11 @@ class HangdoctorMiddleware:
         dog = self.watchdog
         if dog is None or self._watching or dog.running:
             self._watching = True
+            self._pending = self.debug_path is not None
             return
         dog.start()
         self._watching = True
+        self._pending = self.debug_path is not None
         watch = getattr(self.observer, "watch", None)
         if callable(watch):
             watch(dog)
@@ -187,13 +197,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
-
-
-def _is_event_stream(message: Message) -> bool:
-    for key, value in message.get("headers") or ():
-        if bytes(key).lower() == b"content-type":
-            return bytes(value).lower().startswith(_EVENT_STREAM)
-    return False
 
 
 def _public(record: StallRecord) -> StallRecord:
