@@ -46,7 +46,12 @@ def expected(tag: str) -> Expected:
 
 
 def newsroom_argv(
-    port: int, *, app: str = "api.main:app", loop: str = "asyncio", workers: int = 1
+    port: int,
+    *,
+    app: str = "api.main:app",
+    loop: str = "asyncio",
+    workers: int = 1,
+    app_dir: Path = APP_DIR,
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -54,7 +59,7 @@ def newsroom_argv(
         "uvicorn",
         app,
         "--app-dir",
-        str(APP_DIR),
+        str(app_dir),
         "--host",
         "127.0.0.1",
         "--port",
@@ -66,6 +71,23 @@ def newsroom_argv(
     if workers > 1:
         argv += ["--workers", str(workers)]
     return argv
+
+
+def gunicorn_argv(app: str, port: int, *, preload: bool = False) -> list[str]:
+    """gunicorn with 2 uvicorn workers serving `app` from the newsroom example."""
+    argv = [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else [])]
+    return [
+        *argv,
+        "-k",
+        "uvicorn.workers.UvicornWorker",
+        "-w",
+        "2",
+        "--chdir",
+        str(APP_DIR),
+        app,
+        "-b",
+        f"127.0.0.1:{port}",
+    ]
 
 
 ServerFactory = Callable[..., ManagedServer]

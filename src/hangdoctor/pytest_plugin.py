@@ -236,13 +236,13 @@ class _Watcher:
         try:
             result = yield
         except BaseException:
-            if watch.blocked:
+            if watch.stalls:
                 text = _describe(watch, str(self._config.rootpath), explain=False)
                 item.add_report_section("call", MARKER, text)
             raise
         finally:
             setattr(owner, attribute, original)
-        if watch.blocked:
+        if watch.stalls:
             pytest.fail(_describe(watch, str(self._config.rootpath)), pytrace=False)
         return result
 
@@ -258,10 +258,6 @@ class _Watch:
     test_code: tuple[str, str] | None = None  # (file, function name) of the test itself
     records: list[StallRecord] = field(default_factory=list)
     stalls: int = 0
-
-    @property
-    def blocked(self) -> int:
-        return self.stalls
 
     async def run(self, func: AsyncTest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         import asyncio
@@ -370,7 +366,7 @@ def _describe(watch: _Watch, rootdir: str, *, explain: bool = True) -> str:
     if watch.stalls > len(watch.records):
         lines.append(f"... and {watch.stalls - len(watch.records)} more")
     if len(places) > 1 or watch.stalls > len(watch.records):
-        lines.insert(0, f"the event loop was blocked {watch.blocked} times:")
+        lines.insert(0, f"the event loop was blocked {watch.stalls} times:")
     if explain and watch.records:
         codes = sorted({r.code for r in watch.records})
         commands = ", ".join(f"`hangdoctor explain {code}`" for code in codes)

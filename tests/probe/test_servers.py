@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import APP_DIR, ROOT
+from tests.conftest import APP_DIR, ROOT, gunicorn_argv
 from tests.probe._servers import quick_config
 from tests.probe.test_engine import assert_hd101_caught, assert_passes
 
@@ -34,23 +34,6 @@ def _has(module: str) -> bool:
 
 def hypercorn_argv(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}"]
-
-
-def gunicorn_argv(app: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-k",
-        "uvicorn.workers.UvicornWorker",
-        "-w",
-        "2",
-        "--chdir",
-        str(APP_DIR),
-        app,
-        "-b",
-        f"127.0.0.1:{port}",
-    ]
 
 
 def granian_argv(app: str, port: int, loop: str) -> list[str]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import APP_DIR, ROOT, expected
+from tests.conftest import APP_DIR, expected, newsroom_argv
+from tests.runtime.conftest import start_server
 
 from hangdoctor.probe.http import timed_get
 from hangdoctor.probe.server import ManagedServer, free_port
@@ -23,29 +22,9 @@ TOKEN = "debug-token-0123456789"
 STALLS = "/_hangdoctor/stalls"
 
 
-@pytest.fixture
-def servers() -> Iterator[list[ManagedServer]]:
-    started: list[ManagedServer] = []
-    yield started
-    for server in started:
-        server.stop(grace=1.0)
-
-
 def _uvicorn(started: list[ManagedServer], app: str, app_dir: Path, **env: str) -> ManagedServer:
     port = free_port()
-    argv = [
-        sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-    ]  # fmt: skip
-    server = ManagedServer(
-        argv,
-        base_url=f"http://127.0.0.1:{port}",
-        cwd=str(ROOT),
-        env={"NEWSROOM_UPSTREAM_DELAY": "3", "PYTHONUNBUFFERED": "1", **env},
-        ready_timeout=40.0,
-    )
-    started.append(server)
-    return server.start()
+    return start_server(started, newsroom_argv(port, app=app, app_dir=app_dir), port, **env)
 
 
 def _read_stream(url: str) -> list[tuple[float, bytes]]:

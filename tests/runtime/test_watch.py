@@ -14,13 +14,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import APP_DIR, ROOT, expected, run_hangdoctor
+from tests.conftest import expected, gunicorn_argv, newsroom_argv, run_hangdoctor
+from tests.runtime.conftest import start_server
 
 from hangdoctor.probe.http import timed_get
 from hangdoctor.probe.server import ManagedServer, free_port
@@ -58,62 +58,6 @@ def _watch_argv(out: Path, server: list[str]) -> list[str]:
     ]
 
 
-def _uvicorn(port: int, loop: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "api.main:app",
-        "--app-dir",
-        str(APP_DIR),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        loop,
-        "--no-access-log",
-    ]
-
-
-def _gunicorn(port: int, app: str = "api.main:app") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--preload",
-        "-k",
-        "uvicorn.workers.UvicornWorker",
-        "-w",
-        "2",
-        "--chdir",
-        str(APP_DIR),
-        app,
-        "-b",
-        f"127.0.0.1:{port}",
-    ]
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ManagedServer]]:
-    started: list[ManagedServer] = []
-    yield started
-    for server in started:
-        server.stop(grace=1.0)
-
-
-def _start(started: list[ManagedServer], argv: list[str], port: int, **env: str) -> ManagedServer:
-    server = ManagedServer(
-        argv,
-        base_url=f"http://127.0.0.1:{port}",
-        cwd=str(ROOT),
-        env={"NEWSROOM_UPSTREAM_DELAY": "3", "PYTHONUNBUFFERED": "1", **env},
-        ready_timeout=40.0,
-    )
-    started.append(server)
-    return server.start()
-
-
 def _records(out: Path, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
     """The first `count` stall records the workers wrote (waits for them, bounded)."""
     deadline = time.monotonic() + timeout
@@ -137,7 +81,7 @@ def test_every_live_cause_is_reported_at_its_line(
 ) -> None:
     out = tmp_path / "stalls.jsonl"
     port = free_port()
-    server = _start(servers, _watch_argv(out, _uvicorn(port, loop)), port)
+    server = start_server(servers, _watch_argv(out, newsroom_argv(port, loop=loop)), port)
     for route in CAUSES:
         got = timed_get(f"{server.base_url}/causes/{route}?seconds={BLOCK_S}", timeout=20)
         assert got.ok, (route, got)
@@ -157,7 +101,7 @@ def test_stream_abort_is_hd101_with_the_worker(
 ) -> None:
     out = tmp_path / "stalls.jsonl"
     port = free_port()
-    server = _start(servers, _watch_argv(out, _uvicorn(port, "asyncio")), port)
+    server = start_server(servers, _watch_argv(out, newsroom_argv(port)), port)
     with (
         httpx.Client(timeout=10) as client,
         client.stream("GET", f"{server.base_url}/news/stream") as resp,
@@ -175,7 +119,9 @@ def test_gunicorn_preload_workers_each_watch_their_loop(
     """Workers forked from a master that imported the app first still start a watchdog."""
     out = tmp_path / "stalls.jsonl"
     port = free_port()
-    server = _start(servers, _watch_argv(out, _gunicorn(port)), port)
+    server = start_server(
+        servers, _watch_argv(out, gunicorn_argv("api.main:app", port, preload=True)), port
+    )
     for _ in range(4):
         assert timed_get(f"{server.base_url}/causes/sleep?seconds={BLOCK_S}", timeout=20).ok
     records = [r for r in _records(out, 4) if r["duration"] >= BLOCK_S / 2]
@@ -191,9 +137,9 @@ def test_gunicorn_preload_workers_each_watch_their_loop(
 
 def test_without_out_stalls_go_to_stderr(servers: list[ManagedServer]) -> None:
     port = free_port()
-    argv = _watch_argv(Path("unused"), _uvicorn(port, "asyncio"))
+    argv = _watch_argv(Path("unused"), newsroom_argv(port))
     argv = argv[: argv.index("--out")] + argv[argv.index("--out") + 2 :]
-    server = _start(servers, argv, port)
+    server = start_server(servers, argv, port)
     assert timed_get(f"{server.base_url}/causes/sleep?seconds={BLOCK_S}", timeout=20).ok
     deadline = time.monotonic() + 10
     while "HD201" not in server.log_tail(40) and time.monotonic() < deadline:
@@ -242,9 +188,8 @@ def test_healthy_app_under_stream_churn_reports_nothing(
 
     out = tmp_path / "stalls.jsonl"
     port = free_port()
-    argv = _uvicorn(port, "asyncio")
-    argv[argv.index("api.main:app")] = "api.main:fixed_app"
-    server = _start(servers, _watch_argv(out, argv), port)
+    argv = newsroom_argv(port, app="api.main:fixed_app")
+    server = start_server(servers, _watch_argv(out, argv), port)
     cfg = ProbeConfig(
         url=server.base_url,
         streams=("/news/stream",),

@@ -7,9 +7,9 @@ whether it is safe.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hangdoctor._lazy import lazy_attributes
 from hangdoctor.fix.codes import FIXABLE
 
 if TYPE_CHECKING:
@@ -29,11 +29,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hangdoctor.fix' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ Renderers never analyse; they only read the model and the catalog.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hangdoctor._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from hangdoctor.report.explain import render_rule, render_rule_list
@@ -24,11 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hangdoctor.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -261,6 +261,17 @@ def scan_paths(
         jobs=used,
         cache_file=str(cache.path) if cache is not None and cache.path else None,
     )
+    return _result(findings, problems, stats, config, steps, files)
+
+
+def _result(
+    findings: tuple[Finding, ...],
+    problems: Sequence[FileProblem],
+    stats: ScanStats,
+    config: ScanConfig,
+    steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]],
+    files: Sequence[SourceFile],
+) -> ScanResult:
     return ScanResult(
         findings=findings,
         problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
@@ -313,14 +324,7 @@ def _reuse(
         jobs=1,
         cache_file=str(directory) if directory is not None else None,
     )
-    return ScanResult(
-        findings=findings,
-        problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
-        stats=stats,
-        config=config,
-        steps=steps,
-        files={src.display: src for src in files},
-    )
+    return _result(findings, problems, stats, config, steps, files)
 
 
 def _from_cache(
