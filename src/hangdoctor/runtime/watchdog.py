@@ -254,21 +254,16 @@ class LoopWatchdog:
             if due in self._handled:
                 self._handled.discard(due)
                 continue
-            if cpu_last is None or cpu_now is None or woke <= last:
-                continue
-            if (cpu_now - cpu_last) / (woke - last) < _CPU_BOUND:
+            if not _on_cpu(cpu_last, last, cpu_now, woke):
                 continue  # the loop thread was not on the CPU: the process was stopped
             snap, _ = self._capture(cpu_last, last)
-            wall = time.time() - (time.monotonic() - due)
-            record = self._record([snap], late, wall, woke - due, None, None)
+            record = self._record([snap], late, _wall(due), woke - due, None, None)
             self._report(_held_gil_record(record))
 
     def _capture(self, cpu_then: float | None, at_then: float) -> tuple[Snapshot, float | None]:
         cpu_now, at_now = self._cpu(), time.monotonic()
-        active: dict[int, bool] | None = None
-        if cpu_then is not None and cpu_now is not None and at_now > at_then:
-            share = (cpu_now - cpu_then) / (at_now - at_then)
-            active = {self._loop_ident: share >= _CPU_BOUND}
+        busy = _on_cpu(cpu_then, at_then, cpu_now, at_now)
+        active = None if busy is None else {self._loop_ident: busy}
         snap = snapshot_of_threads(exclude=frozenset({threading.get_ident()}), active=active)
         return snap, cpu_now
 
@@ -296,8 +291,7 @@ class LoopWatchdog:
         late = next((lt for d, lt in list(self._lags) if d == due), None)
         if late is None:  # stopped (stop() runs on the loop: the stall is over) or still going
             late = time.monotonic() - due
-        wall = time.time() - (time.monotonic() - due)
-        record = self._record(samples, late, wall, detected - due, request, in_flight)
+        record = self._record(samples, late, _wall(due), detected - due, request, in_flight)
         self._report(_held_gil_record(record) if held_gil else record)
 
     def _request(self, loop: asyncio.AbstractEventLoop, at: float) -> RequestInfo | None:
@@ -396,6 +390,18 @@ class LoopWatchdog:
                 logger.exception("hangdoctor: a lag listener raised")
                 self._lag_listeners.remove(callback)
                 break
+
+
+def _on_cpu(cpu_then: float | None, then: float, cpu_now: float | None, now: float) -> bool | None:
+    """Whether the loop thread was on the CPU for most of `then`..`now`; None if unknown."""
+    if cpu_then is None or cpu_now is None or now <= then:
+        return None
+    return (cpu_now - cpu_then) / (now - then) >= _CPU_BOUND
+
+
+def _wall(moment: float) -> float:
+    """`time.time()` of a past `time.monotonic()` moment."""
+    return time.time() - (time.monotonic() - moment)
 
 
 def _held_gil_record(record: StallRecord) -> StallRecord:
