@@ -1,11 +1,19 @@
-"""Which request each asyncio task is serving, for naming the request in a stall.
+"""The request a stalled loop was serving, found from its stack when a stall happens.
 
-The middleware registers a request when it starts, with its task and every
-other task that sends or receives for it (a streaming response's body runs in
-a child task); the watchdog, on its own thread, asks which request the loop's
-current task belongs to. Plain dicts under the GIL: a lookup from another
-thread sees a consistent entry or none. This sits on every request's path, so
-it is kept to a few dictionary operations.
+Every request passes through the middleware, so what it does per request is
+cut to the bone (issue 5 allows the runtime 1% of a hello-world's
+throughput; see bench/runtime.py for how that is measured): one `InFlight`
+object filled without an `__init__` call, and a `send` that is a plain
+function handing each message straight to the server's own send (no extra
+coroutine per message). No registry, no counter, no context variable: those
+cost more than all the rest.
+
+The watchdog finds the request from the loop thread's stack instead, once
+per stall: the middleware's own frame holds it (`req`) when the stall is in
+the request's task; a child task (a streaming response sends its body from
+one) holds the `send` or `receive` the middleware gave the app, which leads
+back to it. Requests in flight are counted the same way, from the loop's
+suspended tasks, when asked.
 
 Standard library only: this module is imported inside production services.
 """
@@ -13,39 +21,127 @@ Standard library only: this module is imported inside production services.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import MutableMapping
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, MutableMapping
+from types import CodeType, FrameType, FunctionType, MethodType
+from typing import Any, Protocol
 
 from hangdoctor.runtime.stall import RequestInfo
 
-__all__ = ["InFlight", "in_flight_count", "mark_seen", "request_of_task"]
+__all__ = [
+    "InFlight",
+    "StreamEvents",
+    "in_flight",
+    "mark_seen",
+    "register_owner",
+    "request_in_stack",
+]
 
-_BY_TASK: dict[int, InFlight] = {}  # id(task) -> request; removed when the request ends
-_COUNT = [0]  # requests in flight
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_EVENT_STREAM = b"text/event-stream"
+_CONTENT_TYPE = b"content-type"
+_DISCONNECT = "http.disconnect"
+
+_OWNER_CODES: set[CodeType] = set()  # code objects whose frames hold a request in `req`
+_REQUEST_LOCAL = "req"
+_MAX_FRAMES = 256  # frames of one stack, coroutines of one await chain
+_MAX_DEPTH = 6  # wrappers between a child task's locals and the middleware's send
+_MAX_OBJECTS = 4096  # objects looked at per stall
 _SEEN = [False]  # set when a middleware exists: 0 in flight is then a fact, not unknown
-_monotonic = time.monotonic
+
+
+class StreamEvents(Protocol):
+    """Who the request belongs to (the middleware): told when a stream opens or closes."""
+
+    request_id_header: bytes
+
+    def _stream_opened(self) -> None: ...
+
+    def _stream_closed(self) -> None: ...
+
+    def _client_gone(self) -> None: ...
+
+
+# InFlight.response after the response start: what the first body part showed
+EVENT_STREAM_OPEN: Message = {"type": "hangdoctor: an event stream"}
+OTHER_RESPONSE: Message = {"type": "hangdoctor: not an event stream"}
 
 
 class InFlight:
-    """A request being served; mutable, owned by the middleware."""
+    """A request being served, and the `receive`/`send` the app gets for it.
 
-    __slots__ = ("disconnected", "extra", "id_header", "own", "scope", "started", "streaming")
+    The middleware makes it with `InFlight()` and sets every field itself (an
+    `__init__` call would cost more than all of that); when the app returns, it
+    sets `ended`, so a task the request left running, still holding its `send`,
+    is not reported as serving it.
+    """
 
-    def __init__(
-        self, scope: MutableMapping[str, Any], id_header: bytes, task: asyncio.Task[Any] | None
-    ) -> None:
-        # only what costs nothing now: the rest is read from the scope if a stall needs it
-        self.scope = scope
-        self.id_header = id_header
-        own = id(task)
-        self.own = own  # id() of the task serving the request
-        self.started = _monotonic()
-        self.streaming = False
-        self.disconnected = False
-        self.extra: list[int] | None = None  # ids of child tasks sending for it
-        _BY_TASK[own] = self
-        _COUNT[0] += 1
+    __slots__ = (
+        "disconnected",
+        "ended",
+        "events",
+        "response",
+        "scope",
+        "server_receive",
+        "server_send",
+        "started",
+    )
+
+    scope: MutableMapping[str, Any]
+    started: float  # time.monotonic() when the middleware saw the request
+    server_receive: Receive
+    server_send: Send
+    events: StreamEvents
+    # None, then the response start (kept unread), then one of the two markers above
+    response: Message | None
+    disconnected: bool
+    ended: bool
+
+    @property
+    def streaming(self) -> bool:
+        """The response is an event stream (known once its start was sent)."""
+        response = self.response
+        if response is EVENT_STREAM_OPEN:
+            return True
+        return (
+            response is not None and response is not OTHER_RESPONSE and _is_event_stream(response)
+        )
+
+    async def receive(self) -> Message:
+        message = await self.server_receive()
+        if message["type"] == _DISCONNECT and not self.disconnected:
+            self.disconnected = True
+            self.events._client_gone()
+        return message
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: each message goes straight to the server's own send, and a
+        # plain response costs a few comparisons. The response start is kept, not read:
+        # only a body part with more to come (a stream) makes its headers worth reading.
+        response = self.response
+        if response is None:
+            self.response = message  # ASGI: the response start is the first message
+        elif response is EVENT_STREAM_OPEN:
+            return self._send_streamed(message)
+        elif response is not OTHER_RESPONSE and message.get("more_body"):
+            if _is_event_stream(response):
+                self.response = EVENT_STREAM_OPEN
+                self.events._stream_opened()
+                return self._send_streamed(message)
+            self.response = OTHER_RESPONSE
+        return self.server_send(message)
+
+    async def _send_streamed(self, message: Message) -> None:
+        try:
+            await self.server_send(message)
+        except OSError:
+            if not self.disconnected:  # the client went away mid-stream
+                self.disconnected = True
+                self.events._client_gone()
+            raise
 
     def info(self, at: float | None = None) -> RequestInfo:
         scope = self.scope
@@ -53,7 +149,7 @@ class InFlight:
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         request_id = None
         for key, value in scope.get("headers") or ():
-            if bytes(key).lower() == self.id_header:
+            if bytes(key).lower() == self.events.request_id_header:
                 request_id = bytes(value).decode("latin-1")
                 break
         return RequestInfo(
@@ -66,36 +162,122 @@ class InFlight:
             age_s=None if at is None else round(max(0.0, at - self.started), 3),
         )
 
-    def claim(self, task: asyncio.Task[Any] | None) -> None:
-        """`task` (a child task sending for this request) serves it too."""
-        key = id(task)
-        if _BY_TASK.get(key) is not self:
-            _BY_TASK[key] = self
-            if self.extra is None:
-                self.extra = [key]
-            else:
-                self.extra.append(key)
 
-    def end(self) -> None:
-        _COUNT[0] -= 1
-        if _BY_TASK.get(self.own) is self:
-            del _BY_TASK[self.own]
-        for key in self.extra or ():
-            if _BY_TASK.get(key) is self:
-                del _BY_TASK[key]
+def _is_event_stream(start: Message) -> bool:
+    for key, value in start.get("headers") or ():
+        if key == _CONTENT_TYPE:  # ASGI: response header names are lowercase
+            return bytes(value[:17]).lower() == _EVENT_STREAM
+    return False
 
 
-def request_of_task(task: asyncio.Task[Any] | None, at: float | None = None) -> RequestInfo | None:
-    """The request `task` serves, if the middleware registered it."""
-    if task is None:
-        return None
-    found = _BY_TASK.get(id(task))
+def register_owner(code: CodeType) -> None:
+    """`code` (the middleware's `__call__`) keeps its request in a local named `req`."""
+    _OWNER_CODES.add(code)
+
+
+def request_in_stack(frame: FrameType | None, at: float | None = None) -> RequestInfo | None:
+    """The request the code running in `frame` (and the frames under it) serves, if known."""
+    found = _request_in_stack(frame)
     return None if found is None else found.info(at)
 
 
-def in_flight_count() -> int | None:
-    """Requests in flight in this process, or None when no middleware exists."""
-    return _COUNT[0] if _SEEN[0] else None
+def _request_in_stack(frame: FrameType | None) -> InFlight | None:
+    frames: list[FrameType] = []
+    while frame is not None and len(frames) < _MAX_FRAMES:
+        frames.append(frame)
+        frame = frame.f_back
+    for each in frames:  # innermost first: the request of the task that stalled
+        if each.f_code in _OWNER_CODES:
+            req = _locals(each).get(_REQUEST_LOCAL)
+            if isinstance(req, InFlight) and not req.ended:
+                return req
+    # a child task of the request: it holds the send/receive the middleware handed out
+    budget = [_MAX_OBJECTS]
+    for each in frames:
+        req = _search(list(_locals(each).values()), budget)
+        if req is not None:
+            return req
+    return None
+
+
+def _locals(frame: FrameType) -> dict[str, Any]:
+    # Python 3.13+ gives a read-only view; 3.10-3.12 copy the fast locals into a
+    # dict, which is safe under the GIL even for another thread's running frame.
+    try:
+        return dict(frame.f_locals)
+    except Exception:  # a frame torn down while being read
+        return {}
+
+
+def _search(start: list[Any], budget: list[int]) -> InFlight | None:
+    """Breadth-first through what wrappers of `send` hold: closures, bound methods, partials."""
+    level = start
+    for _ in range(_MAX_DEPTH):
+        following: list[Any] = []
+        for value in level:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
+            if isinstance(value, InFlight):
+                if not value.ended:
+                    return value
+                continue
+            if isinstance(value, MethodType):
+                following.append(value.__self__)
+            elif isinstance(value, FunctionType):
+                for cell in value.__closure__ or ():
+                    try:
+                        following.append(cell.cell_contents)
+                    except ValueError:  # an empty cell
+                        continue
+            elif isinstance(value, functools.partial):
+                following.append(value.func)
+                following.extend(value.args)
+        if not following:
+            return None
+        level = following
+    return None
+
+
+def in_flight(loop: asyncio.AbstractEventLoop, stack: FrameType | None = None) -> int | None:
+    """Requests in flight on `loop` (None when no middleware exists in this process).
+
+    Counted when asked (a stall, the debug page), from the chain of coroutines
+    each suspended task is awaiting, plus the request in `stack` (the running
+    task's frames, whose chain cannot be read while it runs).
+    """
+    if not _SEEN[0]:
+        return None
+    try:
+        tasks = asyncio.all_tasks(loop)
+    except RuntimeError:  # the task set kept changing under another thread
+        return None
+    found: set[int] = set()
+    running = _request_in_stack(stack) if stack is not None else None
+    if running is not None:
+        found.add(id(running))
+    for task in tasks:
+        req = _request_of_suspended(task)
+        if req is not None:
+            found.add(id(req))
+    return len(found)
+
+
+def _request_of_suspended(task: asyncio.Task[Any]) -> InFlight | None:
+    try:
+        awaited: Any = task.get_coro()
+    except Exception:
+        return None
+    for _ in range(_MAX_FRAMES):
+        code = getattr(awaited, "cr_code", None)
+        if code is None:
+            return None
+        if code in _OWNER_CODES:
+            frame = getattr(awaited, "cr_frame", None)
+            req = None if frame is None else _locals(frame).get(_REQUEST_LOCAL)
+            return req if isinstance(req, InFlight) and not req.ended else None
+        awaited = getattr(awaited, "cr_await", None)
+    return None
 
 
 def mark_seen() -> None:

@@ -1,10 +1,11 @@
 """`HangdoctorMiddleware`: name the request a stall happened in; count open streams.
 
 A pure ASGI middleware (never Starlette's `BaseHTTPMiddleware`, which buffers
-and runs the app in another task): it wraps `receive` and `send` only to note
-which task serves which request, when a response is an event stream, and when
-the client went away. Messages pass through untouched and unbuffered, so an
-SSE stream reaches the client byte for byte, at the moment it is sent.
+and runs the app in another task): it keeps each request in a local the
+watchdog finds on the stack of a stall (see `inflight`), and wraps `receive`
+and `send` only to note when a response is an event stream and when the
+client went away. Messages pass through untouched and unbuffered, so an SSE
+stream reaches the client byte for byte, at the moment it is sent.
 
 An optional debug endpoint lists the recent stalls. It is off by default; on,
 it demands a bearer token (compared in constant time) and shows no locals, no
@@ -19,25 +20,27 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import replace
 from typing import Any, Protocol
 
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.runtime import inflight
+from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN
+from hangdoctor.runtime.inflight import InFlight as _InFlight
 from hangdoctor.runtime.stall import StallRecord, recent_stalls
 from hangdoctor.runtime.watchdog import LoopWatchdog
 
 __all__ = ["HangdoctorMiddleware", "StreamObserver"]
+
+_monotonic = time.monotonic
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_EVENT_STREAM = b"text/event-stream"
-_current_task = asyncio.current_task
 
 
 class StreamObserver(Protocol):
@@ -106,50 +109,35 @@ class HangdoctorMiddleware:
             if self.debug_path is not None and scope["path"] == self.debug_path:
                 await self._debug(scope, send)
                 return
-        own = _current_task()
-        req = inflight.InFlight(scope, self.request_id_header, own)
-        opened = False
-
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not req.disconnected:
-                req.disconnected = True
-                self.disconnects += 1
-            return message
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal opened
-            task = _current_task()
-            if task is not own:
-                req.claim(task)  # a child task sends the body (a streaming response)
-            if message["type"] == "http.response.start":
-                for key, value in message.get("headers") or ():
-                    if key == b"content-type" or bytes(key).lower() == b"content-type":
-                        if bytes(value[:17]).lower() == _EVENT_STREAM:
-                            req.streaming = opened = True
-                            self._stream_opened()
-                        break
-            try:
-                await send(message)
-            except OSError:
-                if not req.disconnected:  # the client went away mid-stream
-                    req.disconnected = True
-                    self.disconnects += 1
-                raise
-
+        # `req`: the watchdog finds the request of a stall in this local (see inflight);
+        # filled here, as an __init__ call would cost more than all the rest
+        req = _InFlight()
+        req.scope = scope
+        req.server_receive = receive
+        req.server_send = send
+        req.events = self
+        req.started = _monotonic()
+        req.response = None
+        req.disconnected = req.ended = False
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, req.receive, req.send)
         finally:
-            req.end()
-            if opened:
-                self.open_streams -= 1
-                if self.observer is not None:
-                    self.observer.stream_closed()
+            req.ended = True
+            if req.response is EVENT_STREAM_OPEN:
+                self._stream_closed()
 
     def _stream_opened(self) -> None:
         self.open_streams += 1
         if self.observer is not None:
             self.observer.stream_opened()
+
+    def _stream_closed(self) -> None:
+        self.open_streams -= 1
+        if self.observer is not None:
+            self.observer.stream_closed()
+
+    def _client_gone(self) -> None:
+        self.disconnects += 1
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -189,7 +177,8 @@ class HangdoctorMiddleware:
             await _json(send, 401, {"error": "a bearer token is required"}, bearer=True)
             return
         stalls = [_public(r).to_dict() for r in recent_stalls()]
-        await _json(send, 200, {"stalls": stalls, "in_flight": inflight.in_flight_count()})
+        in_flight = inflight.in_flight(asyncio.get_running_loop())
+        await _json(send, 200, {"stalls": stalls, "in_flight": in_flight})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -223,3 +212,7 @@ async def _json(send: Send, status: int, body: dict[str, Any], *, bearer: bool =
         headers.append((b"www-authenticate", b'Bearer realm="hangdoctor"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+# the watchdog finds a stalled request in the `req` local of this method's frames
+inflight.register_owner(HangdoctorMiddleware.__call__.__code__)

@@ -60,7 +60,7 @@ class StallRecord:
     stack: tuple[Frame, ...] = ()  # the loop thread's stack, innermost first
     waits_for: WaitTarget | None = None
     request: RequestInfo | None = None
-    in_flight: int | None = None  # requests in flight in this process (middleware present)
+    in_flight: int | None = None  # requests in flight on the loop (middleware present)
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
