@@ -142,7 +142,8 @@ def test_each_cause_is_named_at_its_line(
     assert record.state == state
     assert record.function == body.__name__
     assert BLOCK * 0.8 <= record.duration < BLOCK + 2.0
-    assert THRESHOLD <= record.detected_after < THRESHOLD + 0.5
+    # noticed about the threshold after the missed beat (the first capture comes up to 5 ms early)
+    assert THRESHOLD - 0.006 <= record.detected_after < THRESHOLD + 0.5
     assert record.samples >= 2  # captured while the stall went on, more than once
     assert record.pid == os.getpid() and record.thread == "MainThread"
     assert record.stack and record.stack[0].file  # innermost first
@@ -154,6 +155,23 @@ def test_executor_exit_names_the_worker_it_waits_for() -> None:
     assert record.waits_for is not None
     assert (record.waits_for.function, record.waits_for.line) == ("_slow_job", _line_of("worker"))
     assert record.waits_for.thread_name and "ThreadPoolExecutor" in record.waits_for.thread_name
+
+
+def test_a_stall_that_ends_just_past_the_threshold_is_reported() -> None:
+    """The monitor looks a little before the threshold, so such a stall has its stack."""
+
+    async def main() -> list[StallRecord]:
+        async with LoopWatchdog(THRESHOLD, log=False) as dog:
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                # end 0.5 ms after the next heartbeat is `threshold` late
+                time.sleep(max(0.0, dog._due + THRESHOLD + 0.0005 - time.monotonic()))  # wd: past
+            await asyncio.sleep(0.05)
+        return list(dog.records)
+
+    ours = [r for r in asyncio.run(main()) if r.line == _line_of("past")]
+    assert len(ours) == 5
+    assert all(THRESHOLD < r.duration < THRESHOLD + 0.05 and r.code == "HD201" for r in ours)
 
 
 def test_uvloop_is_watched_the_same_way() -> None:

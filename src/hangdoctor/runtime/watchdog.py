@@ -34,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
+import sys
 import threading
 import time
 import weakref
@@ -64,7 +66,9 @@ StallCallback = Callable[[StallRecord], object]
 LagCallback = Callable[[float], object]
 
 _CPU_BOUND = 0.5  # share of wall time on the CPU above which a stalled loop is busy, not waiting
-_WAKE_SLACK = 0.001  # wake just after the moment a stall can be declared, not just before
+# Wake this long before a stall can be declared, and capture if the loop is stuck then:
+# a stall that ends just past the threshold would otherwise end before the capture.
+_EARLY = 0.005
 _POLL = 0.01  # while a stall goes on: how often to look whether it ended
 _LAGS_KEPT = 4096  # heartbeats measured but not yet read by the monitor
 _HOW_LONG = re.compile(r"\s*\((?:stuck|busy) for at least [\d.]+ s\)")
@@ -112,6 +116,10 @@ class LoopWatchdog:
         self._stopping = threading.Event()
         self._wake = threading.Event()  # set by stop(): ends the monitor's waits at once
         self._lags: deque[tuple[float, float]] = deque(maxlen=_LAGS_KEPT)  # (due, late)
+        self._early = min(_EARLY, self.threshold / 4)
+        # beats later than this go to the monitor: only stalls (and the beats it woke early
+        # for), unless someone wants every lag
+        self._keep_above = self.threshold - self._early
         self._handled: set[float] = set()  # due times of stalls captured while they went on
         self._due = 0.0  # when the next heartbeat should run (time.monotonic())
         self._beat_handle: asyncio.TimerHandle | None = None
@@ -125,6 +133,7 @@ class LoopWatchdog:
     def add_lag_listener(self, callback: LagCallback) -> None:
         """Call `callback(seconds)` with the loop's lag at every heartbeat (a histogram)."""
         self._lag_listeners.append(callback)
+        self._keep_above = -math.inf
 
     @property
     def running(self) -> bool:
@@ -204,7 +213,10 @@ class LoopWatchdog:
     def _beat(self) -> None:
         """On the loop, every `interval`: how late it ran is the loop's lag."""
         now = time.monotonic()
-        self._lags.append((self._due, now - self._due))
+        late = now - self._due
+        self.last_lag = late
+        if late > self._keep_above:  # for the monitor: stalls, and every lag for listeners
+            self._lags.append((self._due, late))
         if self._stopping.is_set() or self._loop is None:
             return
         self._due = now + self.interval
@@ -218,19 +230,23 @@ class LoopWatchdog:
 
         The loop's heartbeat is due at `_due`; only when it is `threshold` overdue is
         the loop stalled, so this thread wakes about once per threshold, not per beat.
+        It looks a few milliseconds early and captures the stack if the beat is still
+        pending then; the capture becomes a record only if the beat ends up later
+        than the threshold.
         """
         loop = self._loop
         assert loop is not None
         last, cpu_last = time.monotonic(), self._cpu()
         while True:
-            deadline = self._due + self.threshold + _WAKE_SLACK
+            deadline = self._due + self.threshold - self._early
             self._wake.wait(max(0.0, deadline - time.monotonic()))
             woke, cpu_now = time.monotonic(), self._cpu()
             self._drain(last, cpu_last, woke, cpu_now)
             if self._stopping.is_set():
                 return
             due = self._due
-            if woke - due > self.threshold and due not in self._handled and loop.is_running():
+            overdue = woke - due > self.threshold - self._early
+            if overdue and due not in self._handled and loop.is_running():
                 # woken far too late: C code held the GIL, and the stack is what it left
                 frozen = woke - deadline > self.threshold / 2
                 self._watch_stall(due, last, cpu_last, held_gil=frozen)
@@ -247,7 +263,6 @@ class LoopWatchdog:
         """
         while self._lags:
             due, late = self._lags.popleft()
-            self.last_lag = late
             self._notify_lag(max(0.0, late))
             if late <= self.threshold:
                 continue
@@ -277,8 +292,10 @@ class LoopWatchdog:
         self._handled.add(due)
         snap, cpu = self._capture(cpu_last, last)
         samples = [snap]
-        request = self._request(loop, detected)
-        in_flight = inflight.in_flight_count()
+        stack = sys._current_frames().get(self._loop_ident)
+        request = inflight.request_in_stack(stack, detected)
+        in_flight = inflight.in_flight(loop, stack)
+        del stack  # the loop's frames: not kept past the stall
         gap = max(self.threshold / 2, 0.05)  # spread the samples over the stall
         last_at = time.monotonic()
         while self._due == due and not self._stopping.is_set():
@@ -289,17 +306,15 @@ class LoopWatchdog:
                 last_at = time.monotonic()
                 samples.append(snap)
         late = next((lt for d, lt in list(self._lags) if d == due), None)
+        if late is None and self._due != due:
+            late = 0.0  # it ran, too early to be kept: within the threshold
         if late is None:  # stopped (stop() runs on the loop: the stall is over) or still going
             late = time.monotonic() - due
+        if late <= self.threshold:  # caught early, and the loop ran again in time: no stall
+            self._handled.discard(due)
+            return
         record = self._record(samples, late, _wall(due), detected - due, request, in_flight)
         self._report(_held_gil_record(record) if held_gil else record)
-
-    def _request(self, loop: asyncio.AbstractEventLoop, at: float) -> RequestInfo | None:
-        try:
-            task = asyncio.current_task(loop)
-        except Exception:  # a loop implementation without the registry: no attribution
-            return None
-        return inflight.request_of_task(task, at)
 
     def _record(
         self,
