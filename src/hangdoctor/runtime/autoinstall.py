@@ -20,10 +20,11 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hangdoctor.runtime.stall import StallRecord
-from hangdoctor.runtime.watchdog import LoopWatchdog
+if TYPE_CHECKING:  # imported when a loop first runs: most processes of a server never do
+    from hangdoctor.runtime.stall import StallRecord
+    from hangdoctor.runtime.watchdog import LoopWatchdog
 
 __all__ = ["ENV_OUT", "ENV_THRESHOLD", "install", "install_from_env"]
 
@@ -83,6 +84,8 @@ def _follow(
         current.stop(timeout=0)  # the loop stopped running; its thread ends on its own
     if loop is None:
         return
+    from hangdoctor.runtime.watchdog import LoopWatchdog
+
     dog = LoopWatchdog(threshold, report, log=False)
     _by_thread[ident] = dog
     # Start with the loop's first turn: a server's first step imports the app (seconds of
