@@ -31,10 +31,10 @@ from hangdoctor.runtime.stall import RequestInfo
 __all__ = [
     "InFlight",
     "StreamEvents",
+    "find_request",
     "in_flight",
     "mark_seen",
     "register_owner",
-    "request_in_stack",
 ]
 
 Message = MutableMapping[str, Any]
@@ -175,13 +175,8 @@ def register_owner(code: CodeType) -> None:
     _OWNER_CODES.add(code)
 
 
-def request_in_stack(frame: FrameType | None, at: float | None = None) -> RequestInfo | None:
+def find_request(frame: FrameType | None) -> InFlight | None:
     """The request the code running in `frame` (and the frames under it) serves, if known."""
-    found = _request_in_stack(frame)
-    return None if found is None else found.info(at)
-
-
-def _request_in_stack(frame: FrameType | None) -> InFlight | None:
     frames: list[FrameType] = []
     while frame is not None and len(frames) < _MAX_FRAMES:
         frames.append(frame)
@@ -239,12 +234,12 @@ def _search(start: list[Any], budget: list[int]) -> InFlight | None:
     return None
 
 
-def in_flight(loop: asyncio.AbstractEventLoop, stack: FrameType | None = None) -> int | None:
+def in_flight(loop: asyncio.AbstractEventLoop, running: InFlight | None = None) -> int | None:
     """Requests in flight on `loop` (None when no middleware exists in this process).
 
     Counted when asked (a stall, the debug page), from the chain of coroutines
-    each suspended task is awaiting, plus the request in `stack` (the running
-    task's frames, whose chain cannot be read while it runs).
+    each suspended task is awaiting, plus `running`: the request `find_request`
+    found on the running task's stack, whose chain cannot be read while it runs.
     """
     if not _SEEN[0]:
         return None
@@ -252,10 +247,7 @@ def in_flight(loop: asyncio.AbstractEventLoop, stack: FrameType | None = None) -
         tasks = asyncio.all_tasks(loop)
     except RuntimeError:  # the task set kept changing under another thread
         return None
-    found: set[int] = set()
-    running = _request_in_stack(stack) if stack is not None else None
-    if running is not None:
-        found.add(id(running))
+    found: set[int] = set() if running is None else {id(running)}
     for task in tasks:
         req = _request_of_suspended(task)
         if req is not None:

@@ -292,10 +292,10 @@ class LoopWatchdog:
         self._handled.add(due)
         snap, cpu = self._capture(cpu_last, last)
         samples = [snap]
-        stack = sys._current_frames().get(self._loop_ident)
-        request = inflight.request_in_stack(stack, detected)
-        in_flight = inflight.in_flight(loop, stack)
-        del stack  # the loop's frames: not kept past the stall
+        req = inflight.find_request(sys._current_frames().get(self._loop_ident))
+        request = None if req is None else req.info(detected)
+        in_flight = inflight.in_flight(loop, req)
+        del req  # not kept past the stall
         gap = max(self.threshold / 2, 0.05)  # spread the samples over the stall
         last_at = time.monotonic()
         while self._due == due and not self._stopping.is_set():
