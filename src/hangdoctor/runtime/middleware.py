@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.runtime import inflight
-from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN
+from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN, Message, Receive, Send
 from hangdoctor.runtime.inflight import InFlight as _InFlight
 from hangdoctor.runtime.stall import StallRecord, recent_stalls
 from hangdoctor.runtime.watchdog import LoopWatchdog
@@ -37,9 +37,6 @@ __all__ = ["HangdoctorMiddleware", "StreamObserver"]
 _monotonic = time.monotonic
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -156,16 +153,13 @@ class HangdoctorMiddleware:
     def _start_watching(self) -> None:
         """Start the watchdog on this worker's loop: after a fork, in the worker, not the master."""
         dog = self.watchdog
-        if dog is None or self._watching or dog.running:
-            self._watching = True
-            self._pending = self.debug_path is not None
-            return
-        dog.start()
+        if dog is not None and not self._watching and not dog.running:
+            dog.start()
+            watch = getattr(self.observer, "watch", None)
+            if callable(watch):
+                watch(dog)
         self._watching = True
         self._pending = self.debug_path is not None
-        watch = getattr(self.observer, "watch", None)
-        if callable(watch):
-            watch(dog)
 
     async def _debug(self, scope: Scope, send: Send) -> None:
         given = _header(scope, b"authorization") or ""
