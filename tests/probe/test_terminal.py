@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
 from rich.console import Console
+from tests.probe._servers import TinyServer
 
 from hangdoctor.probe.engine import ProbeProgress
 from hangdoctor.probe.terminal import LiveProgress, format_seconds, render_summary
@@ -15,6 +24,93 @@ from hangdoctor.probe.timeline import (
     StreamRecord,
     summarize,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_in_pty(argv: list[str], *, columns: int, timeout: float = 60.0) -> tuple[int, str]:
+    """Run `argv` with stdin, stdout and stderr on a real pseudo-terminal; (exit code, output).
+
+    A pipe would make rich fall back to plain lines, which is how the progress bar's
+    crash on every real terminal went unseen: only a pty makes `isatty()` true.
+    """
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CI", "TERM")}
+    env.update(TERM="xterm-256color", COLUMNS=str(columns), LINES="40", FORCE_COLOR="1")
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, cwd=str(ROOT), env=env, close_fds=True
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its end of the terminal
+                    data = b""
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        else:
+            raise AssertionError(f"{argv} did not finish within {timeout} s")
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+_LIVE_SCRIPT = """
+import sys, time
+from rich.console import Console
+from hangdoctor.probe.engine import ProbeProgress
+from hangdoctor.probe.terminal import LiveProgress
+console = Console(stderr=True)
+assert console.is_terminal, "stderr is not a terminal"
+with LiveProgress(console) as progress:
+    time.sleep(0.3)  # the bar is drawn before the first report, with no total yet
+    for step in range(1, 6):
+        progress(ProbeProgress(step * 0.4, 2, step, 1, 2, 0, 0.004, 0.002, 5, 9, 4, 0, False, 0,
+                               step == 5))
+        time.sleep(0.1)
+print("live progress done")
+"""
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_live_progress_on_a_real_terminal(columns: int) -> None:
+    """On a pty the rich progress bar draws before the first report (no total) without crashing."""
+    code, out = run_in_pty([sys.executable, "-c", _LIVE_SCRIPT], columns=columns)
+    assert code == 0, out
+    assert "TypeError" not in out and "Traceback" not in out
+    assert "live progress done" in out
+    assert "\x1b[" in out  # rich really drew on a terminal, with escape sequences
+
+
+@pytest.mark.e2e
+def test_probe_command_on_a_real_terminal() -> None:
+    """`hangdoctor probe` in a terminal shows its live bar and finishes with the verdict."""
+    with TinyServer() as server:
+        code, out = run_in_pty(
+            [sys.executable, "-m", "hangdoctor", "probe", server.url, "--stream", "/sse",
+             "--clients", "2", "--duration", "2", "--abort-after", "0.2-0.5", "--seed", "1"],
+            columns=80,
+        )  # fmt: skip
+    assert "failed unexpectedly" not in out, out
+    assert code == 0, out
+    assert "PASS" in out and "probe" in out
 
 
 def make_result(*, stalled: bool) -> ProbeResult:

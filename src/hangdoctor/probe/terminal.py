@@ -12,7 +12,7 @@ from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -54,6 +54,15 @@ def _progress_text(p: ProbeProgress, *, markup: bool) -> str:
     return " · ".join(parts) if markup else ", ".join(parts)
 
 
+class _SecondsColumn(ProgressColumn):
+    """`  3/20 s` of the run; the task has no total until the first progress report."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("   -/- s")
+        return Text(f"{task.completed:>4.0f}/{task.total:.0f} s")
+
+
 class LiveProgress:
     """The `on_progress` callback of a probe, drawing to `console` (stderr)."""
 
@@ -70,7 +79,7 @@ class LiveProgress:
             self._bar = Progress(
                 TextColumn("[bold]probe[/]"),
                 BarColumn(bar_width=24),
-                TextColumn("{task.completed:>4.0f}/{task.total:.0f} s"),
+                _SecondsColumn(),
                 TextColumn("{task.fields[stats]}"),
                 console=self._console,
                 transient=True,
