@@ -58,6 +58,8 @@ def silent() -> Iterator[SilentSocket]:
         ("http://", "http"),
         ("http://127.0.0.1:99999", "port"),
         ("http://user:secret@127.0.0.1:8000", "header"),
+        ("http://[::1", "not a valid URL"),
+        ("http://[zz]:8000", "not a valid URL"),
     ],
 )
 def test_bad_url(url: str, needle: str) -> None:
@@ -100,6 +102,26 @@ def test_never_sends_headers(silent: SilentSocket) -> None:
     """A server that accepts and never answers is named so, after the health deadline."""
     out = probe_cli(silent.url, "--stream", "/s", "--health-timeout", "1")
     assert_clean_failure(out, "no response", "hangdoctor diagnose")
+
+
+def test_https_to_a_socket_that_never_answers(silent: SilentSocket) -> None:
+    """https:// to a port that accepts TCP and never reads: the TLS handshake, not the network."""
+    url = silent.url.replace("http://", "https://")
+    out = probe_cli(url, "--stream", "/s", "--health-timeout", "1")
+    assert_clean_failure(out, "accepted the TCP connection", "TLS handshake within 1 s")
+    assert "unreachable" not in out.stderr and "firewall" not in out.stderr
+
+
+def test_https_to_a_host_that_does_not_answer() -> None:
+    """https:// to a host that never completes the TCP handshake is still named unreachable."""
+    silent = SilentSocket(backlog=0)
+    try:
+        silent.fill_backlog()
+        out = probe_cli(silent.url.replace("http://", "https://"), "--stream", "/s",
+                        "--health-timeout", "1")  # fmt: skip
+    finally:
+        silent.close()
+    assert_clean_failure(out, "unreachable")
 
 
 def test_health_path_404(tiny: TinyServer) -> None:

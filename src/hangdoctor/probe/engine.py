@@ -219,6 +219,8 @@ class _Run:
             ) from None
         self.address = str(infos[0][4][0])
         started = time.monotonic()
+        if self.endpoint.secure:
+            await self._tcp_preflight(timeout)
         try:
             exchange = await open_exchange(
                 self.address,
@@ -229,6 +231,13 @@ class _Run:
                 timeout=timeout,
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            if self.endpoint.secure and _handshake_timed_out(exc):
+                raise ProbeError(
+                    f"{self.endpoint.netloc} accepted the TCP connection but never completed "
+                    f"the TLS handshake within {timeout:g} s.",
+                    "The service is hanging already (run `hangdoctor diagnose` to see why), "
+                    "or the port does not serve HTTPS.",
+                ) from None
             raise describe_connect_error(
                 exc, self.endpoint.netloc, secure=self.endpoint.secure
             ) from None
@@ -260,6 +269,20 @@ class _Run:
                 )
         finally:
             exchange.close()
+
+    async def _tcp_preflight(self, timeout: float) -> None:
+        """Connect without TLS first, so a handshake that never ends is not blamed on the network.
+
+        A hung server's kernel still completes the TCP handshake (the listen backlog), and
+        then the TLS handshake waits forever; only a plain connect tells the two apart.
+        """
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.address, self.endpoint.port), timeout
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise describe_connect_error(exc, self.endpoint.netloc, secure=False) from None
+        writer.close()
 
     # -- the run -----------------------------------------------------------
 
@@ -530,6 +553,13 @@ class _Run:
             capturing=self.catcher.busy if self.catcher else False,
             done=done,
         )
+
+
+def _handshake_timed_out(exc: BaseException) -> bool:
+    """The TLS handshake ran out of time: asyncio's own handshake timeout, or ours."""
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return True
+    return isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc).lower()
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

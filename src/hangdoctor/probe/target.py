@@ -92,7 +92,10 @@ class Endpoint:
 
 def _split(url: str) -> tuple[Endpoint, str]:
     """The endpoint and the path (with query) of an absolute http(s) URL."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed IPv6 bracket, say: "Invalid IPv6 URL"
+        raise ProbeError(f"{url!r} is not a valid URL ({exc}).", _URL_REMEDY) from None
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ProbeError(f"{url!r} is not an http:// or https:// URL with a host.", _URL_REMEDY)
     try:
