@@ -3,10 +3,16 @@
 Live captures and faulthandler give absolute paths; py-spy's text dumps give
 short ones (`threading.py`, `starlette/responses.py`, `app.py`), so a short
 path is placed by its first component.
+
+hangdoctor's own frames (its middleware, its executors) are a library's like any other,
+also when it runs from a checkout rather than site-packages; the example app bundled in
+its wheel (`hangdoctor/_examples/newsroom`) is not: to `hangdoctor demo` it is the user's
+code, the code whose line a diagnosis must name.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -28,6 +34,10 @@ __all__ = [
 _SITE = re.compile(r"[/\\](?:site|dist)-packages[/\\](.+)$")
 _STDLIB = re.compile(r"[/\\]lib[/\\]python\d+(?:\.\d+)?t?[/\\](.+)$", re.IGNORECASE)
 _FROZEN = re.compile(r"^<frozen ([\w.]+)>$")
+# Relative to site-packages: an app shipped inside hangdoctor's package for the demo.
+_BUNDLED_APP = re.compile(r"^hangdoctor/_examples/")
+# This installation's package directory: an editable install runs it from a checkout's src/.
+_OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 # Packages a web service runs on; their frames are never "the user's line".
 FRAMEWORK_PACKAGES = frozenset(
@@ -68,7 +78,11 @@ def _relative(path: str) -> tuple[str | None, str | None]:
     """(kind, path relative to its root); kind is 'stdlib', 'site' or None (user)."""
     m = _SITE.search(path)
     if m:
-        return "site", m.group(1).replace("\\", "/")
+        rel = m.group(1).replace("\\", "/")
+        return (None, None) if _BUNDLED_APP.match(rel) else ("site", rel)
+    if path.startswith(_OWN_PACKAGE):
+        rel = "hangdoctor/" + path[len(_OWN_PACKAGE) :].replace("\\", "/")
+        return (None, None) if _BUNDLED_APP.match(rel) else ("site", rel)
     m = _STDLIB.search(path)
     if m:
         return "stdlib", m.group(1).replace("\\", "/")
@@ -82,7 +96,7 @@ def _relative(path: str) -> tuple[str | None, str | None]:
         top = first[:-3] if first.endswith(".py") else first
         if top in _STDLIB_NAMES:
             return "stdlib", path
-        if top in FRAMEWORK_PACKAGES:
+        if top in FRAMEWORK_PACKAGES and not _BUNDLED_APP.match(path.replace("\\", "/")):
             return "site", path
     elif re.search(r"[/\\]bin[/\\][^/\\]+$", path) and not path.endswith(".py"):
         return "site", path.rsplit("/", 1)[-1]  # a console script (bin/uvicorn)

@@ -1,0 +1,82 @@
+"""hangdoctor as a user gets it: a wheel built from this checkout, installed into a fresh venv.
+
+The editable install the suite runs from hides what only a wheel shows: files that are
+not packaged, and paths that differ (the example app lives inside the hangdoctor package,
+`site-packages/hangdoctor/_examples/newsroom`). `build_wheel` builds it the way a user
+would (`pip wheel`, with the build backend fetched from PyPI); `install_wheel` puts it with
+its dependencies into a new venv of any Python. Every step has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+__all__ = ["BUILD_TIMEOUT_S", "INSTALL_TIMEOUT_S", "build_wheel", "install_wheel", "venv_env"]
+
+BUILD_TIMEOUT_S = 300.0  # pip fetches the build backend (hatchling) from PyPI
+INSTALL_TIMEOUT_S = 600.0  # the dependencies come from PyPI too (pip's cache makes it ~15 s)
+
+
+def _run(argv: list[str], timeout: float, what: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def build_wheel(tmp_dir: Path) -> Path:
+    """Build hangdoctor's wheel from this checkout into `tmp_dir`; the path of the .whl."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(tmp_dir),
+            str(ROOT),
+        ],
+        BUILD_TIMEOUT_S,
+        "pip wheel",
+    )
+    wheels = sorted(tmp_dir.glob("hangdoctor-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def install_wheel(
+    wheel: Path, venv: Path, *, python: str = sys.executable, extras: str = "demo"
+) -> Path:
+    """A new venv at `venv` (made by `python`) with `wheel[extras]` installed; its python."""
+    _run([python, "-m", "venv", str(venv)], 120.0, "python -m venv")
+    bin_python = venv / "bin" / "python"
+    requirement = f"hangdoctor[{extras}] @ {wheel.resolve().as_uri()}" if extras else str(wheel)
+    _run(
+        [
+            str(bin_python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            requirement,
+        ],
+        INSTALL_TIMEOUT_S,
+        "pip install of the wheel",
+    )
+    return bin_python
+
+
+def venv_env(venv: Path) -> dict[str, str]:
+    """An environment that runs the venv's own programs and nothing of this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    return env
