@@ -170,7 +170,7 @@ def frame_matches(frame: Frame, pattern: FramePattern) -> bool:
 
 def display_path(path: str, cwd: str | None = None) -> str:
     """A path as a person wants to read it: relative to the target's cwd or its library root."""
-    if cwd:
+    if cwd and cwd.strip("/"):  # under a cwd of `/`, `srv/app/x.py` would hide the root
         base = cwd.rstrip("/") + "/"
         if path.startswith(base):
             return path[len(base) :]
