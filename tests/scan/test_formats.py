@@ -91,7 +91,8 @@ def test_json(result: ScanResult) -> None:
             "kind": "error",
         }
     ]
-    assert data["stats"]["files"] == 4 and data["stats"]["parsed"] == 4
+    # the broken file is a problem, not a scanned file: 3 scanned + 1 not = the 4 files
+    assert data["stats"]["files"] == 3 and data["stats"]["parsed"] == 3
 
 
 def _sarif_schema() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hangdoctor.scan import ScanConfig
 from tests.scan.conftest import ROOT, run_scan
 
 BLOCKING = "import time\n\n\nasync def f():\n    time.sleep(1)\n"
@@ -66,8 +67,9 @@ def test_binary_file_named_py(tmp_path: Path) -> None:
     assert "binary" in problem.message
 
 
-def test_big_generated_file(tmp_path: Path) -> None:
-    """A 5 MB generated module is scanned like any other (here: one finding at its end)."""
+def test_big_generated_file_is_not_scanned_over_the_limit(tmp_path: Path) -> None:
+    """A 5 MB generated module is over the 2 MB default: reported as not scanned, never read
+    (so never "no problems"); with a higher max_file_size it is scanned like any other."""
     body = "".join(
         f"VALUE_{i} = {{'key': {i}, 'name': 'item number {i}'}}\n" for i in range(110_000)
     )
@@ -75,8 +77,13 @@ def test_big_generated_file(tmp_path: Path) -> None:
     path.write_text(body + "\n\n" + BLOCKING)
     assert path.stat().st_size > 5 * 1024 * 1024
     result = run_scan([tmp_path], tmp_path)
-    assert result.problems == ()
-    assert [f.code for f in result.findings] == ["HD201"]
+    (problem,) = result.errors
+    assert problem.path == "generated.py" and "over the 2 MB limit" in problem.message
+    assert result.findings == () and result.exit_code == 2
+    assert (result.stats.files, result.stats.parsed) == (0, 0)
+    bigger = run_scan([tmp_path], tmp_path, config=ScanConfig(tmp_path, max_file_size=8 << 20))
+    assert bigger.problems == ()
+    assert [f.code for f in bigger.findings] == ["HD201"]
 
 
 def test_deeply_nested_code(tmp_path: Path) -> None:

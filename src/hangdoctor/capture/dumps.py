@@ -10,9 +10,7 @@ may hand over (a missing file, a directory, a core file, a cut-off dump) is a
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 import re
 import stat
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from hangdoctor.capture.dump_formats.json_dumps import (
 )
 from hangdoctor.errors import BadDumpError, HangdoctorError
 from hangdoctor.model import Snapshot
+from hangdoctor.outfile import reason, write_atomic
 
 __all__ = [
     "MAX_DUMP_BYTES",
@@ -37,6 +36,7 @@ __all__ = [
     "load_dump",
     "parse_dump",
     "save_capture",
+    "save_error",
 ]
 
 MAX_DUMP_BYTES = 50 * 1024 * 1024
@@ -114,22 +114,24 @@ def load_dump(path: str | Path) -> list[Snapshot]:
 def save_capture(snapshots: Sequence[Snapshot], path: str | Path) -> Path:
     """Write `snapshots` as a hangdoctor capture that `load_dump` reads back unchanged.
 
-    The file is replaced atomically, so a reader never sees half of it.
+    The file is replaced atomically, so a reader never sees half of it, and a
+    failure (a full disk) leaves the old file as it was.
     """
     p = Path(path)
-    text = capture_to_json(snapshots)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise HangdoctorError(
-            f"The capture cannot be saved to {p}: {exc.strerror or exc}.",
-            "Pass a file path in a directory you can write to, e.g. `--save /tmp/capture.json`.",
-        ) from None
+        write_atomic(p, capture_to_json(snapshots))
+    except (OSError, ValueError) as exc:
+        why = reason(exc) if isinstance(exc, OSError) else "it is not a valid path"
+        raise save_error(p, why) from None
     return p
+
+
+def save_error(path: Path, why: str) -> HangdoctorError:
+    """The error for a capture that cannot be saved to `path`, because of `why`."""
+    return HangdoctorError(
+        f"The capture cannot be saved to {path}: {why}.",
+        "Pass a file path in a directory you can write to, e.g. `--save /tmp/capture.json`.",
+    )
 
 
 def _os_error(name: str, exc: OSError) -> BadDumpError:

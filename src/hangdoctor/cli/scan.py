@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,16 @@ from typing import Any
 import click
 
 from hangdoctor.errors import HangdoctorError
+from hangdoctor.outfile import check_writable, reason, write_atomic
 from hangdoctor.scan import ScanOptions, ScanResult, load_config, scan_paths
-from hangdoctor.scan.config import ScanConfig, ScanConfigError, parse_target_version
+from hangdoctor.scan.config import (
+    DEFAULT_MAX_FILE_SIZE,
+    ScanConfig,
+    ScanConfigError,
+    format_size,
+    parse_size,
+    parse_target_version,
+)
 
 __all__ = ["command"]
 
@@ -22,6 +32,21 @@ _DEFAULT_TARGET = (3, 10)
 
 class FixesUnavailableError(HangdoctorError):
     """This build of hangdoctor has no fix module."""
+
+
+class ReportNotWrittenError(HangdoctorError):
+    """The --output file cannot be written."""
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ScanConfigError:
+        raise click.BadParameter(
+            f"{value!r} is not a file size (write it like 2MB, 500KB or 2000000)."
+        ) from None
 
 
 def _codes(value: str | None) -> tuple[str, ...] | None:
@@ -74,26 +99,43 @@ def _render(result: ScanResult, fmt: str, output: Path | None, fixable: Mapping[
         else:
             click.echo(text, nl=False)
         return
-    from rich.console import Console
-
+    from hangdoctor.report.console import TrimmedConsole
     from hangdoctor.report.scan_human import render_scan_human
 
     if output is not None:
-        with open(output, "w", encoding="utf-8") as fh:
-            Console(file=fh, width=100, no_color=True, highlight=False).print(
-                render_scan_human(result, fixable)
-            )
+        buffer = io.StringIO()
+        TrimmedConsole(file=buffer, width=100, no_color=True, highlight=False).print(
+            render_scan_human(result, fixable)
+        )
+        _write(output, buffer.getvalue())
         return
-    Console(highlight=False, soft_wrap=False).print(render_scan_human(result, fixable))
+    TrimmedConsole(highlight=False, soft_wrap=False).print(render_scan_human(result, fixable))
+
+
+def _not_written(path: Path, why: str) -> ReportNotWrittenError:
+    return ReportNotWrittenError(
+        f"The report cannot be written to {path}: {why}.",
+        "Pass --output a file in an existing directory you can write to.",
+    )
 
 
 def _write(path: Path, text: str) -> None:
+    """Write the whole report or nothing: a full disk leaves the old report as it was."""
     try:
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text)
     except OSError as exc:
+        raise _not_written(path, reason(exc)) from None
+
+
+def _check_paths(paths: tuple[Path, ...]) -> None:
+    """A path that does not exist is a typing mistake: say so, scan nothing."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        what = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
         raise ScanConfigError(
-            f"Cannot write {path} ({exc.strerror}).", "Choose a writable --output path."
-        ) from None
+            f"{what} {'does' if len(missing) == 1 else 'do'} not exist.",
+            "Check the path, and pass files or folders to scan (e.g. `hangdoctor scan src/`).",
+        )
 
 
 def _apply_fixes(
@@ -166,6 +208,14 @@ def _apply_fixes(
     default=None,
     help="Worker processes for parsing (default: one per core).",
 )
+@click.option(
+    "--max-file-size",
+    callback=_size,
+    metavar="SIZE",
+    help="Do not scan files bigger than SIZE, e.g. generated code; they are reported as not "
+    f"scanned (default: `max-file-size` in [tool.hangdoctor], else "
+    f"{format_size(DEFAULT_MAX_FILE_SIZE).replace(' ', '')}).",
+)
 @click.option("--fix", "do_fix", is_flag=True, help="Apply the safe fixes in place.")
 @click.option("--diff", is_flag=True, help="Print the fixes as a unified diff; change nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change where code runs.")
@@ -185,6 +235,7 @@ def command(
     config_file: Path | None,
     no_cache: bool,
     jobs: int | None,
+    max_file_size: int | None,
     do_fix: bool,
     diff: bool,
     unsafe_fixes: bool,
@@ -201,11 +252,17 @@ def command(
     hangdoctor scan --fix               apply them
 
     Exit status: 0 nothing found, 1 problems found, 2 a file could not be scanned
-    (and nothing was found) or the settings are invalid.
+    (and nothing was found: unreadable, a syntax error, over --max-file-size), a
+    path does not exist, or the settings are invalid.
     """
     fmt = "human" if fmt.lower() == "text" else fmt.lower()
+    _check_paths(paths)
+    if output is not None and (why := check_writable(output)) is not None:
+        raise _not_written(output, why)  # before the scan, not after it
     roots = list(paths)
     config: ScanConfig = load_config(roots or [Path.cwd()], config_file)
+    if max_file_size is not None:
+        config = dataclasses.replace(config, max_file_size=max_file_size)
     if not roots:
         roots = [config.root]
     options = ScanOptions(

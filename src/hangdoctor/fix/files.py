@@ -2,19 +2,17 @@
 
 The text is decoded with the file's own encoding (PEP 263 coding line or BOM,
 as Python reads it), the BOM and every untouched line ending are kept, and the
-new bytes replace the file atomically: a temporary file in the same directory,
-fsync, the original mode (and owner, as root), then `os.replace`. An unchanged
-text is never written.
+new bytes replace the file atomically (`hangdoctor.outfile.write_atomic`: a
+temporary file in the same directory, fsync, the original mode and owner, then
+`os.replace`). An unchanged text is never written, and a read-only file is
+refused, as ruff and black do: the rename could replace it, but its mode says
+not to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import io
-import os
-import stat
-import tempfile
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +21,7 @@ from pathlib import Path
 from hangdoctor.fix.api import fix_source
 from hangdoctor.fix.endings import split_lines
 from hangdoctor.fix.model import FixOutcome, FixSite, SkippedFix
+from hangdoctor.outfile import is_read_only, reason, write_atomic
 
 __all__ = ["FileFixResult", "atomic_write", "fix_file", "unified_diff"]
 
@@ -83,32 +82,7 @@ def _decode(data: bytes) -> tuple[str, str] | str:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace the file `path` points to by `data` atomically, keeping its mode and owner."""
-    real = Path(os.path.realpath(path))  # a symlink stays a symlink; its target is replaced
-    st = real.stat()
-    fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".hdfix")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
-            if os.geteuid() == 0:
-                os.fchown(fh.fileno(), st.st_uid, st.st_gid)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, real)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(real.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data)
 
 
 def fix_file(
@@ -143,10 +117,12 @@ def fix_file(
         return _undo(result, f"The fixed text cannot be encoded in the file's {encoding}.")
     if not write:
         return result
+    if is_read_only(path):
+        return _undo(result, "The file is read-only; make it writable (chmod u+w) to fix it.")
     try:
-        atomic_write(path, new)
+        write_atomic(path, new)
     except OSError as exc:
-        return _undo(result, f"The file cannot be written ({exc.strerror or exc}).")
+        return _undo(result, f"The file cannot be written ({reason(exc)}).")
     return replace(result, written=True)
 
 

@@ -20,11 +20,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hangdoctor import __version__
+from hangdoctor.outfile import write_atomic
 from hangdoctor.scan.facts import FileFacts, FileProblem, facts_from_json, facts_to_json
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "FactCache",
     "cache_directory",
     "code_fingerprint",
-    "write_atomically",
+    "write_quietly",
 ]
 
 CACHE_DIR_NAME = ".hangdoctor_cache"
@@ -169,19 +169,10 @@ class FactCache:
             {"format": _FORMAT, "entries": entries, "stats": self._stats},
             separators=(",", ":"),
         )
-        write_atomically(self.path, payload)
+        write_quietly(self.path, payload)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` (temp file + rename); a failure leaves the old file."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+def write_quietly(path: Path, text: str) -> None:
+    """Replace a cache file atomically; a failure (full disk, read-only) only costs time."""
+    with contextlib.suppress(OSError):
+        write_atomic(path, text, durable=False)

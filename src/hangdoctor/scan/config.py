@@ -13,6 +13,11 @@ or without one the nearest directory holding a pyproject.toml or `.git`.
     blocking-calls = { "mylib.fetch" = "HD202", "vendor.Client.*" = "HD202" }
     blocking-methods = { "fetch_sync" = "HD202" }
     target-version = "py39"           # lowest Python the fixes may use
+    max-file-size = "2MB"             # bigger files are not scanned (generated code)
+
+A pyproject.toml that mentions hangdoctor but is not valid TOML is an error
+naming the file and line: silently going on to a parent directory's settings
+would scan with rules nobody chose.
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "DEFAULT_MAX_FILE_SIZE",
     "KEYS",
     "ScanConfig",
     "ScanConfigError",
+    "format_size",
     "load_config",
     "matches_glob",
+    "parse_size",
     "parse_target_version",
 ]
 
@@ -50,7 +58,11 @@ KEYS = (
     "blocking-calls",
     "blocking-methods",
     "target-version",
+    "max-file-size",
 )
+DEFAULT_MAX_FILE_SIZE = 2 * 1024 * 1024  # a 2 MB module takes ~5 s and ~420 MB to analyse
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$")
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _VERSION = re.compile(r"^(?:py)?3\.?(\d{1,2})$")
 _REQUIRES = re.compile(r">=\s*3\.(\d{1,2})")
 _STATIC = frozenset(r.code for r in all_rules() if r.static)
@@ -73,6 +85,7 @@ class ScanConfig:
     blocking_calls: tuple[tuple[str, str], ...] = ()
     blocking_methods: tuple[tuple[str, str], ...] = ()
     target_version: tuple[int, int] | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; bigger files are reported, not read
 
     def enabled(self, code: str) -> bool:
         """Whether `code` is selected and not ignored."""
@@ -104,6 +117,30 @@ def parse_target_version(text: str) -> tuple[int, int]:
     if not m:
         raise ScanConfigError(f"{text!r} is not a Python version.", "Write it like py39 or 3.9.")
     return (3, int(m.group(1)))
+
+
+def parse_size(text: str | int) -> int:
+    """`2MB`, `500k`, `1.5 MiB` or a number of bytes -> bytes (units of 1024); ScanConfigError."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text > 0:
+            return text
+    elif isinstance(text, str):
+        m = _SIZE.match(text.strip().lower())
+        if m:
+            size = int(float(m.group(1)) * _UNITS[m.group(2)[:1]])
+            if size > 0:
+                return size
+    raise ScanConfigError(
+        f"{text!r} is not a file size.", "Write it like 2MB, 500KB or a number of bytes."
+    )
+
+
+def format_size(size: int) -> str:
+    """Bytes as people read them: "2 MB", "512 KB", "1.5 MB"."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
 
 
 _GLOB_CACHE: dict[str, re.Pattern[str]] = {}
@@ -175,13 +212,9 @@ def _has_table(path: Path) -> bool:
         raw = path.read_bytes()
     except OSError:
         return False
-    if b"tool.hangdoctor" not in raw and b"[tool]" not in raw:
-        return False
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return False
-    tool = data.get("tool")
+    if b"hangdoctor" not in raw:
+        return False  # no table of ours can be in it, valid TOML or not
+    tool = _read_toml(path).get("tool")
     return isinstance(tool, dict) and isinstance(tool.get("hangdoctor"), dict)
 
 
@@ -193,9 +226,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
             f"Cannot read the config file {path} ({exc.strerror}).",
             "Check the path given to --config.",
         ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
         raise ScanConfigError(
-            f"{path} is not valid TOML ({exc}).", "Fix the syntax of the file."
+            f"{path} is not valid TOML: it is not UTF-8 text.", "Save the file as UTF-8."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        where = str(exc)  # ends in "(at line N, column M)" or "(at end of document)"
+        if "line" not in where:
+            lines = path.read_bytes().count(b"\n") + 1
+            where = f"{where.removesuffix(')')}, line {lines})"
+        raise ScanConfigError(
+            f"{path} is not valid TOML: {where}.",
+            "Fix the syntax there: hangdoctor takes no settings from a file it cannot read "
+            "(nor from a pyproject.toml further up).",
         ) from None
     return data
 
@@ -261,6 +304,7 @@ def config_from_table(table: Mapping[str, Any], root: Path, source: Path) -> Sca
             f"`target-version` in {source} must be a string.",
             'Write it like target-version = "py39".',
         )
+    size = table.get("max-file-size")
     return ScanConfig(
         root=root,
         source=source,
@@ -271,7 +315,18 @@ def config_from_table(table: Mapping[str, Any], root: Path, source: Path) -> Sca
         blocking_calls=_blocking(table.get("blocking-calls", {}), "blocking-calls", source),
         blocking_methods=_blocking(table.get("blocking-methods", {}), "blocking-methods", source),
         target_version=parse_target_version(target) if target else None,
+        max_file_size=_size(size, source) if size is not None else DEFAULT_MAX_FILE_SIZE,
     )
+
+
+def _size(value: Any, source: Path) -> int:
+    try:
+        return parse_size(value)
+    except ScanConfigError:
+        raise ScanConfigError(
+            f"`max-file-size` in {source} is {value!r}, not a file size.",
+            'Write it like max-file-size = "2MB" (or a number of bytes).',
+        ) from None
 
 
 def _requires_python(path: Path | None) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ from hangdoctor.scan.files import (
     decode_source,
     discover,
     facts_from_bytes,
+    too_large,
 )
 from hangdoctor.scan.graph import RawFinding, find
 from hangdoctor.scan.knowledge import Knowledge, build_knowledge
@@ -59,9 +60,12 @@ class ChainStep:
 
 @dataclass(frozen=True)
 class ScanStats:
-    files: int = 0  # files looked at
-    parsed: int = 0  # parsed in this run
-    cached: int = 0  # facts taken from the cache
+    """How the scan went; `files == parsed + cached`, and the files that could not be
+    scanned are the result's `errors`, so the counts a report prints add up."""
+
+    files: int = 0  # files scanned: their facts were read (parsed now or from the cache)
+    parsed: int = 0  # of those, parsed in this run
+    cached: int = 0  # of those, taken from the cache
     lines: int = 0
     seconds: float = 0.0
     jobs: int = 1  # worker processes used for parsing
@@ -112,6 +116,7 @@ class ScanResult:
 # ---- parsing, in this process or in workers ----------------------------------------
 
 _worker_knowledge: dict[tuple[tuple[str, str], ...], Knowledge] = {}
+_Job = tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int]
 
 
 def _knowledge_for(
@@ -125,18 +130,21 @@ def _knowledge_for(
     return kb
 
 
-def _parse_job(
-    job: tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-) -> FileFacts | FileProblem:
+def _parse_job(job: _Job) -> FileFacts | FileProblem:
     """Read and analyse one file (runs in a worker process); never raises."""
-    path, display, module, is_package, extras, methods = job
+    path, display, module, is_package, extras, methods, limit = job
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(limit + 1)  # a file that grew since it was measured stays bounded
+            if len(raw) > limit:
+                return too_large(display, os.fstat(fh.fileno()).st_size, limit) or FileProblem(
+                    display, "grew while it was read; scan again."
+                )
     except OSError as exc:
         return FileProblem(display, f"cannot be read ({exc.strerror}).")
     try:
-        return facts_from_bytes(raw, display, module, is_package, _knowledge_for(extras, methods))
+        kb = _knowledge_for(extras, methods)
+        return facts_from_bytes(raw, display, module, is_package, kb, max_bytes=limit)
     except Exception as exc:  # a scanner bug must not lose the rest of the scan
         return FileProblem(display, f"could not be analysed ({type(exc).__name__}: {exc}).")
 
@@ -151,9 +159,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _run_jobs(
-    jobs: list[
-        tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
-    ],
+    jobs: list[_Job],
     workers: int,
 ) -> tuple[list[FileFacts | FileProblem], int]:
     if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES:
@@ -207,14 +213,15 @@ def scan_paths(
     facts: list[FileFacts | FileProblem | None] = [None] * len(files)
     keys: list[str | None] = [None] * len(files)
     todo: list[int] = []
+    limit = config.max_file_size
     for i, src in enumerate(files):
-        hit = _from_cache(cache, src, keys, i)
+        hit = _from_cache(cache, src, keys, i, limit)
         if hit is not None:
             facts[i] = hit
         else:
             todo.append(i)
     extras, methods = config.blocking_calls, config.blocking_methods
-    jobs = [
+    jobs: list[_Job] = [
         (
             str(files[i].path),
             files[i].display,
@@ -222,6 +229,7 @@ def scan_paths(
             files[i].is_package,
             extras,
             methods,
+            limit,
         )
         for i in todo
     ]
@@ -252,10 +260,12 @@ def scan_paths(
     findings, steps = _findings(files, parsed_facts, kb, config, options)
     if reuse is not None and tree is not None:
         reuse.put(tree, _to_reuse(findings, steps, file_problems, lines))
+    scanned = [isinstance(f, FileFacts) for f in facts]
+    parsed = sum(1 for i in todo if scanned[i])
     stats = ScanStats(
-        files=len(files),
-        parsed=len(todo),
-        cached=len(files) - len(todo),
+        files=sum(scanned),
+        parsed=parsed,
+        cached=sum(scanned) - parsed,
         lines=lines,
         seconds=time.perf_counter() - started,
         jobs=used,
@@ -311,14 +321,16 @@ def _reuse(
             (str(k[0]), int(k[1]), int(k[2]), str(k[3])): tuple(ChainStep(**s) for s in v)
             for k, v in known["steps"]
         }
-        problems = problems + [FileProblem(**p) for p in known["problems"]]
+        file_problems = [FileProblem(**p) for p in known["problems"]]
         lines = int(known["lines"])
     except (KeyError, TypeError, ValueError, IndexError):
         return None
+    problems = problems + file_problems
+    scanned = len(files) - len({p.path for p in file_problems})
     stats = ScanStats(
-        files=len(files),
+        files=scanned,
         parsed=0,
-        cached=len(files),
+        cached=scanned,
         lines=lines,
         seconds=time.perf_counter() - started,
         jobs=1,
@@ -328,13 +340,20 @@ def _reuse(
 
 
 def _from_cache(
-    cache: FactCache | None, src: SourceFile, keys: list[str | None], i: int
+    cache: FactCache | None, src: SourceFile, keys: list[str | None], i: int, limit: int
 ) -> FileFacts | FileProblem | None:
-    """The cached facts of a file, recording its content key either way."""
+    """The cached facts of a file, recording its content key either way.
+
+    A file over the size limit is the problem that says so, without a key: it
+    is neither read nor cached.
+    """
     try:
         st = src.path.stat()
     except OSError:
         return None
+    big = too_large(src.display, st.st_size, limit)
+    if big is not None:
+        return big
     if cache is not None:
         known = cache.key_from_stat(str(src.path.absolute()), st)
         if known is not None:

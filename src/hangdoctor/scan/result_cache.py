@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hangdoctor.scan.cache import write_atomically
+from hangdoctor.scan.cache import write_quietly
 
 __all__ = ["ResultCache", "tree_key"]
 
@@ -81,4 +81,4 @@ class ResultCache:
         for old in list(results)[: max(0, len(results) - _KEEP)]:
             del results[old]
         payload = json.dumps({"format": _FORMAT, "results": results}, separators=(",", ":"))
-        write_atomically(self.path, payload)
+        write_quietly(self.path, payload)
