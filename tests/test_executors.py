@@ -415,7 +415,8 @@ class Source:
 
 def test_stream_stops_on_consumer_cancel(blockers: Callable[[], Blocker]) -> None:
     """The server cancels the response task: the wait ends at once, the inner generator
-    is closed, the executor is closed, and the loop never waits for the worker."""
+    is closed, the application's executor stays open, and the loop never waits for the
+    worker."""
     slow = blockers()
 
     async def main() -> None:
@@ -433,7 +434,8 @@ def test_stream_stops_on_consumer_cancel(blockers: Callable[[], Blocker]) -> Non
             assert await cancel_and_time(task) < PROMPT_S
             await asyncio.sleep(0.3)  # the worker still sleeps; a join would show as lag
         assert got == ["event: hello\n\n"]
-        assert src.closed and ex.closed
+        assert src.closed and not ex.closed
+        assert await ex.run(divmod, 7, 2) == (3, 1)  # the other worker serves other streams
         assert ticker.max_lag < MAX_LAG_S
         assert not slow.finished.is_set()
 
@@ -441,7 +443,8 @@ def test_stream_stops_on_consumer_cancel(blockers: Callable[[], Blocker]) -> Non
 
 
 def test_stream_stops_on_aclose(blockers: Callable[[], Blocker]) -> None:
-    """aclose() of the wrapper (what a server does with a body iterator) closes both."""
+    """aclose() of the wrapper (what a server does with a body iterator) closes the inner
+    generator and leaves the application's executor open."""
     slow = blockers()
 
     async def main() -> None:
@@ -450,7 +453,7 @@ def test_stream_stops_on_aclose(blockers: Callable[[], Blocker]) -> None:
         stream = stream_until_disconnect(src.gen(), executor=ex)
         assert await anext(stream) == "event: hello\n\n"
         await stream.aclose()
-        assert src.closed and ex.closed
+        assert src.closed and not ex.closed
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
 
@@ -468,7 +471,8 @@ def test_stream_stops_when_garbage_collected(blockers: Callable[[], Blocker]) ->
         assert await anext(stream) == "event: hello\n\n"
         del stream
         gc.collect()
-        assert await until(lambda: src.closed and ex.closed)
+        assert await until(lambda: src.closed)
+        assert not ex.closed
 
     run(main())
 
@@ -501,7 +505,7 @@ def test_stream_stops_when_the_client_is_disconnected() -> None:
             )
         ]
         assert got == ["data: 1\n\n", "data: 2\n\n"]
-        assert closed == [True] and ex.closed
+        assert closed == [True] and not ex.closed
 
     run(main())
 
@@ -541,30 +545,94 @@ def test_stream_propagates_inner_exceptions() -> None:
         with pytest.raises(ValueError, match="upstream broke"):
             async for chunk in stream_until_disconnect(gen(), executor=ex):
                 got.append(chunk)
-        assert got == ["event: hello\n\n"] and ex.closed
+        assert got == ["event: hello\n\n"] and not ex.closed
 
     run(main())
 
 
-def test_stream_closes_a_plain_executor_and_ends_with_its_source() -> None:
-    """A finite source ends the stream; a concurrent.futures executor is shut down too."""
+def test_stream_refuses_a_plain_executor() -> None:
+    """A concurrent.futures executor is a TypeError that names the remedy: shutting a pool
+    down per stream is the leak, and a plain pool cannot tell one stream's jobs apart."""
 
     async def numbers() -> AsyncIterator[int]:
-        for n in range(3):
-            yield n
+        yield 1
 
     pool = ThreadPoolExecutor(max_workers=1)
 
-    async def main() -> list[int]:
-        return [n async for n in stream_until_disconnect(numbers(), executor=pool)]
+    async def main() -> None:
+        stream = stream_until_disconnect(numbers(), executor=pool)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="LoopSafeExecutor"):
+            await anext(stream)
 
-    assert run(main()) == [0, 1, 2]
-    with pytest.raises(RuntimeError, match="shutdown"):
-        pool.submit(divmod, 7, 2)
+    try:
+        run(main())
+        assert pool.submit(divmod, 7, 2).result(timeout=5) == (3, 1)  # not shut down
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_stream_end_cancels_only_its_own_queued_jobs(blockers: Callable[[], Blocker]) -> None:
+    """Two streams share a one-worker executor: A's job runs, B's waits in the queue. When
+    B's client leaves, B's job is cancelled and never runs; A's job and the pool go on."""
+    slow_a, slow_b = blockers(), blockers()
+
+    async def main() -> None:
+        ex = LoopSafeExecutor(max_workers=1)
+
+        async def gen(slow: Blocker) -> AsyncIterator[str]:
+            yield "event: hello\n\n"
+            yield await ex.run(slow, 5.0)
+
+        async def respond(slow: Blocker, got: list[str]) -> None:
+            async for chunk in stream_until_disconnect(gen(slow), executor=ex):
+                got.append(chunk)
+
+        got_a: list[str] = []
+        task_a = asyncio.create_task(respond(slow_a, got_a))
+        assert await until(slow_a.started.is_set)
+        task_b = asyncio.create_task(respond(slow_b, []))
+        assert await until(lambda: ex.pending == 2)
+        await cancel_and_time(task_b)
+        assert await until(lambda: ex.pending == 1)  # B's queued job is gone
+        slow_a.release.set()
+        await asyncio.wait_for(task_a, 5.0)
+        assert got_a == ["event: hello\n\n", "headline"]
+        assert not slow_b.started.is_set()
+        ex.close()
+
+    run(main())
+
+
+def test_many_dropped_streams_stay_within_the_pool(blockers: Callable[[], Blocker]) -> None:
+    """GIVEN one application executor of 2 workers WHEN 30 streams each start a slow call and
+    are dropped THEN the process has at most 2 more threads, not one per dropped stream."""
+    slow = blockers()
+
+    async def main() -> int:
+        ex = LoopSafeExecutor(max_workers=2)
+        before = threading.active_count()
+
+        async def gen() -> AsyncIterator[str]:
+            yield "event: hello\n\n"
+            yield await ex.run(slow, 5.0)
+
+        async def respond() -> None:
+            async for _chunk in stream_until_disconnect(gen(), executor=ex):
+                pass
+
+        for _ in range(30):
+            task = asyncio.create_task(respond())
+            await asyncio.sleep(0.01)  # the stream has sent its hello and started its call
+            await cancel_and_time(task)
+        grown = threading.active_count() - before
+        ex.close()
+        return grown
+
+    assert run(main()) <= 2
 
 
 def test_stream_rejects_a_negative_poll_interval() -> None:
-    """A bad poll_interval is a ValueError; the executor is closed all the same."""
+    """A bad poll_interval is a ValueError; the application's executor stays usable."""
 
     async def numbers() -> AsyncIterator[int]:
         yield 1
@@ -575,7 +643,9 @@ def test_stream_rejects_a_negative_poll_interval() -> None:
             await anext(stream_until_disconnect(numbers(), executor=ex, poll_interval=-1))
         return ex
 
-    assert run(main()).closed
+    ex = run(main())
+    assert not ex.closed
+    ex.close()
 
 
 # --- end to end: the newsroom's safe_app under uvicorn ------------------------------------

@@ -3,17 +3,31 @@
 The canonical hang (HD101) is `with ThreadPoolExecutor() as ex:` inside an SSE
 generator: when the client leaves, the generator is cancelled and
 `Executor.__exit__` runs `shutdown(wait=True)` on the event-loop thread, which
-joins a worker still inside a slow call, so every request waits for it. The
-helpers here make the safe shape the easy one:
+joins a worker still inside a slow call, so every request waits for it.
+Shutting a per-stream pool down with `wait=False` instead trades the hang for a
+leak: each dropped stream leaves its worker thread running for as long as the
+slow call lasts (80 dropped streams took a service from 2 to 82 threads). The
+design here is bounded: one pool per application, sized, created at startup
+and shut down without waiting at the end; a stream only cancels its own jobs.
 
-- `LoopSafeExecutor` owns a `ThreadPoolExecutor` whose exit (and `close()`)
-  cancels the pending work and calls `shutdown(wait=False, cancel_futures=True)`:
-  a running job finishes in the background, the loop never joins it.
-- `run_blocking` runs a function in a thread and, when the awaiting task is
-  cancelled, stops waiting at once instead of joining anything.
+- `LoopSafeExecutor` is that application pool: a `ThreadPoolExecutor` of
+  `max_workers` threads whose `close()` (or leaving `async with`, in the app's
+  lifespan) cancels the pending work and calls
+  `shutdown(wait=False, cancel_futures=True)`. A cancelled wait cancels its
+  job: a queued job never starts, a running one keeps its pool thread (never
+  a new one) until it returns.
+- `run_blocking` runs a function in a thread (the application's
+  `LoopSafeExecutor`, any executor, or the loop's default one) and, when the
+  awaiting task is cancelled, stops waiting at once instead of joining anything.
 - `stream_until_disconnect` wraps a streaming generator: it stops when the
-  client leaves (cancellation, `aclose()`, or an `is_disconnected` check) and
-  then closes the inner generator and the executor, without blocking.
+  client leaves (cancellation, `aclose()`, or an `is_disconnected` check), then
+  cancels the jobs this stream started in the application's executor (the pool
+  stays open for the other streams) and closes the inner generator, without
+  blocking.
+
+Threads stay bounded by `max_workers` whatever the number of streams; what a
+pool cannot do is stop a call that is already running, so give slow upstream
+calls a timeout: it bounds how long a thread stays busy after its client left.
 
 Standard library only, and nothing from hangdoctor that needs a third-party
 package: this module is imported inside production services.
@@ -43,16 +57,21 @@ _T = TypeVar("_T")
 
 
 class LoopSafeExecutor:
-    """A thread pool for async code whose shutdown never waits on the event loop.
+    """The application's thread pool for blocking calls; its shutdown never waits on the loop.
 
-    Use it per stream (`async with LoopSafeExecutor(max_workers=2) as ex:`) or
-    once per application (create it at startup, `close()` it at shutdown).
-    `await ex.run(fn, *args, **kwargs)` runs `fn` in the pool with a copy of the
-    caller's contextvars, like `asyncio.to_thread`.
+    Create one per application, at startup, sized for the blocking calls the
+    whole service may have running at once, and close it when the application
+    ends: `async with LoopSafeExecutor(max_workers=8) as ex:` around the
+    `yield` of a lifespan, or `close()` in a shutdown hook. Not one per stream:
+    a pool per stream adds threads with every stream, and a stream that is
+    dropped while its call runs leaves that thread behind until the call
+    returns. `await ex.run(fn, *args, **kwargs)` runs `fn` in the pool with a
+    copy of the caller's contextvars, like `asyncio.to_thread`.
 
     When the awaiting task is cancelled (a client disconnect), `run` stops
-    waiting at once: a job that already runs keeps its thread until it returns
-    and its result is dropped; a job still queued never starts. Leaving the
+    waiting at once: a job that already runs keeps its pool thread until it
+    returns and its result is dropped; a job still queued never starts.
+    `cancel_jobs(task)` cancels what one task (one stream) started. Leaving the
     `async with` block for any reason (normal end, an exception,
     `CancelledError`, `GeneratorExit` from an async generator's `aclose()`) calls
     `close()`, which cancels every pending job and calls
@@ -69,9 +88,9 @@ class LoopSafeExecutor:
             max_workers=max_workers, thread_name_prefix=thread_name_prefix
         )
         self._max_workers = max_workers
-        # a job -> the asyncio future its caller awaits; guarded by _lock because
-        # jobs finish (and forget themselves) on worker threads
-        self._pending: dict[Future[Any], asyncio.Future[Any]] = {}
+        # a job -> the asyncio future its caller awaits and the task that started it;
+        # guarded by _lock because jobs finish (and forget themselves) on worker threads
+        self._pending: dict[Future[Any], tuple[asyncio.Future[Any], asyncio.Task[Any] | None]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -109,7 +128,7 @@ class LoopSafeExecutor:
             job: Future[_T] = self._pool.submit(call)
             # cancelling `waiter` (the caller was cancelled) cancels `job` if still queued
             waiter = asyncio.wrap_future(job, loop=loop)
-            self._pending[job] = waiter
+            self._pending[job] = (waiter, asyncio.current_task())
         job.add_done_callback(self._forget)  # outside the lock: may run right here
         return await waiter
 
@@ -128,11 +147,28 @@ class LoopSafeExecutor:
             if self._closed:
                 return
             self._closed = True
-            pending = list(self._pending.items())
+            pending = [(job, waiter) for job, (waiter, _) in self._pending.items()]
         for job, waiter in pending:
             job.cancel()  # a queued job never starts; a running one is unaffected
             _cancel_threadsafe(waiter)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def cancel_jobs(self, owner: asyncio.Task[Any] | None = None) -> int:
+        """Cancel the pending jobs `owner` started (by default the current task); how many.
+
+        What a stream does when its client leaves: its queued jobs never start
+        and its waits end with `CancelledError`, while the pool stays open for
+        every other stream. A job that already runs cannot be interrupted; it
+        keeps its pool thread until it returns. Non-blocking, like `close()`.
+        """
+        if owner is None:
+            owner = asyncio.current_task()
+        with self._lock:  # noqa: HD206 - held for a dict copy, never across a wait
+            mine = [(job, w) for job, (w, task) in self._pending.items() if task is owner]
+        for job, waiter in mine:
+            job.cancel()
+            _cancel_threadsafe(waiter)
+        return len(mine)
 
     async def __aenter__(self) -> LoopSafeExecutor:
         if self._closed:
@@ -158,9 +194,9 @@ class LoopSafeExecutor:
 
     def _closed_message(self) -> str:
         return (
-            "This LoopSafeExecutor is closed and cannot run new jobs. Create a new one "
-            "per stream (`async with LoopSafeExecutor() as ex:`), or keep one per "
-            "application and close it only at shutdown."
+            "This LoopSafeExecutor is closed and cannot run new jobs. Keep one per "
+            "application: create it at startup and close it only when the application "
+            "shuts down."
         )
 
 
@@ -188,8 +224,11 @@ async def run_blocking(
 ) -> _T:
     """Run `fn(*args, **kwargs)` in a thread without ever joining it on the loop.
 
-    `executor` is a `LoopSafeExecutor` (its `run`), any `concurrent.futures`
-    executor, or None for the loop's default executor. When the awaiting task
+    `executor` is the application's `LoopSafeExecutor` (its `run`), any
+    `concurrent.futures` executor that outlives the call, or None for the
+    loop's default executor (one bounded pool per loop, `min(32, CPUs + 4)`
+    threads). Either way the threads are bounded by the pool, not by the number
+    of calls; never pass a pool created for this one call. When the awaiting task
     is cancelled the wait ends at once with `CancelledError`: a queued call never
     starts, a running one finishes in the background and its result is dropped.
 
@@ -219,7 +258,7 @@ async def stream_until_disconnect(
     agen: AsyncIterable[_T],
     *,
     is_disconnected: Callable[[], Awaitable[bool]] | None = None,
-    executor: LoopSafeExecutor | Executor | None = None,
+    executor: LoopSafeExecutor | None = None,
     poll_interval: float = 1.0,
 ) -> AsyncGenerator[_T, None]:
     """Yield the items of `agen` until the client goes away, then clean up without blocking.
@@ -234,16 +273,26 @@ async def stream_until_disconnect(
     by polling; a server that cancels the response on disconnect (Starlette
     under uvicorn) interrupts it instead.
 
-    Whichever way it ends, `executor` is closed first (`LoopSafeExecutor.close()`,
-    or `shutdown(wait=False, cancel_futures=True)` for a `concurrent.futures`
-    executor), so pending jobs are cancelled and no worker is joined on the
-    loop, and then `agen` is closed with `aclose()` so its own `finally` blocks
-    run. Pass only an executor that belongs to this stream, never one shared by
-    the application. A wrapper that was never iterated has started nothing and
-    cleans nothing up.
+    Whichever way it ends, the jobs this stream started in `executor` (the
+    application's `LoopSafeExecutor`) and that are still pending are cancelled
+    first (`executor.cancel_jobs`): a queued one never starts, a running one
+    returns its thread to the pool when it ends; the executor stays open for
+    the other streams and nothing is joined on the loop. Then `agen` is closed
+    with `aclose()` so its own `finally` blocks run. A wrapper that was never
+    iterated has started nothing and cleans nothing up. A `concurrent.futures`
+    executor is refused (`TypeError`): it cannot tell this stream's jobs from
+    the others', and shutting down a pool per stream is the leak this design
+    avoids; the wait the stream was in is cancelled with it anyway.
     """
     iterator = aiter(agen)
+    owner = asyncio.current_task()
     try:
+        if executor is not None and not isinstance(executor, LoopSafeExecutor):
+            raise TypeError(
+                f"stream_until_disconnect cancels a stream's jobs in the application's "
+                f"LoopSafeExecutor, not in a {type(executor).__name__}: pass the "
+                "LoopSafeExecutor the stream runs its calls in, or no executor."
+            )
         if poll_interval < 0:
             raise ValueError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}.")
         loop = asyncio.get_running_loop()
@@ -260,17 +309,10 @@ async def stream_until_disconnect(
             yield item
     finally:
         try:
-            _close_executor(executor)  # synchronous: runs even if the loop is going away
+            if isinstance(executor, LoopSafeExecutor):
+                executor.cancel_jobs(owner)  # synchronous: runs even if the loop is going away
         finally:
             await _aclose(iterator)
-
-
-def _close_executor(executor: LoopSafeExecutor | Executor | None) -> None:
-    """Cancel pending work and shut down without joining a worker."""
-    if isinstance(executor, LoopSafeExecutor):
-        executor.close()
-    elif executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _aclose(iterator: object) -> None:

@@ -65,7 +65,7 @@ def test_doctor_fix_removes_the_hang(tmp_path: Path) -> None:
     assert "Applied the HD101 fix" in out
     assert "After the fix the probe passes." in out
     fixed = stream.read_text(encoding="utf-8")
-    assert "cancel_futures=True" in fixed
+    assert "run_in_executor(None, fetch_news)" in fixed  # the bounded fix: no pool per stream
     assert "with ThreadPoolExecutor(max_workers=2) as ex:" not in fixed
     assert "Traceback" not in out + proc.stderr
 

@@ -96,19 +96,47 @@ def test_asyncio_alias_is_reused_and_shadowing_is_respected() -> None:
     assert "means something else" in out.skipped[0].reason
 
 
-def test_fresh_names_do_not_clash_with_existing_ones() -> None:
-    """When `pending` and `fut` are taken, the HD101 fix picks other names."""
+def test_executor_import_goes_only_with_its_last_use() -> None:
+    """Two fixed blocks in one file drop the executor import; a remaining use keeps it."""
     src = (
         "from concurrent.futures import ThreadPoolExecutor\n\n\n"
-        "async def f(loop, pending, fut):\n"
+        "async def f(loop):\n"
         "    with ThreadPoolExecutor() as ex:\n"
-        "        x = await loop.run_in_executor(ex, len, pending)\n"
-        "    return x, fut\n"
+        "        x = await loop.run_in_executor(ex, len, 'a')\n"
+        "    with ThreadPoolExecutor(2) as ex:\n"
+        "        y = await loop.run_in_executor(ex, len, 'b')\n"
+        "    return x + y\n"
     )
-    out = fix_source(src, [FixSite("HD101", 5, 4)])
-    assert "pending_2 = set()" in out.text
-    assert "fut_2 = loop.run_in_executor(ex, len, pending)" in out.text
-    assert "for fut_2 in pending_2:" in out.text
+    both = fix_source(src, [FixSite("HD101", 5, 4), FixSite("HD101", 7, 4)])
+    assert [a.code for a in both.applied] == ["HD101", "HD101"]
+    assert both.text == (
+        "async def f(loop):\n"
+        "    x = await loop.run_in_executor(None, len, 'a')\n"
+        "    y = await loop.run_in_executor(None, len, 'b')\n"
+        "    return x + y\n"
+    )
+    one = fix_source(src, [FixSite("HD101", 5, 4)])
+    assert one.text.startswith("from concurrent.futures import ThreadPoolExecutor\n")
+    assert "with ThreadPoolExecutor(2) as ex:" in one.text
+
+
+def test_fixed_block_keeps_no_executor_of_its_own() -> None:
+    """GIVEN the canonical per-stream pool WHEN fixed THEN no executor is created or shut down
+    per call: the work goes to the loop's default executor (bounded, one per loop)."""
+    src = (
+        "import asyncio\n"
+        "from concurrent.futures import ThreadPoolExecutor\n\n\n"
+        "async def gen(fetch):\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    with ThreadPoolExecutor(max_workers=2) as ex:\n"
+        "        while True:\n"
+        "            yield await loop.run_in_executor(ex, fetch)\n"
+    )
+    out = fix_source(src, [FixSite("HD101", 7, 4)])
+    assert "ThreadPoolExecutor" not in out.text and "shutdown" not in out.text
+    assert "        yield await loop.run_in_executor(None, fetch)\n" in out.text
+    assert "default executor" in out.applied[0].description
+    assert "max_workers=2" in out.applied[0].description  # the pool size it no longer sets
 
 
 def test_hd101_inside_sync_def_nested_in_async_is_skipped() -> None:
@@ -215,7 +243,7 @@ def test_tab_indented_file_gets_tab_indented_fix() -> None:
         "\treturn x\n"
     )
     out = fix_source(src, [FixSite("HD101", 5, 1)])
-    assert "\tfinally:\n\t\tfor fut in pending:\n\t\t\tfut.cancel()\n" in out.text
+    assert "\tx = await loop.run_in_executor(None, len, 'a')\n\treturn x\n" in out.text
     assert "    " not in out.text
     compile(out.text, "tabs", "exec")
 

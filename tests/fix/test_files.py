@@ -85,7 +85,7 @@ def test_mixed_endings_untouched_lines_keep_theirs(tmp_path: Path) -> None:
     src = (
         "import time\r\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
-        "\r\n"
+        "POOL = ThreadPoolExecutor  # keeps the import in use\r\n"
         "\r\n"
         "async def job(loop):  # LF\n"
         "    with ThreadPoolExecutor() as ex:\r\n"
@@ -102,7 +102,8 @@ def test_mixed_endings_untouched_lines_keep_theirs(tmp_path: Path) -> None:
     assert lines[1] == "import time\r\n"
     assert lines[2] == "from concurrent.futures import ThreadPoolExecutor\n"
     assert lines[5] == "async def job(loop):  # LF\n"
-    assert lines[6] == "    ex = ThreadPoolExecutor()\r\n"  # replaced the CRLF `with` line
+    # the CRLF `with` line is gone; the LF line under it keeps its LF
+    assert lines[6] == "    x = await loop.run_in_executor(None, len, 'abc')\n"
     assert "    await asyncio.sleep(x)\r" in lines
     assert lines[-1] == "    return x\r\n"
     # the \r-terminated line is one line to Python too: the file still compiles the same way

@@ -27,31 +27,49 @@ async def gen():
             yield f"data: {item}\\n\\n"
 """,
         good="""\
-async def gen():
-    ex = ThreadPoolExecutor(max_workers=2)
-    pending: set[asyncio.Future[str]] = set()
+UPSTREAM_WORKERS = 8  # upstream calls the whole application runs at once
+
+@asynccontextmanager
+async def lifespan(app):
+    # one executor per application: created at startup, sized, never joined on the loop
+    app.state.pool = ThreadPoolExecutor(max_workers=UPSTREAM_WORKERS)
     try:
-        while True:
-            fut = loop.run_in_executor(ex, fetch_news)
-            pending.add(fut)
-            item = await fut
-            pending.discard(fut)
-            yield f"data: {item}\\n\\n"
+        yield
     finally:
-        for fut in pending:
-            fut.cancel()
-        ex.shutdown(wait=False, cancel_futures=True)  # never join on the loop
+        app.state.pool.shutdown(wait=False, cancel_futures=True)
+
+async def gen(request):
+    pool = request.app.state.pool
+    while True:
+        # a disconnect cancels this await, and with it the job if it has not started
+        item = await loop.run_in_executor(pool, fetch_news)  # fetch_news has a timeout
+        yield f"data: {item}\\n\\n"
 """,
         fix=(
-            "Create the executor outside a `with` block (or once per application), cancel "
-            "pending futures when the client disconnects, and call "
-            "`shutdown(wait=False, cancel_futures=True)` in `finally`. The running job "
-            "finishes in the background; the loop never waits for it."
+            "Use one executor per application, never one per request or stream: create it at "
+            "startup with a fixed `max_workers`, pass it to `loop.run_in_executor(pool, fn)`, "
+            "and call `pool.shutdown(wait=False, cancel_futures=True)` when the application's "
+            "lifespan ends (or use the loop's default executor, "
+            "`loop.run_in_executor(None, fn)`, which asyncio creates and shuts down). Await the "
+            "future the call returns: when the client disconnects, the cancellation cancels "
+            "it, and a job that has not started never runs. Give the upstream call a timeout "
+            "(`httpx.get(url, timeout=5)`): a running job cannot be interrupted, so the "
+            "timeout is what bounds how long a thread stays busy after its client left. Do "
+            "not keep a pool per stream and shut it down with `wait=False`: the loop no longer "
+            "waits, but each dropped stream leaves its worker thread running until the call "
+            "returns (80 dropped streams, 80 more threads). `scan --fix` removes the `with` "
+            "block and runs its jobs in the loop's default executor; "
+            "`hangdoctor.executors.LoopSafeExecutor` is the application executor ready-made."
         ),
         fix_min_python="3.9",
         fix_safety=(
-            "Safe: work already running still completes, but no longer delays the loop. "
-            "`cancel_futures` needs Python 3.9; below that use `wait=False` alone."
+            "Safe: the block's jobs still run in threads and are still awaited, in the loop's "
+            "default executor (`min(32, CPUs + 4)` threads, shared by the whole loop) instead "
+            "of a pool of the block's own; nothing is joined on the loop and no thread is "
+            "left behind per request. A ProcessPoolExecutor, or a pool with an `initializer`, "
+            "is not rewritten (the fixer says why). An explicit `shutdown()` becomes "
+            "`shutdown(wait=False, cancel_futures=True)`; `cancel_futures` needs Python 3.9, "
+            "below that `wait=False` alone."
         ),
         frames=(
             FramePattern("concurrent/futures/_base.py", "Executor.__exit__"),

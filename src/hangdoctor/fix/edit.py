@@ -14,7 +14,7 @@ from typing import Any
 
 import libcst as cst
 
-from hangdoctor.fix.imports import add_imports
+from hangdoctor.fix.imports import add_imports, remove_unused_imports
 from hangdoctor.fix.model import FixSite
 
 __all__ = [
@@ -43,6 +43,8 @@ class Plan:
     safe: bool
     edits: Mapping[cst.CSTNode, Rewrite] = field(default_factory=dict)
     imports: tuple[str, ...] = ()  # modules to import at the top: "asyncio", "functools"
+    # names whose import goes when the fixed module no longer uses them: "ThreadPoolExecutor"
+    unused_imports: tuple[str, ...] = ()
 
 
 class _Apply(cst.CSTTransformer):
@@ -83,12 +85,16 @@ def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:
     """The code of `module` with every plan applied (plans must not share a node)."""
     edits: dict[cst.CSTNode, Rewrite] = {}
     imports: set[str] = set()
+    unused: set[str] = set()
     for plan in plans:
         edits.update(plan.edits)
         imports.update(plan.imports)
+        unused.update(plan.unused_imports)
     if not edits:
         return module.code
     fixed = module.visit(_Apply(edits))
+    if unused:
+        fixed = remove_unused_imports(fixed, unused)
     if imports:
         fixed = add_imports(fixed, imports)
     return fixed.code

@@ -1,11 +1,21 @@
 """HD101: `with ThreadPoolExecutor(...) as ex:` in async code.
 
-Leaving the block calls `shutdown(wait=True)` on the event-loop thread. The fix
-creates the executor before a `try`, runs the block's body inside it and shuts
-down with `ex.shutdown(wait=False, cancel_futures=True)` in `finally`. Each
-`x = await loop.run_in_executor(ex, ...)` statement is rewritten to track its
-future, and futures still pending are cancelled in `finally` (the shape of the
-catalog's HD101 `good` example).
+Leaving the block calls `shutdown(wait=True)` on the event-loop thread. An
+earlier fix kept a pool per block and shut it down with `wait=False`: the loop
+no longer waited, but every dropped stream left a worker thread behind for as
+long as its upstream call ran (80 dropped streams took a service from 2 to 82
+threads). The fix now removes the per-call pool: the block's body runs in place
+and each `loop.run_in_executor(ex, ...)` becomes `loop.run_in_executor(None,
+...)`, the loop's default executor. That pool is created once per loop, bounded
+(`min(32, CPUs + 4)` threads), shut down by asyncio at exit and never joined by
+request code, so the number of threads cannot grow with the number of requests.
+Awaiting the executor's future is what cancels work on disconnect: the task's
+cancellation cancels the future, and a job still queued never starts.
+
+Only thread pools are rewritten: moving a ProcessPoolExecutor's work to threads
+would change what it does, so that case is left to the user with the remedy
+(one process pool per application). The import of the executor class is dropped
+when the block was its only use, so the fixed file stays lint-clean.
 """
 
 from __future__ import annotations
@@ -16,11 +26,17 @@ from typing import Any
 import libcst as cst
 
 from hangdoctor.fix.context import SourceIndex
-from hangdoctor.fix.edit import Plan, Rewrite, parse_stmt, short
+from hangdoctor.fix.edit import Plan, Rewrite, short
 from hangdoctor.fix.model import FixSite
 from hangdoctor.fix.shutdown import is_executor_call
 
 __all__ = ["find_executor_with", "plan_executor_with"]
+
+_THREAD_POOLS = frozenset(
+    {"concurrent.futures.ThreadPoolExecutor", "concurrent.futures.thread.ThreadPoolExecutor"}
+)
+# arguments whose effect the default executor would lose: each worker's set-up code
+_SETUP_ARGS = frozenset({"initializer", "initargs"})
 
 
 def find_executor_with(index: SourceIndex, site: FixSite) -> cst.With | None:
@@ -31,8 +47,7 @@ def find_executor_with(index: SourceIndex, site: FixSite) -> cst.With | None:
 
 @dataclass(frozen=True)
 class _Uses:
-    tracked: tuple[cst.SimpleStatementLine, ...]  # `x = await loop.run_in_executor(ex, ...)`
-    untracked: tuple[int, ...]  # lines of run_in_executor(ex, ...) in other shapes
+    executor_args: tuple[cst.Name, ...]  # `ex` as the first argument of run_in_executor
     other: tuple[int, ...]  # lines where ex is used otherwise (submit, map, passed on)
     after: tuple[int, ...]  # lines after the block that use ex
 
@@ -49,58 +64,43 @@ def _names(node: cst.CSTNode, name: str) -> list[cst.Name]:
     return found
 
 
-def _run_in_executor_call(index: SourceIndex, name: cst.Name) -> cst.Call | None:
-    """The `<loop>.run_in_executor(name, ...)` call that has `name` as first argument."""
+def _is_executor_arg(index: SourceIndex, name: cst.Name) -> bool:
+    """Whether `name` is the first, positional argument of `<loop>.run_in_executor(...)`."""
     arg = index.parent(name)
     call = index.parent(arg) if isinstance(arg, cst.Arg) else None
-    if (
+    return (
         isinstance(arg, cst.Arg)
         and isinstance(call, cst.Call)
-        and call.args
+        and bool(call.args)
         and call.args[0] is arg
         and arg.keyword is None
         and not arg.star
         and isinstance(call.func, cst.Attribute)
         and call.func.attr.value == "run_in_executor"
-    ):
-        return call
-    return None
+    )
 
 
-def _trackable(
-    index: SourceIndex, call: cst.Call, fn: cst.FunctionDef | None
-) -> cst.SimpleStatementLine | None:
-    """The statement to rewrite when `call` is awaited as a whole simple statement."""
-    awaited = index.parent(call)
-    if not isinstance(awaited, cst.Await) or index.enclosing_function(call) is not fn:
-        return None
-    small = index.parent(awaited)
-    if isinstance(small, cst.Assign):
-        ok = small.value is awaited and len(small.targets) == 1
-    elif isinstance(small, cst.AnnAssign | cst.Return | cst.Expr):
-        ok = small.value is awaited
-    else:
-        ok = False
-    line = index.parent(small) if ok and small is not None else None
-    if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1:
-        return line
-    return None
+def _shadowed(index: SourceIndex, use: cst.Name, binding: cst.Name) -> bool:
+    """Whether `use` sits in a nested scope with its own `ex` (a parameter, say)."""
+    scope, home = index.scope(use), index.scope(binding)
+    if scope is None or home is None or scope is home:
+        return False
+    return any(a.scope is scope for a in scope[use.value])
 
 
-def _uses(index: SourceIndex, block: cst.With, name: str, fn: cst.FunctionDef | None) -> _Uses:
-    tracked: list[cst.SimpleStatementLine] = []
-    untracked: list[int] = []
+def _uses(
+    index: SourceIndex, block: cst.With, binding: cst.Name, fn: cst.FunctionDef | None
+) -> _Uses:
+    name = binding.value
+    executor_args: list[cst.Name] = []
     other: list[int] = []
     for use in _names(block.body, name):
-        call = _run_in_executor_call(index, use)
-        if call is None:
-            other.append(index.line(use))
+        if _shadowed(index, use, binding):
             continue
-        stmt = _trackable(index, call, fn)
-        if stmt is None:
-            untracked.append(index.line(use))
+        if _is_executor_arg(index, use):
+            executor_args.append(use)
         else:
-            tracked.append(stmt)
+            other.append(index.line(use))
     end = index.range(block).end.line
     scope_root: cst.CSTNode = fn if fn is not None else index.module
     after: list[int] = []
@@ -111,7 +111,7 @@ def _uses(index: SourceIndex, block: cst.With, name: str, fn: cst.FunctionDef | 
             break  # a new value: later uses no longer see this executor
         after.append(index.line(use))
         break
-    return _Uses(tuple(tracked), tuple(untracked), tuple(other), tuple(after))
+    return _Uses(tuple(executor_args), tuple(other), tuple(after))
 
 
 def _rebinds(index: SourceIndex, name: cst.Name) -> bool:
@@ -128,41 +128,62 @@ def _lines(numbers: tuple[int, ...]) -> str:
     return ", ".join(str(n) for n in sorted(set(numbers)))
 
 
-def _track_rewrite(pending: str, fut: str, module: cst.Module) -> Rewrite:
-    """`x = await loop.run_in_executor(...)` -> fut = ...; pending.add(fut); x = await fut; ..."""
+def _root_name(func: cst.BaseExpression) -> cst.Name | cst.Attribute | None:
+    """What names the executor's import: `Pool`, or `cf` in `cf.ThreadPoolExecutor`.
 
-    def rewrite(node: Any) -> cst.FlattenSentinel[cst.BaseStatement]:
-        assert isinstance(node, cst.SimpleStatementLine)
-        small = node.body[0]
-        assert isinstance(small, cst.Assign | cst.AnnAssign | cst.Return | cst.Expr)
-        awaited = small.value
-        assert isinstance(awaited, cst.Await)
-        submit = cst.SimpleStatementLine(
-            body=[
-                cst.Assign(
-                    targets=[cst.AssignTarget(target=cst.Name(fut))],
-                    value=awaited.expression.with_changes(lpar=(), rpar=()),
-                )
-            ],
-            leading_lines=node.leading_lines,
-        )
-        add = parse_stmt(f"{pending}.add({fut})", module)
-        wait = node.with_changes(
-            leading_lines=(),
-            body=[small.with_changes(value=awaited.with_changes(expression=cst.Name(fut)))],
-        )
-        out: list[cst.BaseStatement] = [submit, add, wait]
-        if not isinstance(small, cst.Return):
-            out.append(parse_stmt(f"{pending}.discard({fut})", module))
-        return cst.FlattenSentinel(out)
+    A dotted import (`import concurrent.futures`) is looked up by the dotted
+    prefix (`concurrent.futures`), the way libcst records it.
+    """
+    if isinstance(func, cst.Name):
+        return func
+    if isinstance(func, cst.Attribute):
+        return func.value if isinstance(func.value, cst.Name | cst.Attribute) else None
+    return None
 
-    return rewrite
+
+def _dotted(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
+
+
+def _to_default(node: Any) -> cst.Name:
+    assert isinstance(node, cst.Name)
+    return node.with_changes(value="None")
+
+
+def _reason_not_threads(index: SourceIndex, call: cst.Call) -> str | None:
+    """Why this executor's work cannot move to the loop's default executor, if it cannot."""
+    if not index.qualified_names(call.func) & _THREAD_POOLS:
+        return (
+            "The `with` block creates a process pool per call. Its work cannot move to the "
+            "loop's default executor (threads, not processes), and a pool per call leaves "
+            "its workers running after every dropped request: create one process pool at "
+            "application startup, shut it down with `shutdown(wait=False, "
+            "cancel_futures=True)` at the end, and pass it to `run_in_executor` (see "
+            "`hangdoctor explain HD101`)."
+        )
+    setup = [a.keyword.value for a in call.args if a.keyword and a.keyword.value in _SETUP_ARGS]
+    if setup or any(a.star for a in call.args):
+        what = f"`{setup[0]}=`" if setup else "arguments passed with * or **"
+        return (
+            f"The executor is created with {what}, which the loop's default executor would "
+            "not apply to its threads: create one such executor at application startup and "
+            "pass it to `run_in_executor` by hand (see `hangdoctor explain HD101`)."
+        )
+    return None
 
 
 def plan_executor_with(
     index: SourceIndex, site: FixSite, block: cst.With, target: tuple[int, int]
 ) -> Plan | str:
-    """The plan for one `with <executor> as ex:` block, or why it is left alone."""
+    """The plan for one `with <executor> as ex:` block, or why it is left alone.
+
+    `target` is the lowest Python the code must run on; the default executor
+    exists on every version, so the plan is the same for all of them.
+    """
     if block.asynchronous is not None:
         return "An `async with` does not run Executor.__exit__ on the loop; nothing to fix."
     found = [i for i, item in enumerate(block.items) if is_executor_call(index, item.item)]
@@ -188,9 +209,15 @@ def plan_executor_with(
             f"The executor is bound to `{index.code(item.asname.name)}`, not a plain name; "
             "the fixer only rewrites `with ... as name:`."
         )
-    ex = item.asname.name.value
+    creation = item.item
+    assert isinstance(creation, cst.Call)  # is_executor_call said so
+    unsuitable = _reason_not_threads(index, creation)
+    if unsuitable:
+        return unsuitable
+    binding = item.asname.name
+    ex = binding.value
     fn = index.enclosing_function(block)
-    uses = _uses(index, block, ex, fn)
+    uses = _uses(index, block, binding, fn)
     if uses.after:
         return (
             f"`{ex}` is used after the block (line {_lines(uses.after)}); the fixer would "
@@ -198,93 +225,51 @@ def plan_executor_with(
         )
     if uses.other:
         return (
-            f"`{ex}` is used other than by `await loop.run_in_executor({ex}, ...)` (line "
-            f"{_lines(uses.other)}): leaving the block waits for that work today, and not "
-            "waiting could change what the code after it sees; fix it by hand."
+            f"`{ex}` is used other than as the executor of `loop.run_in_executor({ex}, ...)` "
+            f"(line {_lines(uses.other)}): leaving the block waits for that work today, and "
+            "not waiting could change what the code after it sees; fix it by hand."
         )
-
-    taken: set[str] = set()
-    pending = index.fresh_name("pending", taken) if uses.tracked else ""
-    fut = index.fresh_name("fut", taken) if uses.tracked else ""
-    modern = target >= (3, 9)
-    module = index.module
-    edits: dict[cst.CSTNode, Rewrite] = {
-        stmt: _track_rewrite(pending, fut, module) for stmt in uses.tracked
-    }
-    shutdown = (
-        f"{ex}.shutdown(wait=False, cancel_futures=True)"
-        if modern
-        else (f"{ex}.shutdown(wait=False)")
-    )
-    final = [f"for {fut} in {pending}:", f"    {fut}.cancel()"] if uses.tracked else []
-    template = parse_stmt(
-        "\n".join(
-            ["try:", "    pass", "finally:", *("    " + s for s in final), f"    {shutdown}"]
-        ),
-        module,
-    )
-    assert isinstance(template, cst.Try)
 
     def rewrite(node: Any) -> cst.With | cst.FlattenSentinel[cst.BaseStatement]:
         assert isinstance(node, cst.With)
         items = list(node.items)
-        before, executor, after = items[:pos], items[pos], items[pos + 1 :]
-        body: cst.BaseSuite = node.body
+        rest = items[:pos] + items[pos + 1 :]
+        body = node.body
         assert isinstance(body, cst.IndentedBlock)
-        header = body.header
-        if after:
-            last = after[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-            inner = node.with_changes(
-                items=[*after[:-1], last],
-                leading_lines=(),
-                lpar=cst.MaybeSentinel.DEFAULT,
-                rpar=cst.MaybeSentinel.DEFAULT,
-            )
-            inner = inner.with_changes(body=body.with_changes(header=cst.TrailingWhitespace()))
-            try_body = cst.IndentedBlock(body=[inner])
-        else:
-            try_body = body.with_changes(header=cst.TrailingWhitespace())
-        create = cst.SimpleStatementLine(
-            body=[
-                cst.Assign(
-                    targets=[cst.AssignTarget(target=cst.Name(ex))],
-                    value=executor.item.with_changes(lpar=(), rpar=()),
-                )
-            ],
-        )
-        stmts: list[cst.BaseStatement] = [create]
-        if uses.tracked:
-            stmts.append(parse_stmt(f"{pending} = set()", module))
-        stmts.append(template.with_changes(body=try_body))
-        if before:
-            last = before[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        if rest:
+            last = rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             return node.with_changes(
-                items=[*before[:-1], last],
-                body=cst.IndentedBlock(body=stmts, header=header),
+                items=[*rest[:-1], last],
                 lpar=cst.MaybeSentinel.DEFAULT,
                 rpar=cst.MaybeSentinel.DEFAULT,
             )
-        stmts[0] = create.with_changes(leading_lines=node.leading_lines, trailing_whitespace=header)
+        # the block's statements take its place; the `with` line and its comment go
+        stmts: list[cst.BaseStatement] = list(body.body)
+        first = stmts[0]
+        assert isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement)
+        stmts[0] = first.with_changes(leading_lines=[*node.leading_lines, *first.leading_lines])
         return cst.FlattenSentinel(stmts)
 
-    call = short(index.code(item.item), 50)
-    desc = f"`with {call} as {ex}:` -> `{ex} = {call}` + try/finally: `{shutdown}`"
-    if uses.tracked:
-        desc += f"; pending futures tracked in `{pending}` and cancelled"
-    if uses.untracked:
+    edits: dict[cst.CSTNode, Rewrite] = {block: rewrite}
+    edits.update(dict.fromkeys(uses.executor_args, _to_default))
+    root = _root_name(creation.func)
+    call = short(index.code(creation), 50)
+    desc = (
+        f"`with {call} as {ex}:` removed: its jobs run in the loop's default executor "
+        f"(`loop.run_in_executor(None, ...)`), one bounded pool per loop that is never "
+        "joined on the loop, so a dropped request leaves no thread behind and a cancelled "
+        "wait cancels its queued job"
+    )
+    if creation.args:
         desc += (
-            f"; note: run_in_executor at line {_lines(uses.untracked)} is awaited in a shape "
-            "the fixer does not rewrite, so its future is not tracked"
-        )
-    if not modern:
-        desc += (
-            f"; note: Python {target[0]}.{target[1]} has no cancel_futures, so pending work "
-            "is not cancelled and still runs in the background"
+            f"; note: `{call}` set this block's own pool size, the default executor has "
+            "min(32, CPUs + 4) threads shared by the loop"
         )
     return Plan(
         site=site,
         line=index.line(block),
         description=desc,
         safe=True,
-        edits={block: rewrite, **edits},
+        edits=edits,
+        unused_imports=(_dotted(root),) if root is not None else (),
     )

@@ -1,29 +1,39 @@
-"""/news/stream with hangdoctor.executors: the HD101 fix in a few lines.
+"""/news/stream with hangdoctor.executors: the bounded HD101 fix in a few lines.
 
-`LoopSafeExecutor` replaces `with ThreadPoolExecutor()`: closing it cancels the
-pending upstream calls and shuts the pool down with
-`shutdown(wait=False, cancel_futures=True)`, so it never joins a worker on the
-event loop. `stream_until_disconnect` ends the stream when the client leaves
-(the server cancels the response, or `request.is_disconnected()` says so) and
-then closes the executor and the generator.
+One `LoopSafeExecutor` serves the whole application: the router's lifespan
+creates it at startup and closes it at the end (pending jobs cancelled,
+`shutdown(wait=False, cancel_futures=True)`), so the loop never joins a worker
+and the threads stay at most UPSTREAM_WORKERS however many streams are dropped.
+`stream_until_disconnect` ends a stream when the client leaves (the server
+cancels the response, or `request.is_disconnected()` says so), cancels the jobs
+that stream started and closes the generator; the pool stays open for the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from api.routes.stream_fixed import fetch_news  # the same slow upstream call
+from api.routes.stream_fixed import UPSTREAM_WORKERS, fetch_news  # the same slow upstream
 from hangdoctor.executors import LoopSafeExecutor, stream_until_disconnect
 
-router = APIRouter()
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with LoopSafeExecutor(UPSTREAM_WORKERS, thread_name_prefix="upstream") as ex:
+        app.state.upstream_executor = ex
+        yield
+
+
+router = APIRouter(lifespan=lifespan)
 
 
 @router.get("/news/stream")
 async def news_stream(request: Request) -> StreamingResponse:
-    ex = LoopSafeExecutor(max_workers=2)
+    ex: LoopSafeExecutor = request.app.state.upstream_executor
 
     async def gen() -> AsyncIterator[str]:
         yield "event: hello\ndata: connected\n\n"

@@ -8,7 +8,7 @@ def render(page):
 
 async def handler(page):
     loop = asyncio.get_running_loop()
-    with cf.ProcessPoolExecutor() as pool:
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
         html = await loop.run_in_executor(pool, render, page)
         await loop.run_in_executor(pool, print, html)
         size: int = await loop.run_in_executor(pool, len, html)

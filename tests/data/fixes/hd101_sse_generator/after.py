@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -24,18 +23,8 @@ async def news_stream() -> StreamingResponse:
         loop = asyncio.get_running_loop()
         yield "event: hello\ndata: connected\n\n"
         # one pool per stream
-        ex = ThreadPoolExecutor(max_workers=2)  # joins the workers on exit
-        pending = set()
-        try:
-            while True:
-                fut = loop.run_in_executor(ex, fetch_news)
-                pending.add(fut)
-                item = await fut
-                pending.discard(fut)
-                yield f"data: {item}\n\n"
-        finally:
-            for fut in pending:
-                fut.cancel()
-            ex.shutdown(wait=False, cancel_futures=True)
+        while True:
+            item = await loop.run_in_executor(None, fetch_news)
+            yield f"data: {item}\n\n"
 
     return StreamingResponse(gen(), media_type="text/event-stream")
