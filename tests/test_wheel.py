@@ -2,24 +2,29 @@
 
 The wheel is built from this checkout and installed with the `demo` extra into a fresh
 venv; the demo then runs from there, where the example app sits inside hangdoctor's own
-package (`site-packages/hangdoctor/_examples/newsroom`).
+package (`site-packages/hangdoctor/_examples/newsroom`), and `watch` runs a server of
+another venv, where hangdoctor's site-packages hold rich, click and libcst beside it.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.wheel import build_wheel, install_wheel, venv_env
+from hangdoctor.probe.server import ManagedServer, free_port
+from tests.wheel import bare_venv, build_wheel, install_wheel, venv_env
 
 pytestmark = pytest.mark.e2e
 
 DEMO_TIMEOUT_S = 240.0  # about 15 s when the machine is quiet
+PLAIN_SERVER = Path(__file__).parent / "runtime" / "apps" / "plain_server.py"
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +104,45 @@ def test_demo_from_the_wheel_names_the_examples_line(installed: Path) -> None:
     assert re.search(rf"\bapi/routes/stream\.py:{line}\b", out), out
     done_line = next(x for x in out.splitlines() if x.startswith("Done:"))
     assert re.search(rf"caught live as HD101 at stream\.py:{line}\b", done_line), done_line
+
+
+def _origins(python: Path, *names: str) -> list[str | None]:
+    code = "import importlib.util as u, sys\nfor n in sys.argv[1:]: print(u.find_spec(n))"
+    done = subprocess.run(
+        [str(python), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True
+    )
+    return [None if x == "None" else x for x in done.stdout.splitlines()]
+
+
+def test_watch_gives_a_server_of_another_venv_hangdoctor_alone(
+    installed: Path, tmp_path: Path
+) -> None:
+    """Watched, a server whose venv lacks rich, click and libcst still cannot import them.
+
+    watch put its own whole site-packages on the server's sys.path: a watched server
+    imported rich, which its own venv does not have. The server's own packages still win.
+    """
+    python = bare_venv(tmp_path / "server-venv")
+    site = next((tmp_path / "server-venv" / "lib").glob("python*/site-packages"))
+    (site / "click.py").write_text("WHO = 'the server'\n", encoding="utf-8")  # its own "click"
+    # the premise: on its own, the server's venv has none of hangdoctor's dependencies
+    assert _origins(python, "rich", "libcst", "hangdoctor") == [None, None, None]
+    assert None not in _origins(installed / "bin" / "python", "rich", "libcst", "click")
+    out = tmp_path / "stalls.jsonl"
+    port = free_port()
+    argv = [str(installed / "bin" / "hangdoctor"), "watch", "--threshold", "0.2", "--out"]
+    argv += [str(out), "--", str(python), str(PLAIN_SERVER), str(port)]
+    with ManagedServer(
+        argv, base_url=f"http://127.0.0.1:{port}", env=venv_env(installed), ready_timeout=40.0
+    ) as server:
+        got = httpx.get(f"{server.base_url}/imports", timeout=10).json()
+        assert got["hook"] == "set_running_loop", got  # the watchdog hook is in
+        assert Path(got["hangdoctor"]).is_relative_to(installed), got  # watch's hangdoctor
+        assert got["rich"] is None and got["libcst"] is None, got
+        assert got["click"] == str(site / "click.py"), got  # the server's own, not watch's
+        # and the watchdog works there: the stall is recorded
+        assert httpx.get(f"{server.base_url}/sleep", timeout=20).status_code == 200
+        deadline = time.monotonic() + 15
+        while not out.read_text(encoding="utf-8").strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert '"function":"_blocking_call"' in out.read_text(encoding="utf-8")

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-__all__ = ["BUILD_TIMEOUT_S", "INSTALL_TIMEOUT_S", "build_wheel", "install_wheel", "venv_env"]
+__all__ = [
+    "BUILD_TIMEOUT_S",
+    "INSTALL_TIMEOUT_S",
+    "bare_venv",
+    "build_wheel",
+    "install_wheel",
+    "venv_env",
+]
 
 BUILD_TIMEOUT_S = 300.0  # pip fetches the build backend (hatchling) from PyPI
 INSTALL_TIMEOUT_S = 600.0  # the dependencies come from PyPI too (pip's cache makes it ~15 s)
@@ -72,6 +79,12 @@ def install_wheel(
         "pip install of the wheel",
     )
     return bin_python
+
+
+def bare_venv(venv: Path, *, python: str = sys.executable) -> Path:
+    """A venv with nothing installed, not even pip (a server's own environment); its python."""
+    _run([python, "-m", "venv", "--without-pip", str(venv)], 120.0, "python -m venv")
+    return venv / "bin" / "python"
 
 
 def venv_env(venv: Path) -> dict[str, str]:

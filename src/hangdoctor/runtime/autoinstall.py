@@ -1,13 +1,19 @@
 """Zero-code install: a watchdog for every event loop a process runs.
 
 `hangdoctor watch -- CMD` sets `HANGDOCTOR_WATCH_*` variables and makes every
-Python process of CMD call `install_from_env()` at start-up. That wraps
+Python process of CMD call `install_from_env()` at start-up (through the
+`sitecustomize` in `_inject`, which finds this package even when the server's
+environment lacks it). That wraps
 `asyncio`'s `_set_running_loop`, the one function every loop calls in its own
 thread when it starts and stops running (asyncio's loops and uvloop's alike,
 which binds it when uvloop is imported, so the wrap has to come first). A loop
 that starts running gets a `LoopWatchdog`; one that stops loses it. Forked
 workers (gunicorn) inherit the wrap; spawned ones (uvicorn --workers) run this
-again.
+again. The first watchdog of each process touches watch's readiness file, so
+watch can say when none ever started (a command that is not Python).
+
+A record that cannot be appended to `--out` (a full disk) is not lost: it goes
+to stderr as one line, with the reason.
 
 Standard library only: this runs inside production services.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import contextlib
+import errno
 import os
 import sys
 import threading
@@ -26,10 +34,21 @@ if TYPE_CHECKING:  # imported when a loop first runs: most processes of a server
     from hangdoctor.runtime.stall import StallRecord
     from hangdoctor.runtime.watchdog import LoopWatchdog
 
-__all__ = ["ENV_OUT", "ENV_THRESHOLD", "install", "install_from_env"]
+__all__ = [
+    "ENV_OUT",
+    "ENV_PACKAGE",
+    "ENV_READY",
+    "ENV_THRESHOLD",
+    "install",
+    "install_from_env",
+]
 
 ENV_THRESHOLD = "HANGDOCTOR_WATCH_THRESHOLD"
 ENV_OUT = "HANGDOCTOR_WATCH_OUT"
+ENV_READY = "HANGDOCTOR_WATCH_READY"  # a file the first watchdog of each process touches
+# the hangdoctor package directory the start-up hook loads when the server's environment
+# has none; `_inject/sitecustomize.py` spells the name too (it runs before any import of ours)
+ENV_PACKAGE = "HANGDOCTOR_WATCH_PACKAGE"
 
 _installed: list[bool] = []
 _by_thread: dict[int, LoopWatchdog] = {}
@@ -100,10 +119,21 @@ def _start(dog: LoopWatchdog, loop: asyncio.AbstractEventLoop, threshold: float)
     if _announced.get(os.getpid()):
         return
     _announced[os.getpid()] = True
+    _mark_ready()
     sys.stderr.write(
         f"hangdoctor watch: watching the event loop of pid {os.getpid()} "
         f"({threading.current_thread().name}, threshold {threshold:g} s)\n"
     )
+
+
+def _mark_ready() -> None:
+    """Tell `hangdoctor watch` that a watchdog runs (it says so when none ever does)."""
+    path = os.environ.get(ENV_READY)
+    if not path:
+        return
+    # OSError: watch stopped waiting and removed its directory; there is nobody to tell
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _stderr_writer(record: StallRecord) -> None:
@@ -117,11 +147,32 @@ def _stderr_writer(record: StallRecord) -> None:
 
 def _jsonl_writer(path: str) -> Callable[[StallRecord], None]:
     def write(record: StallRecord) -> None:
-        data = (record.to_json() + "\n").encode("utf-8")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        text = record.to_json()
         try:
-            os.write(fd, data)  # one write per record: lines from several workers never mix
-        finally:
-            os.close(fd)
+            _append(path, (text + "\n").encode("utf-8"))
+        except OSError as exc:
+            # a full disk, a removed directory: keep the record, on one line of stderr
+            reason = exc.strerror or exc.__class__.__name__
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(
+                    f"hangdoctor watch: pid {record.pid}: cannot append to {path} ({reason}); "
+                    f"the stall record: {text}\n"
+                )
+                sys.stderr.flush()
 
     return write
+
+
+def _append(path: str, data: bytes) -> None:
+    """Append `data` with one write, so lines from several workers never mix; all or nothing."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        if written < len(data):
+            # the disk filled up mid-record: take the cut line back rather than leave it
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end - written)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    finally:
+        os.close(fd)
