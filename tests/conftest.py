@@ -1,20 +1,24 @@
-"""Shared fixtures: the newsroom example app run under real servers, and its expect markers.
+"""Shared fixtures: the newsroom example app run under real servers, and where it must point.
 
-Every line where hangdoctor must point carries `# hd-expect: CODE` in the app's
-source; tests read the expected file:line from there instead of hard-coding it.
+Every line where hangdoctor must point is listed in tests/data/newsroom_lines.json
+by file, function and text; tests look its line number up in the app's source
+instead of hard-coding it. The app itself carries no marker comments: its source
+is what users see in every report, the demo and the docs.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,25 +28,39 @@ from hangdoctor.probe.server import ManagedServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "examples" / "newsroom"
-_MARKER = re.compile(r"#\s*hd-expect:\s*([\w-]+)")
+LINES = ROOT / "tests" / "data" / "newsroom_lines.json"
 
 
 @dataclass(frozen=True)
 class Expected:
     file: str  # relative to the app dir, e.g. "api/routes/causes.py"
     line: int
+    text: str  # the line's source, stripped
+
+
+@functools.cache
+def golden_generator() -> ModuleType:
+    """tests/data/golden/generate.py, whose table reader the golden captures were made with."""
+    path = ROOT / "tests" / "data" / "golden" / "generate.py"
+    spec = importlib.util.spec_from_file_location("golden_generate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def expected_lines() -> dict[str, Expected]:
+    """Every line of tests/data/newsroom_lines.json, by tag, at its line in the app today."""
+    table = golden_generator().read_markers(APP_DIR, LINES)
+    return {tag: Expected(m.file, m.line, m.text) for tag, m in table.items()}
 
 
 def expected(tag: str) -> Expected:
-    """The file:line marked `# hd-expect: TAG` in the example app (exactly one)."""
-    hits = []
-    for path in sorted(APP_DIR.rglob("*.py")):
-        for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            m = _MARKER.search(text)
-            if m and m.group(1) == tag:
-                hits.append(Expected(str(path.relative_to(APP_DIR)), n))
-    assert len(hits) == 1, f"marker {tag!r}: {hits}"
-    return hits[0]
+    """The file:line hangdoctor must point at for TAG (a code like HD201, or `worker`)."""
+    lines = expected_lines()
+    assert tag in lines, f"{tag!r} is not in {LINES}"
+    return lines[tag]
 
 
 def newsroom_argv(

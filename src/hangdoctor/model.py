@@ -180,6 +180,8 @@ class Diagnosis:
     samples: int = 0
     sampled_for_s: float = 0.0
     notes: tuple[str, ...] = field(default=())  # things the user should know (no loop found...)
+    # False only when the user asked for locals as captured (--show-secrets): reports say so
+    secrets_redacted: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(asdict(self))  # type: ignore[no-any-return]
@@ -202,6 +204,7 @@ class Diagnosis:
             samples=int(data.get("samples", 0)),
             sampled_for_s=float(data.get("sampled_for_s", 0.0)),
             notes=tuple(data.get("notes", ())),
+            secrets_redacted=bool(data.get("secrets_redacted", True)),
         )
 
 

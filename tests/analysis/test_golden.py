@@ -8,15 +8,12 @@ from the app's source (never by hand). See tests/data/golden/README.md.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.conftest import golden_generator
 
 from hangdoctor.analysis import analyze
 from hangdoctor.capture.pyspy_json import snapshot_from_pyspy_json
@@ -64,16 +61,6 @@ def _cases(*names: str) -> list[Path]:
     return [p for p in FILES if p.stem in names]
 
 
-@functools.cache
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("golden_generate", GOLDEN / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
 def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
@@ -88,8 +75,8 @@ def test_golden_files_exist() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=_id)
 def test_expectations_match_the_app_markers(path: Path) -> None:
-    """The stored `expect` is what the app's `hd-expect` markers say today (else: re-capture)."""
-    gen = _generator()
+    """The stored `expect` is what newsroom_lines.json says of the app today (else: re-capture)."""
+    gen = golden_generator()
     data = json.loads(path.read_text())
     assert data["expect"] == gen.expectation(path.stem, gen.read_markers(APP), APP)
 

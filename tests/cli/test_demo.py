@@ -35,6 +35,7 @@ def test_demo_runs_to_the_end() -> None:
     assert "cancel_futures=True" in out
     assert "0 timed out" in out
     assert "Traceback" not in out + proc.stderr
+    assert "hd-expect" not in out  # the example app's source, as users see it: no test markers
 
 
 def test_demo_ctrl_c_leaves_no_server() -> None:

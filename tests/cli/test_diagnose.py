@@ -1,7 +1,7 @@
 """`hangdoctor diagnose` end to end: real uvicorn processes, the real py-spy, the real CLI.
 
 Each live-visible cause is reproduced by a route of the newsroom example app
-and must be diagnosed with the right code at the line its `hd-expect` marker
+and must be diagnosed with the right code at the line tests/data/newsroom_lines.json
 names; healthy apps must not raise a false alarm.
 """
 
@@ -60,7 +60,7 @@ def _assert_at(finding: dict[str, Any], tag: str) -> None:
     exp = expected(tag)
     assert finding["file"].endswith(exp.file), finding["file"]
     assert finding["line"] == exp.line, (finding["line"], finding.get("source"))
-    assert finding["source"] and "hd-expect" in finding["source"]
+    assert finding["source"] and finding["source"].strip() == exp.text
 
 
 def _wait_until_blocked(base: str) -> None:

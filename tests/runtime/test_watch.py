@@ -3,7 +3,7 @@
 Each live-visible cause of the newsroom example is triggered against a real
 uvicorn (asyncio and uvloop) and gunicorn --preload with 2 uvicorn workers;
 the stall records the workers append to `--out` must name the cause at the
-line the app marks with `# hd-expect: CODE`.
+line tests/data/newsroom_lines.json names for it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import re
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from hangdoctor.live import diagnose_processes
 from hangdoctor.model import Diagnosis
 from hangdoctor.probe.http import abort_stream, timed_get
 from hangdoctor.probe.server import ManagedServer, free_port
+from hangdoctor.report.console import TrimmedConsole
 from hangdoctor.report.terminal import render_terminal
 
 __all__ = ["command", "example_dir", "run_demo"]
@@ -104,10 +104,6 @@ def _diagnose(pid: int) -> Diagnosis:
     return diagnose_processes(expand_targets(pid)).diagnosis
 
 
-def _without_markers(text: str) -> list[str]:
-    return [re.sub(r"\s*# hd-expect: [\w-]+", "", ln) for ln in text.splitlines(keepends=True)]
-
-
 def _fix_diff(root: Path) -> str:
     """stream.py -> stream_fixed.py, code only: the docstrings differ, the fix is the point."""
     before = (root / "api" / "routes" / "stream.py").read_text(encoding="utf-8")
@@ -116,8 +112,8 @@ def _fix_diff(root: Path) -> str:
     after = before[:doc_end] + after[after.index('"""', 3) + 3 :]
     return "".join(
         difflib.unified_diff(
-            _without_markers(before),
-            _without_markers(after),
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
             fromfile="a/api/routes/stream.py",
             tofile="b/api/routes/stream.py",
             n=2,
@@ -183,7 +179,10 @@ def run_demo(console: Console) -> int:
         server.stop(grace=1.0)  # its loop is blocked: it cannot shut itself down gracefully
 
     console.print("[bold]6.[/] The fix, as a diff (examples/newsroom/api/routes/stream_fixed.py):")
-    console.print(Syntax(_fix_diff(root), "diff", theme="ansi_dark", background_color="default"))
+    # whole lines, wrapped by the terminal if need be: a diff cut at the width hides the fix
+    diff = _fix_diff(root)
+    syntax = Syntax(diff, "diff", theme="ansi_dark", background_color="default")
+    console.print(syntax.highlight(diff), soft_wrap=True, end="")
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -235,5 +234,5 @@ def command() -> None:
     """
     # SIGTERM (from a CI runner, `timeout`, ...) must also run the cleanup
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    console = Console(highlight=False)
+    console = TrimmedConsole(highlight=False)
     click.get_current_context().exit(run_demo(console))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -27,11 +28,10 @@ def _emit(diagnosis: Diagnosis, fmt: str, *, all_frames: bool, footer: str | Non
 
         click.echo(diagnosis_to_json(diagnosis))
         return
-    from rich.console import Console
-
+    from hangdoctor.report.console import TrimmedConsole
     from hangdoctor.report.terminal import render_terminal
 
-    console = Console(highlight=False, soft_wrap=False)
+    console = TrimmedConsole(highlight=False, soft_wrap=False)
     console.print(render_terminal(diagnosis, width=console.width, show_all_frames=all_frames))
     hints = [footer] if footer else []
     if diagnosis.findings and not all_frames:
@@ -170,7 +170,9 @@ def diagnose(
         f"verdict in {result.elapsed_s:.2f} s"
     )
     shown = result.diagnosis if show_locals else result.diagnosis.without_locals()
-    _emit(shown, fmt, all_frames=all_frames, footer=footer)
+    _emit(
+        replace(shown, secrets_redacted=not show_secrets), fmt, all_frames=all_frames, footer=footer
+    )
     ctx.exit(_exit_code(result.diagnosis))
 
 
@@ -218,7 +220,7 @@ def analyze_cmd(
         source_root=str(source_root) if source_root else None,
     )
     shown = diagnosis if show_locals else diagnosis.without_locals()
-    _emit(shown, fmt, all_frames=all_frames)
+    _emit(replace(shown, secrets_redacted=not show_secrets), fmt, all_frames=all_frames)
     ctx.exit(_exit_code(diagnosis))
 
 
@@ -230,16 +232,15 @@ def explain(code: str | None, list_all: bool) -> None:
 
     CODE is a code like HD101 or a name like executor-shutdown-on-loop.
     """
-    from rich.console import Console
-
     from hangdoctor.catalog import all_rules, get_rule
+    from hangdoctor.report.console import TrimmedConsole
     from hangdoctor.report.explain import render_rule, render_rule_list
 
-    console = Console(highlight=False)
+    console = TrimmedConsole(highlight=False)
     if list_all or code is None:
         console.print(render_rule_list(all_rules()))
         return
-    console.print(render_rule(get_rule(code)))
+    console.print(render_rule(get_rule(code)), crop=False)  # example lines whole: see render_rule
 
 
 # Loaded when used: `hangdoctor scan` in a pre-commit hook should not import the probe.

@@ -37,12 +37,14 @@ from hangdoctor.probe.catch import Catcher, server_pids
 from hangdoctor.probe.clock import ClockConfig, describe_error
 from hangdoctor.probe.clock_process import ClockProcess
 from hangdoctor.probe.errors import ProbeError, describe_connect_error
+from hangdoctor.probe.resources import SAMPLE_EVERY_S, SETTLE_S, ResourceWatch
 from hangdoctor.probe.sse_client import Exchange, ResponseHead, build_request, open_exchange
 from hangdoctor.probe.target import Endpoint, parse_target, request_path
 from hangdoctor.probe.timeline import (
     HealthSample,
     ProbeConfig,
     ProbeResult,
+    ProbeVerdict,
     StreamRecord,
     summarize,
 )
@@ -193,6 +195,8 @@ class _Run:
         self.catcher: Catcher | None = None
         self._window_open = False  # a capture covers the current stall window
         self._window_started = 0.0
+        self.resources: ResourceWatch | None = None  # the server's threads and fds, if known
+        self._resource_task: asyncio.Task[None] | None = None
 
     # -- clock -------------------------------------------------------------
 
@@ -302,6 +306,7 @@ class _Run:
                 for i in range(self.config.clients)
             ]
             ticker = asyncio.create_task(self._ticker())
+            self._resource_task = asyncio.create_task(self._watch_resources())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
             self._draining = True
@@ -320,6 +325,24 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(self.progress(done=True))
         return started_at, self.now()
+
+    async def _watch_resources(self) -> None:
+        """Count the server's threads and fds while streams are dropped (see resources)."""
+        while self.resources is not None and not self._draining and not self._stopping:
+            # a few listdir calls on /proc: far below a millisecond, not worth a thread
+            self.resources.sample("during", self._aborted_total)  # hangdoctor: ignore[HD205]
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    async def settle_resources(self) -> None:
+        """After the run: sample until the counts are back down, for at most SETTLE_S."""
+        if self.resources is None:
+            return
+        end = time.monotonic() + SETTLE_S
+        while True:
+            self.resources.sample("after", self._aborted_total)  # hangdoctor: ignore[HD205]
+            if self.resources.settled() or time.monotonic() >= end:
+                return
+            await asyncio.sleep(SAMPLE_EVERY_S)
 
     async def _wait_for_capture(self) -> None:
         if self.catcher is None:
@@ -596,6 +619,25 @@ def _catcher(
     return Catcher(pids, clock=clock), []
 
 
+def _resource_watch(
+    run: _Run, endpoint: Endpoint, pid: int | None, catcher: Catcher | None, notes: list[str]
+) -> ResourceWatch | None:
+    """A watch of the server's threads and fds: the capture's PIDs, --pid, or the port's owner."""
+    if catcher is not None:
+        return ResourceWatch(catcher.pids, run.now)
+    if pid is not None:
+        return ResourceWatch([pid], run.now)
+    if endpoint.is_local(run.address):
+        pids, _ = server_pids(endpoint.port)
+        if pids:
+            return ResourceWatch(pids, run.now)
+    notes.append(
+        "threads and open files of the server are not watched: no local process serving "
+        "the URL was found; run the probe on the server's host, or pass --pid PID"
+    )
+    return None
+
+
 async def run_probe(
     config: ProbeConfig,
     *,
@@ -617,10 +659,17 @@ async def run_probe(
     await run.preflight()
     # reads a few /proc files once, before the run starts: not worth a thread
     catcher, notes = _catcher(run, endpoint, pid, capture)  # hangdoctor: ignore[HD205]
+    run.resources = _resource_watch(run, endpoint, pid, catcher, notes)  # hangdoctor: ignore[HD205]
+    if run.resources is not None:
+        run.resources.sample("before", 0)  # hangdoctor: ignore[HD205]
     started_at, elapsed = await run.execute(catcher)
+    await run.settle_resources()
     health = tuple(sorted(run.health, key=lambda h: h.t))
     streams = tuple(sorted(run.streams, key=lambda s: s.t_open))
     summary, stalls, verdict = summarize(config, health, streams)
+    resources = run.resources.report() if run.resources is not None else None
+    if resources is not None and resources.growth:
+        verdict = ProbeVerdict.FAIL  # a fix that trades the hang for a leak is no fix
     shown = catcher.best() if catcher else None
     if catcher is not None:
         notes.extend(catcher.notes())
@@ -637,6 +686,7 @@ async def run_probe(
         diagnosis_t=shown.t if shown else None,
         pid=catcher.pids[0] if catcher else pid,
         notes=tuple(notes),
+        resources=resources,
     )
 
 

@@ -27,6 +27,7 @@ _ORDER = (
     "diagnosis_t",
     "pid",
     "notes",
+    "resources",
     "config",
     "started_at",
     "elapsed_s",

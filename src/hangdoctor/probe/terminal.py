@@ -136,6 +136,8 @@ def verdict_reasons(result: ProbeResult) -> list[str]:
             f"p99 {format_seconds(s.p99_s)} is over the {format_seconds(c.p99_threshold_s)} "
             "threshold"
         )
+    if result.resources is not None:  # threads or fds that grew with the drops (resources.py)
+        reasons += [growth.message for growth in result.resources.growth]
     if not reasons:
         reasons.append(
             f"no health request timed out and p99 {format_seconds(s.p99_s)} is under "

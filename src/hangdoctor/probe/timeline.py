@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hangdoctor.model import Diagnosis
+from hangdoctor.probe.resources import ResourceReport
 
 __all__ = [
     "HealthSample",
@@ -121,6 +122,7 @@ class ProbeResult:
     diagnosis_t: float | None = None  # when that capture started, on the probe's axis
     pid: int | None = None  # the server process examined
     notes: tuple[str, ...] = field(default=())
+    resources: ResourceReport | None = None  # the server's threads and open files (resources.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

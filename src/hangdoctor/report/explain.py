@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.padding import Padding
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -82,8 +84,43 @@ def _section(title: str, *body: RenderableType) -> RenderableType:
     return Group(Text(title, style="bold"), Padding(Group(*body), (0, 0, 1, _INDENT)))
 
 
+@dataclass(frozen=True)
+class _WholeCode:
+    """Example code, each line printed whole: neither wrapped nor cut by rich.
+
+    The page is where people copy the fix from, so a line wider than the
+    terminal is left for the terminal to wrap (print with `crop=False`):
+    copied, it is still one statement. It must not sit inside `Padding` or a
+    table, which cut every line at the width; it indents itself.
+    """
+
+    code: str
+    indent: int = _INDENT
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        margin = Segment(" " * self.indent)
+        for line in code_block(self.code).split("\n", allow_blank=True):
+            yield margin
+            yield from line.render(console, end="")
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max((len(line) for line in self.code.expandtabs(4).splitlines()), default=0)
+        return Measurement(self.indent + widest, self.indent + widest)
+
+
+def _code_section(title: str, *intro: RenderableType, code: str) -> RenderableType:
+    head: list[RenderableType] = [Text(title, style="bold")]
+    if intro:
+        head.append(Padding(Group(*intro, Text()), (0, 0, 0, _INDENT)))
+    return Group(*head, _WholeCode(code), Text())
+
+
 def render_rule(rule: Rule) -> RenderableType:
-    """The full catalog entry, for `hangdoctor explain CODE`."""
+    """The full catalog entry, for `hangdoctor explain CODE`; print it with `crop=False`.
+
+    Without `crop=False` the console cuts example lines wider than the terminal.
+    """
     title = Text()
     title.append(rule.code, style="bold red")
     title.append(f" {rule.name}", style="bold")
@@ -103,8 +140,8 @@ def render_rule(rule: Rule) -> RenderableType:
         Text(),
         _section("What it detects", prose(rule.summary)),
         _section("Why it hangs", prose(rule.why)),
-        _section("Example", code_block(rule.bad)),
-        _section("Fix", prose(rule.fix), Text(), code_block(rule.good)),
+        _code_section("Example", code=rule.bad),
+        _code_section("Fix", prose(rule.fix), code=rule.good),
         _section(f"Fix needs {fix_python(rule)}"),
         _section("Automatic fix", prose(rule.fix_safety or "No automatic fix.")),
         _section("Seen in", *(prose(p) for p in seen_in(rule))),

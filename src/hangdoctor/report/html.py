@@ -655,7 +655,7 @@ def _finding(f: Finding, diag: Diagnosis) -> str:
             else f"Stack of {_e(f.thread or 'the loop thread')}"
         )
         parts.append(f"<h4>{title}, innermost first</h4>{_stack(f)}")
-    parts.append(_user_locals(f))
+    parts.append(_user_locals(f, redacted=diag.secrets_redacted))
     if rule is not None:
         parts.append(_fix(rule))
     parts.append(
@@ -757,7 +757,7 @@ def _frame_item(i: int, frame: Frame, user: int | None, cwd: str | None = None) 
     )
 
 
-def _user_locals(f: Finding) -> str:
+def _user_locals(f: Finding, *, redacted: bool) -> str:
     index = f.user_frame_index
     if index is None or not 0 <= index < len(f.stack) or not f.stack[index].locals:
         return ""
@@ -768,7 +768,8 @@ def _user_locals(f: Finding) -> str:
         for v in frame.locals
     )
     return (
-        f"<h4>Locals of <code>{_e(frame.function)}</code> (secrets redacted)</h4>"
+        f"<h4>Locals of <code>{_e(frame.function)}</code> "
+        f"({'secrets redacted' if redacted else 'not redacted: --show-secrets'})</h4>"
         f'<table class="locals">{rows}</table>'
     )
 

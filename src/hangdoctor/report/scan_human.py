@@ -36,6 +36,8 @@ def summary_line(result: ScanResult, fixable: int = 0) -> str:
     files = {f.file for f in result.findings}
     if result.findings:
         head = f"Found {_plural(len(result.findings), 'problem')} in {_plural(len(files), 'file')}"
+    elif result.errors:
+        head = "No problems found in what could be scanned"  # not an all-clear
     else:
         head = "No problems found"
     cache = f", {stats.cached} from cache" if stats.cached else ""
@@ -66,6 +68,9 @@ def _excerpt(lines: list[str], line: int, col: int) -> RenderableType:
             out.append(" " * caret + "^", style="bold red")
             out.append("\n")
     out.rstrip()
+    # a source line too wide for the terminal ends in "…": wrapped, it reads as two statements
+    out.no_wrap = True
+    out.overflow = "ellipsis"
     return out
 
 

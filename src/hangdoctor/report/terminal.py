@@ -85,17 +85,27 @@ def prose(text: str, style: str = "") -> Text:
     return out
 
 
-def code_block(code: str, *, start_line: int | None = None) -> Syntax:
-    """Python source, highlighted with the terminal's own palette; line numbers when given."""
-    return Syntax(
-        code.rstrip("\n"),
-        "python",
-        theme="ansi_dark",
-        background_color="default",
-        line_numbers=start_line is not None,
-        start_line=start_line or 1,
-        word_wrap=True,
-    )
+def code_block(code: str, *, start_line: int | None = None) -> Text:
+    """Python source, highlighted with the terminal's own palette; line numbers when given.
+
+    One source line is one screen line: a line wider than the space left ends
+    in "…" rather than wrapping, since a statement broken over two lines reads
+    as two statements. (Inside a Group, Padding or table: `Console.print` joins
+    bare `Text` arguments into one, which drops `no_wrap`.)
+    """
+    code = code.rstrip("\n").expandtabs(4)
+    syntax = Syntax(code, "python", theme="ansi_dark", background_color="default")
+    out = syntax.highlight(code)
+    out.rstrip()  # highlight() ends the text with a newline of its own
+    if start_line is not None:
+        lines = out.split("\n", allow_blank=True)
+        digits = len(str(start_line + len(lines) - 1))
+        out = Text("\n").join(
+            Text(f"{n:>{digits}}  ", style=_DIM) + line for n, line in enumerate(lines, start_line)
+        )
+    out.no_wrap = True
+    out.overflow = "ellipsis"
+    return out
 
 
 def render_terminal(
@@ -198,7 +208,7 @@ def _finding(
         parts.append(_section("Why it hangs", prose(rule.why)))
     if finding.stack:
         parts.append(_section(_stack_title(finding), _stack(finding, width, show_all_frames)))
-    user_locals = _user_locals(finding)
+    user_locals = _user_locals(finding, redacted=diagnosis.secrets_redacted)
     if user_locals is not None:
         parts.append(user_locals)
     if rule is not None:
@@ -212,7 +222,7 @@ def _finding(
     return Group(*parts)
 
 
-def _user_locals(finding: Finding) -> RenderableType | None:
+def _user_locals(finding: Finding, *, redacted: bool) -> RenderableType | None:
     """The user frame's locals (present only when the user asked for them with --locals)."""
     if finding.user_frame_index is None or not 0 <= finding.user_frame_index < len(finding.stack):
         return None
@@ -225,7 +235,8 @@ def _user_locals(finding: Finding) -> RenderableType | None:
     for local in frame.locals:
         shown = local.repr if local.repr is not None else "?"
         table.add_row(local.name + (" (arg)" if local.is_arg else ""), Text(shown))
-    return _section(f"Locals of {frame.function} (secrets redacted)", table)
+    how = "secrets redacted" if redacted else "not redacted: --show-secrets"
+    return _section(f"Locals of {frame.function} ({how})", table)
 
 
 def _section(title: str, body: RenderableType) -> RenderableType:

@@ -4,8 +4,9 @@ For each variant (an interpreter and an event loop) this script builds a fresh v
 with the pinned server packages, starts the newsroom app under uvicorn, reproduces
 one cause per case, takes three `py-spy dump --json --locals` samples 0.4 s apart,
 kills the server by its PID and writes `<variant>/<case>.json` next to this file.
-What hangdoctor must find (`expect`) is computed from the `# hd-expect:` markers
-in the app's source, never typed here. See README.md in this folder.
+What hangdoctor must find (`expect`) is computed from the app's source and the
+table of the lines it must point at (tests/data/newsroom_lines.json), never typed
+here. See README.md in this folder.
 
     python tests/data/golden/generate.py                      # everything
     python tests/data/golden/generate.py --variant cpython-3.12 --case stream lock
@@ -17,7 +18,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -35,6 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 APP = REPO / "examples" / "newsroom"
+LINES = REPO / "tests" / "data" / "newsroom_lines.json"  # where hangdoctor must point
 PYSPY = Path("/work/main/.venv/bin/py-spy")
 
 # The server stack the captures were taken with; pinned so a re-run is comparable.
@@ -93,23 +94,36 @@ _WORKER_TAG = {"HD101": "worker", "HD102": "worker-future"}
 
 @dataclass(frozen=True)
 class Marker:
+    """A line hangdoctor must point at, from tests/data/newsroom_lines.json."""
+
     tag: str
     file: str  # relative to the app directory: api/routes/causes.py
     line: int
+    text: str = ""  # the line's source, stripped
 
 
-def read_markers(app: Path = APP) -> dict[str, Marker]:
-    """Every `# hd-expect: TAG` in the app, by tag; a tag used twice is an error."""
+def read_markers(app: Path = APP, table: Path = LINES) -> dict[str, Marker]:
+    """Every line of the table, by tag, with its line number in the app's source today.
+
+    The table names each line by its file, the function around it and its text, so
+    the app needs no marker comments (they would show in every report of it); a line
+    that is not found exactly once in its function is an error: the app has changed.
+    """
     found: dict[str, Marker] = {}
-    for path in sorted(app.rglob("*.py")):
-        rel = path.relative_to(app).as_posix()
-        for no, text in enumerate(path.read_text().splitlines(), start=1):
-            m = re.search(r"#\s*hd-expect:\s*([\w-]+)", text)
-            if m is None:
-                continue
-            if m.group(1) in found:
-                raise SystemExit(f"hd-expect tag {m.group(1)} appears twice ({rel}:{no})")
-            found[m.group(1)] = Marker(m.group(1), rel, no)
+    for tag, where in json.loads(table.read_text(encoding="utf-8"))["lines"].items():
+        lines = (app / where["file"]).read_text(encoding="utf-8").splitlines()
+        funcs = [f for f in _functions(app / where["file"]) if f.name == where["function"]]
+        if len(funcs) != 1:
+            raise SystemExit(
+                f"{tag}: {len(funcs)} functions {where['function']} in {where['file']}"
+            )
+        span = range(funcs[0].lineno, (funcs[0].end_lineno or funcs[0].lineno) + 1)
+        hits = [n for n in span if lines[n - 1].strip() == where["line"]]
+        if len(hits) != 1:
+            raise SystemExit(
+                f"{tag}: {where['line']!r} is in {where['function']} {len(hits)} times"
+            )
+        found[tag] = Marker(tag, where["file"], hits[0], where["line"])
     return found
 
 
@@ -144,7 +158,7 @@ def busy_functions(app: Path, marker: Marker) -> list[str]:
 
 
 def expectation(case: str, markers: dict[str, Marker], app: Path = APP) -> dict[str, Any]:
-    """What the analysis must say about a case, from the markers."""
+    """What the analysis must say about a case, from the table's lines."""
     if case in ("healthy", "stream-fixed"):
         return {"verdict": "healthy", "code": None}
     code = "HD101" if case == "stream" else CAUSES[case]

@@ -22,7 +22,7 @@ router = APIRouter()
 
 def fetch_news() -> str:
     delay = float(os.environ.get("NEWSROOM_UPSTREAM_DELAY", "15"))
-    time.sleep(delay)  # the slow upstream call  # hd-expect: worker
+    time.sleep(delay)  # the slow upstream call
     return f"headline at {time.strftime('%H:%M:%S')}"
 
 
@@ -31,7 +31,7 @@ async def news_stream() -> StreamingResponse:
     async def gen() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         yield "event: hello\ndata: connected\n\n"
-        with ThreadPoolExecutor(max_workers=2) as ex:  # hd-expect: HD101
+        with ThreadPoolExecutor(max_workers=2) as ex:
             while True:
                 item = await loop.run_in_executor(ex, fetch_news)
                 yield f"data: {item}\n\n"
