@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import ServerFactory, newsroom_argv, run_hangdoctor
 
 from hangdoctor.capture.pyspy import dump
 from hangdoctor.capture.redact import REDACTED, is_secret_name, redact_snapshot, redact_text
 from hangdoctor.model import Frame, Local, Snapshot, Thread
+from hangdoctor.probe.server import free_port
 
 
 def _snapshot(*locals_: Local, command: str | None = None) -> Snapshot:
@@ -121,3 +124,45 @@ def test_redacting_a_real_capture(sleeper: Callable[..., Any]) -> None:
 def _locals_of_main(snap: Snapshot) -> dict[str, Local]:
     main = next(t for t in snap.threads if t.tid == snap.pid)
     return {x.name: x for x in main.frames[0].locals}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "uvicorn app:app --ssl-keyfile-password hunter2 --port 8000",
+            f"uvicorn app:app --ssl-keyfile-password {REDACTED} --port 8000",
+        ),
+        ("serve --api-key 'two words' -v", f"serve --api-key '{REDACTED}' -v"),
+        ("serve --password=hunter2", f"serve --password={REDACTED}"),
+        ("uvicorn --ssl-keyfile /etc/key.pem", "uvicorn --ssl-keyfile /etc/key.pem"),
+        ("serve --workers 2 --port 80", "serve --workers 2 --port 80"),
+        ('api_token = "sk-live-1"', f'api_token = "{REDACTED}"'),
+        ('run(["--api-token=sk-1"])', f'run(["--api-token={REDACTED}"])'),
+        (
+            'headers = {"Authorization": "Bearer abc"}',
+            f'headers = {{"Authorization": "{REDACTED}"}}',
+        ),
+        ("password = read_password()", "password = read_password()"),
+    ],
+)
+def test_command_lines_and_source_lines(text: str, expected: str) -> None:
+    """An option's value as the next word, and string literals given to secret names, are masked."""
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected  # scrubbing twice changes nothing
+
+
+@pytest.mark.e2e
+def test_diagnose_save_keeps_no_secret_of_the_command_line(
+    newsroom: ServerFactory, tmp_path: Path
+) -> None:
+    """`diagnose --save` of a real server started with `--ssl-keyfile-password VALUE` masks it."""
+    port = free_port()
+    argv = [*newsroom_argv(port), "--ssl-keyfile-password", "hunter2-keyfile-pw"]
+    server = newsroom(argv=argv)
+    saved = tmp_path / "capture.json"
+    proc = run_hangdoctor("diagnose", "--pid", str(server.pid), "--save", str(saved))
+    assert proc.returncode in (0, 1), proc.stderr
+    text = saved.read_text(encoding="utf-8")
+    assert "hunter2-keyfile-pw" not in text
+    assert f"--ssl-keyfile-password {REDACTED}" in text

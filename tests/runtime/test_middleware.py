@@ -140,3 +140,46 @@ def test_websocket_and_lifespan_scopes_pass_through() -> None:
 
     asyncio.run(main())
     assert seen == ["lifespan", "websocket"]
+
+
+def test_a_debug_token_no_header_can_carry_is_refused_when_made() -> None:
+    """A non-ASCII or spaced token could never match the header's bytes: a clear ValueError.
+
+    The token was encoded as UTF-8 and the header decoded as latin-1, so `tökén` never
+    authenticated, silently.
+    """
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not reached")
+
+    for token in ("tökén-0123456789", "two words", "tab\there", "line\nbreak"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            HangdoctorMiddleware(app, debug_path=STALLS, debug_token=token)
+
+
+def test_debug_token_is_compared_as_the_bytes_the_client_sent() -> None:
+    """The right token opens the page, whatever the scheme's case; other bytes get 401."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the debug page is answered by the middleware")
+
+    async def status(authorization: bytes) -> int:
+        mw = HangdoctorMiddleware(app, debug_path=STALLS, debug_token=TOKEN)
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        headers = [(b"authorization", authorization)]
+        await mw({"type": "http", "path": STALLS, "headers": headers}, receive, send)
+        return int(str(sent[0]["status"]))
+
+    token = TOKEN.encode("ascii")
+    assert asyncio.run(status(b"Bearer " + token)) == 200
+    assert asyncio.run(status(b"bearer " + token)) == 200
+    assert asyncio.run(status(b"Bearer " + token + b"\xc3\xb6")) == 401  # UTF-8 bytes
+    assert asyncio.run(status(b"Bearer " + token[:-1] + b"\xf6")) == 401  # latin-1 bytes
+    assert asyncio.run(status(b"Basic " + token)) == 401

@@ -4,6 +4,10 @@
 Locals whose name looks secret lose their repr; any other repr is scrubbed of
 values that look secret (Authorization headers, URL passwords, `token=` pairs).
 Addresses stay: the analysis links threads through them.
+
+`redact_text` is the one scrubber of free text: reprs, command lines (`diagnose
+--save`), and the source lines the in-process watchdog puts in its stall records.
+Standard library only, as the runtime imports it inside production services.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Digest|Token)(\s+)[^\s'\"\\,;]+", re
 _URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*):([^@\s/'\"]*)@")
 _KEY_EQUALS = re.compile(r"\b([A-Za-z_][A-Za-z0-9_-]*)=(?:(['\"])(.*?)(?<!\\)\2|[^&\s'\",;)]+)")
 _QUOTED_PAIR = re.compile(r"(['\"])([A-Za-z_][A-Za-z0-9_-]*)\1(\s*:\s*)(['\"])(.*?)(?<!\\)\4")
+# A command-line option and its value as the next word: `--ssl-keyfile-password VALUE`.
+_OPTION_VALUE = re.compile(
+    r"(?<![\w-])(--?[A-Za-z][A-Za-z0-9_.-]*)(\s+)(?:(['\"])(.*?)(?<!\\)\3|(?!-)[^\s'\",;)\]]+)"
+)
+# A string literal given to a secret-looking name in code: `api_token = "sk-live-..."`.
+_ASSIGNED_LITERAL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)(\s*[=:]\s*)(['\"])(.*?)(?<!\\)\3")
 
 
 def is_secret_name(name: str) -> bool:
@@ -64,6 +74,8 @@ def redact_text(text: str) -> str:
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
     text = _KEY_EQUALS.sub(_mask_key_equals, text)
+    text = _OPTION_VALUE.sub(_mask_option_value, text)
+    text = _ASSIGNED_LITERAL.sub(_mask_assigned_literal, text)
     return _QUOTED_PAIR.sub(
         lambda m: (
             f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}{m.group(4)}"
@@ -79,6 +91,19 @@ def _mask_key_equals(m: re.Match[str]) -> str:
         return m.group(0)
     quote = m.group(2) or ""
     return f"{m.group(1)}={quote}{REDACTED}{quote}"
+
+
+def _mask_option_value(m: re.Match[str]) -> str:
+    if not is_secret_name(m.group(1).lstrip("-")):
+        return m.group(0)
+    quote = m.group(3) or ""
+    return f"{m.group(1)}{m.group(2)}{quote}{REDACTED}{quote}"
+
+
+def _mask_assigned_literal(m: re.Match[str]) -> str:
+    if not is_secret_name(m.group(1)):
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}{m.group(3)}"
 
 
 def redact_snapshot(snapshot: Snapshot, *, reveal: bool = False) -> Snapshot:

@@ -8,9 +8,9 @@ client went away. Messages pass through untouched and unbuffered, so an SSE
 stream reaches the client byte for byte, at the moment it is sent.
 
 An optional debug endpoint lists the recent stalls. It is off by default; on,
-it demands a bearer token (compared in constant time) and shows no locals, no
-query strings and no headers, with secret-looking values in source lines
-scrubbed.
+it demands a bearer token (compared as bytes, in constant time) and shows no
+locals, no query strings and no headers; stall records come with secret-looking
+values in source lines already scrubbed (see `stall`).
 
 Standard library only: this runs inside production services.
 """
@@ -22,14 +22,12 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import replace
 from typing import Any, Protocol
 
-from hangdoctor.capture.redact import redact_text
 from hangdoctor.runtime import inflight
 from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN, Message, Receive, Send
 from hangdoctor.runtime.inflight import InFlight as _InFlight
-from hangdoctor.runtime.stall import StallRecord, recent_stalls
+from hangdoctor.runtime.stall import recent_stalls
 from hangdoctor.runtime.watchdog import LoopWatchdog
 
 __all__ = ["HangdoctorMiddleware", "StreamObserver"]
@@ -80,10 +78,16 @@ class HangdoctorMiddleware:
             raise ValueError(
                 f"HangdoctorMiddleware: debug_path must start with '/': {debug_path!r}"
             )
+        if debug_token is not None and not _is_header_token(debug_token):
+            raise ValueError(
+                "HangdoctorMiddleware: debug_token must be printable ASCII without spaces "
+                "(an HTTP header carries bytes, so any other token could never match); "
+                "use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+            )
         self.app = app
         self.request_id_header = request_id_header.lower().encode("latin-1")
         self.debug_path = debug_path
-        self._token = (debug_token or "").encode("utf-8")
+        self._token = (debug_token or "").encode("ascii")
         self.observer = observer
         self.watchdog = watchdog
         self._watching = False
@@ -162,37 +166,28 @@ class HangdoctorMiddleware:
         self._pending = self.debug_path is not None
 
     async def _debug(self, scope: Scope, send: Send) -> None:
-        given = _header(scope, b"authorization") or ""
-        scheme, _, value = given.partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode("utf-8"), self._token
-        )
+        given = _header_bytes(scope, b"authorization") or b""
+        scheme, _, value = given.partition(b" ")
+        # bytes against bytes: the header as the client sent it, the token as ASCII
+        ok = scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._token)
         if not ok:
             await _json(send, 401, {"error": "a bearer token is required"}, bearer=True)
             return
-        stalls = [_public(r).to_dict() for r in recent_stalls()]
+        stalls = [r.to_dict() for r in recent_stalls()]
         in_flight = inflight.in_flight(asyncio.get_running_loop())
         await _json(send, 200, {"stalls": stalls, "in_flight": in_flight})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _is_header_token(token: str) -> bool:
+    """Whether `token` can arrive intact in `Authorization: Bearer <token>`."""
+    return bool(token) and all("!" <= c <= "~" for c in token)
+
+
+def _header_bytes(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers") or ():
         if key.lower() == name:
-            return bytes(value).decode("latin-1")
+            return bytes(value)
     return None
-
-
-def _public(record: StallRecord) -> StallRecord:
-    """What the debug endpoint may show: source lines scrubbed of secret-looking values."""
-    waits = record.waits_for
-    if waits is not None and waits.source:
-        waits = replace(waits, source=redact_text(waits.source))
-    return replace(
-        record,
-        source=redact_text(record.source) if record.source else None,
-        message=redact_text(record.message),
-        waits_for=waits,
-    )
 
 
 async def _json(send: Send, status: int, body: dict[str, Any], *, bearer: bool = False) -> None:

@@ -5,6 +5,11 @@ stall seen in-process carries the same catalog code, user file:line and
 "waits for" as `hangdoctor diagnose` would have printed, plus what only the
 process itself knows: the exact duration and the request that was running.
 
+A record never holds a secret-looking value: the source lines and sentences it
+quotes from the user's code (`--api-token=...`, `Authorization: Bearer ...`) are
+scrubbed with `redact_text` when it is made, so `watch --out`, watch's stderr,
+the logging `extra`, the debug page and listeners all get the scrubbed record.
+
 Standard library only: this module is imported inside production services.
 """
 
@@ -12,10 +17,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from threading import Lock
 from typing import Any
 
+from hangdoctor.capture.redact import redact_text
 from hangdoctor.model import Frame, WaitTarget, frame_from_dict
 
 __all__ = ["RequestInfo", "StallRecord", "recent_stalls"]
@@ -62,6 +68,24 @@ class StallRecord:
     request: RequestInfo | None = None
     in_flight: int | None = None  # requests in flight on the loop (middleware present)
     notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # frozen: the scrubbed values replace the given ones before anyone can read them
+        for name in ("message", "source"):
+            value = getattr(self, name)
+            if value:
+                object.__setattr__(self, name, redact_text(value))
+        waits = self.waits_for
+        if waits is not None:
+            scrubbed = replace(
+                waits,
+                description=redact_text(waits.description),
+                source=redact_text(waits.source) if waits.source else waits.source,
+            )
+            if scrubbed != waits:
+                object.__setattr__(self, "waits_for", scrubbed)
+        if self.notes:
+            object.__setattr__(self, "notes", tuple(redact_text(n) for n in self.notes))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
