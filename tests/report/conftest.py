@@ -6,6 +6,8 @@ Paths and frames are shaped like real py-spy captures of a uvicorn worker
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hangdoctor.model import (
@@ -264,3 +266,16 @@ def healthy() -> Diagnosis:
             "pid 122 runs no event loop (gunicorn master): a supervisor, not an asyncio server.",
         ),
     )
+
+
+def with_user_locals(diagnosis: Diagnosis, *, redacted: bool) -> Diagnosis:
+    """The diagnosis with a token among its first finding's user-frame locals, as captured
+    with --locals: masked when `redacted`, else as --show-secrets shows it."""
+    finding = diagnosis.findings[0]
+    user = finding.user_frame_index
+    assert user is not None
+    stack = list(finding.stack)
+    token = Local("api_token", "<redacted>" if redacted else "'nr-0123456789abcdef'")
+    stack[user] = replace(stack[user], locals=(token,))
+    changed = replace(finding, stack=tuple(stack))
+    return replace(diagnosis, findings=(changed,), secrets_redacted=redacted)

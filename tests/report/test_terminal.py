@@ -13,10 +13,10 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from hangdoctor.catalog import get_rule
-from hangdoctor.model import Diagnosis, Local, LoopState, Verdict
+from hangdoctor.model import Diagnosis, LoopState, Verdict
 from hangdoctor.report.console import TrimmedConsole
 from hangdoctor.report.terminal import code_block, render_terminal
-from tests.report.conftest import OUTER, OUTER_PACKAGES
+from tests.report.conftest import OUTER, OUTER_PACKAGES, with_user_locals
 
 WIDTHS = (80, 200)
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,18 +302,6 @@ def test_code_block_crops_each_line_and_numbers_them() -> None:
     assert console.export_text().splitlines() == [" 9  x = 1", second[:39] + "…"]
 
 
-def _with_locals(blocked: Diagnosis, *, redacted: bool) -> Diagnosis:
-    finding = blocked.findings[0]
-    stack = list(finding.stack)
-    user = finding.user_frame_index
-    assert user is not None
-    stack[user] = replace(
-        stack[user], locals=(Local("api_token", "<redacted>" if redacted else "'nr-0123'"),)
-    )
-    changed = replace(finding, stack=tuple(stack))
-    return replace(blocked, findings=(changed,), secrets_redacted=redacted)
-
-
 @pytest.mark.parametrize(
     ("redacted", "heading"),
     [(True, "(secrets redacted)"), (False, "(not redacted: --show-secrets)")],
@@ -321,6 +309,6 @@ def _with_locals(blocked: Diagnosis, *, redacted: bool) -> Diagnosis:
 def test_locals_heading_says_what_is_true(blocked: Diagnosis, redacted: bool, heading: str) -> None:
     """The locals are headed "secrets redacted" only when they were; with --show-secrets the
     heading says they are not."""
-    text = render(_with_locals(blocked, redacted=redacted), 120)
+    text = render(with_user_locals(blocked, redacted=redacted), 120)
     title = next(line for line in text.splitlines() if line.startswith("Locals of "))
     assert title == f"Locals of news_stream.<locals>.gen {heading}"
