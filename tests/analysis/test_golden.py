@@ -1,4 +1,4 @@
-"""The analysis on golden captures from real processes (CPython 3.11-3.13, uvloop).
+"""The analysis on golden captures from real processes (CPython 3.11-3.14, uvloop).
 
 Each file in tests/data/golden/ holds three py-spy samples of the newsroom app
 taken while one cause was live, and an `expect` block written by the generator
@@ -66,9 +66,10 @@ def _id(path: Path) -> str:
 
 
 def test_golden_files_exist() -> None:
-    """Every variant the issue names has captures of every case: 3.11, 3.12, 3.13 and uvloop."""
+    """Every variant the issues name has captures of every case: 3.11-3.14 and uvloop."""
     variants = {p.parent.name for p in FILES}
-    assert {"cpython-3.11", "cpython-3.12", "cpython-3.13", "uvloop-3.12"} <= variants
+    expected = {"cpython-3.11", "cpython-3.12", "cpython-3.13", "cpython-3.14", "uvloop-3.12"}
+    assert expected <= variants
     for variant in variants:
         assert {p.stem for p in FILES if p.parent.name == variant} == CASES, variant
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import os
 import shutil
@@ -55,6 +56,9 @@ class Variant:
     name: str
     python: str
     loop: str  # uvicorn --loop
+    # Debian's python3.14 in the root scripts/py314-root builds: the server runs there,
+    # chrooted in its own mount namespace, and py-spy reads it from outside
+    in_root: bool = False
 
 
 VARIANTS = (
@@ -62,7 +66,10 @@ VARIANTS = (
     Variant("cpython-3.12", "/root/.pyenv/versions/3.12.1/bin/python3", "asyncio"),
     Variant("cpython-3.13", "/root/.pyenv/versions/3.13.0/bin/python3", "asyncio"),
     Variant("uvloop-3.12", "/root/.pyenv/versions/3.12.1/bin/python3", "uvloop"),
+    Variant("cpython-3.14", "/usr/bin/python3.14", "asyncio", in_root=True),
 )
+ROOT_VENV = "hd-newsroom"  # the venv tests/py314 use too: the same PACKAGES, one cache
+INSIDE_REPO = "/srv/hangdoctor"  # the checkout, bind-mounted read-only in the root
 
 CAUSE_SECONDS = 30.0  # long enough that no cause ends while it is sampled
 UPSTREAM_DELAY = 20.0  # NEWSROOM_UPSTREAM_DELAY: how long fetch_news sleeps
@@ -180,8 +187,27 @@ def expectation(case: str, markers: dict[str, Marker], app: Path = APP) -> dict[
 # ---------------------------------------------------------------- venvs and servers
 
 
+@functools.cache
+def _root() -> Any:
+    """The cached Python 3.14 root (tests/py314/root.py builds or reuses it)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.py314.root import ensure_root
+
+    return ensure_root()
+
+
+def inside(variant: Variant, argv: list[str]) -> list[str]:
+    """`argv` as run for the variant: as is, or inside the 3.14 root from the checkout."""
+    if not variant.in_root:
+        return argv
+    return _root().run_argv(argv, binds=[f"{REPO}:{INSIDE_REPO}:ro"], wd=INSIDE_REPO)
+
+
 def make_venv(variant: Variant, base: Path) -> Path:
     """A venv for the variant under `base` (reused when it is already complete)."""
+    if variant.in_root:  # a path inside the root, cached there
+        return Path(_root().newsroom_venv(ROOT_VENV, PACKAGES))
     venv = base / variant.name
     python = venv / "bin" / "python"
     done = venv / ".golden-ready"
@@ -211,10 +237,11 @@ class Server:
     command: list[str]
     log: Path
     clients: list[threading.Thread] = field(default_factory=list)
+    target: int | None = None  # the python under the root's unshare/chroot wrapper
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.target or self.proc.pid
 
 
 @contextmanager
@@ -244,11 +271,20 @@ def server(python: Path, variant: Variant, app: str, env_extra: dict[str, str]) 
     log = scratch / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            inside(variant, command),
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     srv = Server(proc, port, command, log)
     try:
         _wait_ready(srv)
+        if variant.in_root:
+            from tests.py314.root import python_child
+
+            srv.target = python_child(proc.pid)
         yield srv
     finally:
         # the group is the server's own session: the app's children (subprocess case) go too
@@ -387,7 +423,7 @@ def _keep_locals(frame: dict[str, Any]) -> bool:
     # threading.py frames carry the `self` addresses that link a joined Thread to its
     # worker; the app's own frames are small and show what the user code held
     filename = str(frame.get("filename") or "")
-    return filename.endswith("/threading.py") or str(APP) in filename
+    return filename.endswith("/threading.py") or "/examples/newsroom/" in filename
 
 
 def capture_case(
@@ -406,11 +442,13 @@ def capture_case(
                 {"taken_at": taken_at, "duration_s": duration, "pyspy": slim(data, _keep_locals)}
             )
         cwd = os.readlink(f"/proc/{srv.pid}/cwd")
+        if variant.in_root:  # read from outside it is the host's path to the root's folder
+            cwd = "/" + os.path.relpath(cwd, _root().path).removeprefix(".")
         # after the samples, so the probes never show up in them
         probes = {path: probe(srv, path) for path in ("/health", "/health/sync")}
         return {
             "pid": srv.pid,
-            "python": _python_version(python),
+            "python": _python_version(python, variant),
             "loop": variant.loop,
             "command": " ".join([Path(srv.command[0]).name, *srv.command[1:]]),
             "cwd": cwd,
@@ -423,9 +461,9 @@ def capture_case(
         }
 
 
-def _python_version(python: Path) -> str:
+def _python_version(python: Path, variant: Variant) -> str:
     out = subprocess.run(
-        [str(python), "-c", "import platform; print(platform.python_version())"],
+        inside(variant, [str(python), "-c", "import platform; print(platform.python_version())"]),
         capture_output=True,
         text=True,
         timeout=60,
@@ -443,7 +481,11 @@ def _versions(python: Path, variant: Variant) -> dict[str, str]:
         "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
     )
     out = subprocess.run(
-        [str(python), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True
+        inside(variant, [str(python), "-c", code, *names]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     versions: dict[str, str] = json.loads(out.stdout)
     versions["py-spy"] = subprocess.run(
