@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hangdoctor.scan import ScanConfig
+from tests.conftest import skip_unless_runs_as
 from tests.scan.conftest import ROOT, run_scan
 
 BLOCKING = "import time\n\n\nasync def f():\n    time.sleep(1)\n"
@@ -163,6 +164,7 @@ def test_unreadable_file(shared_dir: Path) -> None:
         text=True,
         timeout=60,
     )  # fmt: skip
+    skip_unless_runs_as("65534", proc)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("good.py:5:5: HD201")

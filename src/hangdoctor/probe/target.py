@@ -90,12 +90,28 @@ class Endpoint:
         return True
 
 
+def _check_bracketed_host(url: str, netloc: str) -> None:
+    """Python 3.10 (and 3.11 before 3.11.4) take any text in brackets as a host; later ones
+    reject what is not an IPv6 address: reject it on every version, in the same words."""
+    host = netloc.rpartition("@")[2]
+    if not host.startswith("["):
+        return
+    literal = host[1:].partition("]")[0].partition("%")[0]  # fe80::1%eth0: zone id
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise ProbeError(
+            f"{url!r} is not a valid URL ({literal!r} is not an IPv6 address).", _URL_REMEDY
+        ) from None
+
+
 def _split(url: str) -> tuple[Endpoint, str]:
     """The endpoint and the path (with query) of an absolute http(s) URL."""
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # an unclosed IPv6 bracket, say: "Invalid IPv6 URL"
         raise ProbeError(f"{url!r} is not a valid URL ({exc}).", _URL_REMEDY) from None
+    _check_bracketed_host(url, parts.netloc)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ProbeError(f"{url!r} is not an http:// or https:// URL with a host.", _URL_REMEDY)
     try:
