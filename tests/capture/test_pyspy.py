@@ -45,6 +45,10 @@ def _unique() -> str:
 
 def _main_frames(snap: Snapshot) -> tuple[Frame, ...]:
     main = [t for t in snap.threads if t.tid == snap.pid]
+    if not main and sys.version_info < (3, 11) and len(snap.threads) == 1:
+        # --nonblocking (no ptrace) learns a thread's OS id from its thread state, which
+        # records it only since 3.11: before, the one thread of a sleeper is the main one
+        main = list(snap.threads)
     assert len(main) == 1, snap.threads
     return main[0].frames
 

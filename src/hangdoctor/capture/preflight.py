@@ -12,6 +12,7 @@ import os
 import pwd
 from dataclasses import dataclass
 
+from hangdoctor.capture.freethreading import free_threaded_error
 from hangdoctor.capture.procs import ProcessInfo, process_info, python_evidence
 from hangdoctor.errors import (
     AlreadyTracedError,
@@ -67,6 +68,9 @@ def preflight(pid: int, *, nonblocking: bool = False) -> None:
         raise problem
     if evidence is None and not info.is_python:
         raise _not_python(info)
+    free_threaded = free_threaded_error(info)  # py-spy would misread it: never guess
+    if free_threaded is not None:
+        raise free_threaded
     if not nonblocking:
         traced = _already_traced(pid)
         if traced is not None:

@@ -116,6 +116,8 @@ def _start(dog: LoopWatchdog, loop: asyncio.AbstractEventLoop, threshold: float)
     if _by_thread.get(threading.get_ident()) is not dog or dog.running:
         return
     dog.start(loop)
+    if not dog.running:  # it refused (a free-threaded Python) and said why
+        return
     if _announced.get(os.getpid()):
         return
     _announced[os.getpid()] = True

@@ -73,6 +73,17 @@ _POLL = 0.01  # while a stall goes on: how often to look whether it ended
 _LAGS_KEPT = 4096  # heartbeats measured but not yet read by the monitor
 _HOW_LONG = re.compile(r"\s*\((?:stuck|busy) for at least [\d.]+ s\)")
 _LIVE: weakref.WeakSet[LoopWatchdog] = weakref.WeakSet()
+_FREE_THREADED = (
+    "hangdoctor: the loop watchdog does not start on a free-threaded Python with the GIL "
+    "disabled, where its verdicts are untested; run the service on a default build of "
+    "CPython (or with PYTHON_GIL=1) to watch it."
+)
+
+
+def _gil_disabled() -> bool:
+    """Whether this interpreter runs without a GIL (a free-threaded build, 3.13+)."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_enabled is not None and not is_enabled()
 
 
 class LoopWatchdog:
@@ -143,6 +154,10 @@ class LoopWatchdog:
         """Start watching the loop of the calling thread (the running loop by default)."""
         if self.running:
             raise RuntimeError("this LoopWatchdog is already running; create one per loop")
+        if _gil_disabled():
+            # refuse rather than guess: its stall verdicts are not checked without a GIL
+            logger.warning(_FREE_THREADED)
+            return self
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
