@@ -8,7 +8,10 @@ headers, TLS trouble, and a server that dies in the middle of the run.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -211,3 +214,39 @@ def test_server_dies_mid_run(newsroom: ServerFactory) -> None:
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert_clean_failure(out, "stopped accepting connections", "log")
     assert time.monotonic() - started < 20  # well before the 30 s duration
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(where: Path, size: str = "16k") -> Iterator[Path]:
+    """A real filesystem of `size` bytes (too small for a report): mounted as root, unmounted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_report_on_a_full_disk(tiny: TinyServer, tmp_path: Path, fmt: str) -> None:
+    """--report on a full disk: results printed first, then one sentence, exit 2, no file left."""
+    with tiny_tmpfs(tmp_path / "full") as disk:
+        report = disk / "probe.html"
+        out = probe_cli(
+            tiny.url, "--stream", "/sse", "--clients", "2", "--format", fmt, "--report", str(report)
+        )
+        left = sorted(p.name for p in disk.iterdir())
+    assert_clean_failure(out, f"could not be written to {report}", "no space left on device")
+    assert "failed unexpectedly" not in out.stderr
+    if fmt == "json":
+        assert json.loads(out.stdout)["verdict"] == "pass"
+    else:
+        assert " PASS " in out.stdout and "report written" not in out.stdout
+    assert left == []  # neither the report nor a temporary file stayed behind

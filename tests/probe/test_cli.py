@@ -28,11 +28,13 @@ TOP_KEYS = [
     "diagnosis_t",
     "pid",
     "notes",
+    "resources",
     "config",
     "started_at",
     "elapsed_s",
     "health",
     "streams",
+    "baseline",
 ]
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
+from hangdoctor.outfile import reason, write_atomic
 from hangdoctor.probe.engine import MAX_CLIENTS, MAX_DURATION_S, ProbeError, probe
 from hangdoctor.probe.target import parse_target
 from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
@@ -63,17 +63,14 @@ def write_report(result: ProbeResult, path: Path) -> None:
     _require_report_module()
     module = importlib.import_module(_REPORT_MODULE)
     html: str = module.render_probe_html(redacted(result))
-    target = path.resolve()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(path, html)
+    except OSError as exc:  # write_atomic left no partial file and the old one untouched
+        raise ProbeError(
+            f"The report could not be written to {path}: {reason(exc)}.",
+            "The results are shown above; free some space or pass --report with a path "
+            "on another disk, and run the probe again.",
+        ) from None
 
 
 def _check_report_path(path: Path) -> None:
@@ -150,6 +147,25 @@ def _check_report_path(path: Path) -> None:
     show_default=True,
     help="A health request still waiting after this many seconds is a stall: capture then.",
 )
+@click.option(
+    "--max-slowdown",
+    type=click.FloatRange(1.0, 1e6),
+    default=10.0,
+    show_default=True,
+    metavar="FACTOR",
+    help="Fail when the health p99 is more than FACTOR times the baseline p99 timed before "
+    "the streams start (baselines under 10 ms count as 10 ms).",
+)
+@click.option(
+    "--baseline",
+    "baseline_s",
+    type=click.FloatRange(0.0, 60.0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds of health-only timing before the streams start (0: no baseline, no "
+    "--max-slowdown check).",
+)
 @click.option("--pid", type=int, metavar="PID", help="The server process to capture a stall in.")
 @click.option("--no-capture", is_flag=True, help="Do not capture the server's stacks on a stall.")
 @click.option(
@@ -199,6 +215,8 @@ def command(
     health_timeout: float,
     p99_threshold: float,
     stall_threshold: float,
+    max_slowdown: float,
+    baseline_s: float,
     pid: int | None,
     no_capture: bool,
     headers: tuple[tuple[str, str], ...],
@@ -224,8 +242,13 @@ def command(
     waiting at STALL-THRESHOLD, the server (--pid, or the local process
     listening on the URL's port) is sampled right then and diagnosed.
 
-    Exit status: 0 pass, 1 fail (a health request timed out or p99 was over
-    the threshold), 2 the service could not be probed.
+    Before the streams start, health alone is timed for BASELINE seconds. A
+    run passes when no health request timed out, the p99 is under
+    P99-THRESHOLD, and the p99 is at most MAX-SLOWDOWN times the baseline's.
+    Percentiles count every health request, one with no answer at the deadline.
+
+    Exit status: 0 pass, 1 fail (a health request timed out, p99 was over the
+    threshold or too far over the baseline), 2 the service could not be probed.
     """
     from hangdoctor.probe.terminal import LiveProgress
 
@@ -247,6 +270,8 @@ def command(
         health_timeout_s=health_timeout,
         p99_threshold_s=p99_threshold,
         stall_threshold_s=stall_threshold,
+        max_slowdown=max_slowdown,
+        baseline_s=baseline_s,
         method=(method or ("POST" if body is not None else "GET")).upper(),
         seed=seed,
         headers=headers,
@@ -256,8 +281,7 @@ def command(
     with LiveProgress(Console(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)
     code = EXIT_OK if result.verdict is ProbeVerdict.PASS else EXIT_PROBLEM
-    if report is not None:
-        write_report(result, report)
+    # the results first: a report that cannot be written must not take them with it
     if fmt == "json":
         from hangdoctor.probe.json_output import probe_to_json
 
@@ -267,6 +291,8 @@ def command(
 
         console = Console(highlight=False, soft_wrap=False)
         console.print(render_summary(result, width=console.width))
-        if report is not None:
+    if report is not None:
+        write_report(result, report)
+        if fmt != "json":
             console.print(f"[dim]report written to {report}[/]")
     ctx.exit(code)

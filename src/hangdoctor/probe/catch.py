@@ -8,24 +8,36 @@ never waits for it until the run is over.
 
 The server is the process given with --pid, or the local process listening on
 the URL's port (its workers included), found from /proc.
+
+The analysis sees only the samples: the same line in every sample reads as one
+call stuck from the first sample to the last. The probe knows more. A health
+request answered between two of those samples means the loop came back in
+between, so what the samples saw was many short blocking calls on that line
+(`time.sleep(0.05)` in twenty stream generators), and `with_health` says so.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hangdoctor.capture.procs import ProcessInfo, expand_targets, listening_pids, process_info
 from hangdoctor.errors import HangdoctorError
 from hangdoctor.live import LiveOptions, diagnose_processes
 from hangdoctor.model import Diagnosis, Verdict
+from hangdoctor.probe.timeline import HealthSample
 
-__all__ = ["Capture", "Catcher", "server_pids"]
+__all__ = ["Capture", "Catcher", "server_pids", "with_health"]
 
 MAX_CAPTURES = 2  # one per stall window, at most this many per run
+# py-spy pauses the target while it reads a sample; an answer this close to a sample may
+# have been sent just before that pause or just after it
+_SAMPLE_MARGIN_S = 0.02
+_HOW_LONG = re.compile(r"\s*\((?:stuck|busy) for at least [\d.]+ s\)")
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class Capture:
     diagnosis: Diagnosis | None
     error: str | None = None
     elapsed_s: float = 0.0
+    samples: tuple[tuple[int, float], ...] = ()  # (pid, probe time) of every snapshot taken
 
 
 def _ancestry(pid: int) -> set[int]:
@@ -117,9 +130,17 @@ class Catcher:
 
     def _run(self, t: float) -> None:
         started = time.monotonic()
+        offset = time.time() - self._clock()  # snapshots carry wall-clock times
         try:
             result = diagnose_processes(self._targets(), self._options)
-            capture = Capture(t, result.diagnosis, None, time.monotonic() - started)
+            samples = tuple(
+                sorted(
+                    (snap.pid, snap.taken_at - offset)
+                    for snap in result.snapshots
+                    if snap.taken_at is not None
+                )
+            )
+            capture = Capture(t, result.diagnosis, None, time.monotonic() - started, samples)
         except HangdoctorError as exc:
             text = f"{exc.message} {exc.remedy}".strip()
             capture = Capture(t, None, text, time.monotonic() - started)
@@ -166,3 +187,50 @@ class Catcher:
         if self.busy:
             out.append("a capture was still running when the probe ended; it was not waited for")
         return out
+
+
+def with_health(capture: Capture, health: Sequence[HealthSample]) -> Capture:
+    """The capture, its findings corrected by the health answers that came during the samples.
+
+    A finding "stuck for at least N s" on a server with a single event loop is
+    rewritten when a health request was answered between its first and last
+    sample: that loop was not stuck in one call, it kept coming back and
+    entering the same line again. With several loops (workers) an answer may
+    have come from another one, so nothing is concluded.
+    """
+    diag = capture.diagnosis
+    if diag is None or len(diag.loops) != 1 or not capture.samples:
+        return capture
+    findings = []
+    changed = False
+    for finding in diag.findings:
+        held = finding.blocked_for_s
+        times = [t for pid, t in capture.samples if pid == finding.pid]
+        if not held or len(times) < 2:
+            findings.append(finding)
+            continue
+        end = max(times)
+        start = end - held
+        answers = [
+            h
+            for h in health
+            if h.status is not None
+            and start + _SAMPLE_MARGIN_S < h.t + h.latency_s < end - _SAMPLE_MARGIN_S
+        ]
+        if not answers:
+            findings.append(finding)
+            continue
+        seen = sum(1 for t in times if t >= start - _SAMPLE_MARGIN_S)
+        message = _HOW_LONG.sub("", finding.message).rstrip(".")
+        message += (
+            f" (on this line in {seen} samples over {held:.1f} s, yet "
+            f"{len(answers)} health request{'s were' if len(answers) != 1 else ' was'} answered "
+            "in between: many short blocking calls here, not one call stuck "
+            f"{held:.1f} s)."
+        )
+        findings.append(replace(finding, message=message, blocked_for_s=None))
+        changed = True
+    if not changed:
+        return capture
+    loops = tuple(replace(loop, blocked_for_s=None) for loop in diag.loops)
+    return replace(capture, diagnosis=replace(diag, findings=tuple(findings), loops=loops))

@@ -29,11 +29,11 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hangdoctor.capture.procs import process_info
-from hangdoctor.probe.catch import Catcher, server_pids
+from hangdoctor.probe.catch import Catcher, server_pids, with_health
 from hangdoctor.probe.clock import ClockConfig, describe_error
 from hangdoctor.probe.clock_process import ClockProcess
 from hangdoctor.probe.errors import ProbeError, describe_connect_error
@@ -112,6 +112,16 @@ def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
     for name, value in positive.items():
         if not value > 0:
             raise ProbeError(f"{name} must be more than 0 seconds.", f"Pass {name} 0.5, say.")
+    if not 1.0 <= config.max_slowdown <= 1e6:
+        raise ProbeError(
+            f"--max-slowdown {config.max_slowdown:g} is out of range.",
+            "Give a factor of 1 or more, like --max-slowdown 5.",
+        )
+    if not 0.0 <= config.baseline_s <= 60.0:
+        raise ProbeError(
+            f"A baseline of {config.baseline_s:g} s is out of range.",
+            "Use 0 (no baseline) to 60 seconds.",
+        )
     if config.health_interval_s < 0.01:
         raise ProbeError(
             "A health interval under 10 ms would flood the service.",
@@ -177,6 +187,8 @@ class _Run:
         self.health_path = health_path
         self.t0 = 0.0
         self.health: list[HealthSample] = []
+        self.baseline: list[HealthSample] = []  # health alone, before the streams
+        self._baseline_t0 = 0.0
         self.streams: list[StreamRecord] = []
         self._latencies: list[float] = []  # sorted, for the running p99
         self._pending: set[int] = set()  # health requests started and not yet ended
@@ -293,6 +305,7 @@ class _Run:
     async def execute(self, catcher: Catcher | None) -> tuple[float, float]:
         """Run clients and the health clock until the duration ends; (started_at, elapsed)."""
         self.catcher = catcher
+        await self._measure_baseline()
         clock = ClockProcess(self._on_clock_report)
         await clock.start()  # before t0: the child is up and has imported what it needs
         clients: list[asyncio.Task[None]] = []
@@ -325,6 +338,33 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(self.progress(done=True))
         return started_at, self.now()
+
+    async def _measure_baseline(self) -> None:
+        """Time health alone for `baseline_s`, before any stream opens: the run's yardstick.
+
+        A loop that answers in 2 ms alone and in 150 ms under ten streams is 75 times
+        slower, yet under a 500 ms threshold; only a baseline of the same service on the
+        same machine shows it. A clock of its own, so the run's clock starts clean.
+        """
+        if self.config.baseline_s <= 0:
+            return
+        clock = ClockProcess(self._on_baseline_report)
+        await clock.start()
+        try:
+            self._baseline_t0 = time.monotonic()
+            config = replace(
+                self._clock_config(), t0=self._baseline_t0, duration_s=self.config.baseline_s
+            )
+            clock.begin(config)
+            await clock.wait_end(self.config.baseline_s + self.config.health_timeout_s + 5.0)
+        finally:
+            await clock.aclose()
+
+    def _on_baseline_report(self, message: list[Any]) -> None:
+        if message[0] == "done":
+            _, _, start, latency, status, timed_out, error = message
+            t = start - self._baseline_t0
+            self.baseline.append(HealthSample(t, latency, status, timed_out, error))
 
     async def _watch_resources(self) -> None:
         """Count the server's threads and fds while streams are dropped (see resources)."""
@@ -400,8 +440,10 @@ class _Run:
             self.health.append(HealthSample(t, latency, status, timed_out, error))
             self._timeouts += timed_out
             self._errors += error is not None
-            if status is not None or timed_out:
-                bisect.insort(self._latencies, latency)
+            # no answer counts at the deadline, as in the summary (timeline.counted_latency)
+            bisect.insort(
+                self._latencies, latency if status is not None else self.config.health_timeout_s
+            )
             if error == "connection refused":
                 self._refused()
             if (
@@ -666,11 +708,14 @@ async def run_probe(
     await run.settle_resources()
     health = tuple(sorted(run.health, key=lambda h: h.t))
     streams = tuple(sorted(run.streams, key=lambda s: s.t_open))
-    summary, stalls, verdict = summarize(config, health, streams)
+    baseline = tuple(sorted(run.baseline, key=lambda h: h.t))
+    summary, stalls, verdict = summarize(config, health, streams, baseline)
     resources = run.resources.report() if run.resources is not None else None
     if resources is not None and resources.growth:
         verdict = ProbeVerdict.FAIL  # a fix that trades the hang for a leak is no fix
     shown = catcher.best() if catcher else None
+    if shown is not None:
+        shown = with_health(shown, health)  # answers between its samples: many short calls
     if catcher is not None:
         notes.extend(catcher.notes())
     return ProbeResult(
@@ -686,6 +731,7 @@ async def run_probe(
         diagnosis_t=shown.t if shown else None,
         pid=catcher.pids[0] if catcher else pid,
         notes=tuple(notes),
+        baseline=baseline,
         resources=resources,
     )
 

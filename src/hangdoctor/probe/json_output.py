@@ -33,6 +33,7 @@ _ORDER = (
     "elapsed_s",
     "health",
     "streams",
+    "baseline",
 )
 
 

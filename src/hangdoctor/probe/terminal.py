@@ -17,9 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 from hangdoctor.probe.engine import ProbeProgress
-from hangdoctor.probe.timeline import ProbeResult, ProbeVerdict
+from hangdoctor.probe.timeline import BASELINE_FLOOR_S, ProbeResult, ProbeVerdict
 
-__all__ = ["LiveProgress", "format_seconds", "render_summary", "verdict_reasons"]
+__all__ = [
+    "LiveProgress",
+    "format_seconds",
+    "render_summary",
+    "slowdown_text",
+    "verdict_reasons",
+]
 
 _PLAIN_EVERY_S = 5.0
 _MAX_STALLS_SHOWN = 5
@@ -120,6 +126,28 @@ class LiveProgress:
             self._bar = None
 
 
+def _baseline_ref(result: ProbeResult) -> str:
+    """The baseline a slowdown is measured against, with the floor when it applied."""
+    base = result.summary.baseline_p99_s
+    if base is not None and base < BASELINE_FLOOR_S:
+        return (
+            f"the baseline p99 ({format_seconds(base)}, counted as "
+            f"{format_seconds(BASELINE_FLOOR_S)})"
+        )
+    return f"the baseline p99 {format_seconds(base)}"
+
+
+def slowdown_text(result: ProbeResult) -> str | None:
+    """`p99 340 ms is 34 times the baseline p99 10 ms ...` when over --max-slowdown."""
+    s, c = result.summary, result.config
+    if s.slowdown is None or s.slowdown <= c.max_slowdown:
+        return None
+    return (
+        f"p99 {format_seconds(s.p99_s)} is {s.slowdown:.0f} times {_baseline_ref(result)} "
+        f"measured before the streams started (limit {c.max_slowdown:g} times, --max-slowdown)"
+    )
+
+
 def verdict_reasons(result: ProbeResult) -> list[str]:
     """Why the run passed or failed, in the terms of the thresholds."""
     s, c = result.summary, result.config
@@ -129,20 +157,28 @@ def verdict_reasons(result: ProbeResult) -> list[str]:
             f"{s.timeouts} of {s.requests} health requests timed out "
             f"(deadline {format_seconds(c.health_timeout_s)})"
         )
-    if s.p99_s is None:
+    if s.requests - s.timeouts - s.errors == 0:
         reasons.append("no health request was answered")
-    elif s.p99_s >= c.p99_threshold_s:
+    elif s.p99_s is not None and s.p99_s >= c.p99_threshold_s:
         reasons.append(
             f"p99 {format_seconds(s.p99_s)} is over the {format_seconds(c.p99_threshold_s)} "
             "threshold"
         )
+    slower = slowdown_text(result)
+    if slower:
+        reasons.append(slower)
     if result.resources is not None:  # threads or fds that grew with the drops (resources.py)
         reasons += [growth.message for growth in result.resources.growth]
     if not reasons:
-        reasons.append(
+        text = (
             f"no health request timed out and p99 {format_seconds(s.p99_s)} is under "
             f"{format_seconds(c.p99_threshold_s)}"
         )
+        if s.slowdown is not None:
+            text += (
+                f", {s.slowdown:.1f} times {_baseline_ref(result)} (limit {c.max_slowdown:g} times)"
+            )
+        reasons.append(text)
     return reasons
 
 
@@ -175,8 +211,8 @@ def _verdict_line(result: ProbeResult) -> Text:
     return line
 
 
-def _latency_table(result: ProbeResult) -> Table:
-    s = result.summary
+def _latency_table(result: ProbeResult) -> RenderableType:
+    s, c = result.summary, result.config
     table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
     table.add_column("health", style="bold", no_wrap=True)
     for name in ("p50", "p90", "p99", "max"):
@@ -195,7 +231,27 @@ def _latency_table(result: ProbeResult) -> Table:
         timeouts,
         str(s.errors),
     )
-    return table
+    if s.baseline_requests:
+        table.add_row(
+            Text("baseline", style="dim"),
+            format_seconds(s.baseline_p50_s),
+            "-",
+            format_seconds(s.baseline_p99_s),
+            "-",
+            str(s.baseline_requests),
+            "-",
+            "-",
+        )
+    legend = Text(
+        f"  every health request counts; one with no answer counts at the deadline "
+        f"({format_seconds(c.health_timeout_s)})",
+        style="dim",
+    )
+    if s.baseline_requests:
+        legend.append(
+            f"\n  baseline: health alone for {c.baseline_s:g} s, before any stream opened"
+        )
+    return Group(table, legend)
 
 
 def _streams_line(result: ProbeResult) -> Text:
@@ -209,29 +265,41 @@ def _streams_line(result: ProbeResult) -> Text:
 
 
 def _stalls(result: ProbeResult) -> RenderableType:
-    s = result.summary
+    s, c = result.summary, result.config
     head = Text("longest stall", style="bold")
     if not result.stalls:
         head.append(
-            f"  none (no health request took {format_seconds(result.config.stall_threshold_s)} "
-            "or more)"
+            f"  none (no health request took {format_seconds(c.stall_threshold_s)} or more)"
         )
         return head
+    longest = max(result.stalls, key=lambda w: w.t_end - w.t_start)
     head.append(f"  {format_seconds(s.longest_stall_s)}", style="bold red")
-    head.append(f"  ({len(result.stalls)} stall window(s))")
+    head.append(
+        f"  from t={longest.t_start:.1f} s to {longest.t_end:.1f} s no health request was "
+        f"answered within {format_seconds(c.stall_threshold_s)}; the slowest single one took "
+        f"{format_seconds(longest.worst_latency_s)} ({len(result.stalls)} stall window(s))"
+    )
     table = Table(box=None, padding=(0, 2), show_header=False, pad_edge=False)
-    for _ in range(4):
+    for _ in range(5):
         table.add_column(justify="right")
     for w in result.stalls[:_MAX_STALLS_SHOWN]:
         table.add_row(
             f"t={w.t_start:.1f} s → {w.t_end:.1f} s",
             format_seconds(w.t_end - w.t_start),
+            f"{w.late} late",
             f"worst {format_seconds(w.worst_latency_s)}",
             f"{w.timeouts} timeout(s)",
         )
     parts: list[RenderableType] = [head, Padding(table, (0, 0, 0, 2))]
     if len(result.stalls) > _MAX_STALLS_SHOWN:
         parts.append(Text(f"  ... {len(result.stalls) - _MAX_STALLS_SHOWN} more", style="dim"))
+    parts.append(
+        Text(
+            "  a stall window runs from a late health request's send to the next prompt "
+            "answer: it may hold many short stalls back to back",
+            style="dim",
+        )
+    )
     return Group(*parts)
 
 

@@ -3,6 +3,25 @@
 The probe engine writes these, the terminal, JSON and HTML renderers read
 them. Times are seconds since the probe started (`t`), from one monotonic
 clock, so marks from health checks, streams and captures share one axis.
+
+The numbers have one definition each, and the renderers say it:
+
+- Percentiles (p50, p90, p99, max) are over every health request sent. An
+  answer counts at its latency; a request that got no answer (timed out, or
+  failed) counts at the deadline. Requests that were not answered are never
+  left out: 97 timeouts of 100 put p50 at the deadline, not at the three
+  answers.
+- A stall window starts when a health request is sent that turns out late (no
+  answer within the stall threshold) and ends at the next prompt answer to a
+  request sent after it; with no such answer, when its last late request
+  ended. Throughout it, no health request sent was answered in time, and
+  windows never overlap. It can hold several short stalls back to back: the
+  window says how long the service did not answer promptly, `worst_latency_s`
+  how long the slowest single request took.
+- The baseline is a few health requests timed before any stream opens. The
+  run fails when its p99 is more than `max_slowdown` times the baseline p99
+  (baselines under `BASELINE_FLOOR_S` count as that much: a ratio of two
+  sub-millisecond figures is noise, not a slowdown).
 """
 
 from __future__ import annotations
@@ -16,6 +35,7 @@ from hangdoctor.model import Diagnosis
 from hangdoctor.probe.resources import ResourceReport
 
 __all__ = [
+    "BASELINE_FLOOR_S",
     "HealthSample",
     "ProbeConfig",
     "ProbeResult",
@@ -23,13 +43,16 @@ __all__ = [
     "ProbeVerdict",
     "StallWindow",
     "StreamRecord",
+    "counted_latency",
     "percentile",
     "summarize",
 ]
 
+BASELINE_FLOOR_S = 0.01
+
 
 class ProbeVerdict(str, enum.Enum):
-    PASS = "pass"  # no health request timed out and p99 under the threshold
+    PASS = "pass"  # no timeout, p99 under the threshold and within max_slowdown of the baseline
     FAIL = "fail"
 
 
@@ -53,6 +76,8 @@ class ProbeConfig:
     headers: tuple[tuple[str, str], ...] = ()  # sent on streams and health requests
     body: str | None = None  # request body of the streams (with --method POST)
     insecure: bool = False  # https: do not verify the server's certificate
+    max_slowdown: float = 10.0  # fail when p99 is more than this many times the baseline p99
+    baseline_s: float = 1.0  # health-only timing before the streams start (0: none)
 
 
 @dataclass(frozen=True)
@@ -83,12 +108,13 @@ class StreamRecord:
 
 @dataclass(frozen=True)
 class StallWindow:
-    """A span when health requests were late or timed out."""
+    """A span when no health request sent was answered in time (see the module docstring)."""
 
-    t_start: float
-    t_end: float
-    worst_latency_s: float
+    t_start: float  # the first late request was sent
+    t_end: float  # the next prompt answer, else the end of the window's last late request
+    worst_latency_s: float  # the slowest single request of the window
     timeouts: int
+    late: int = 0  # health requests of the window that were late or got no answer
 
 
 @dataclass(frozen=True)
@@ -101,11 +127,15 @@ class ProbeSummary:
     p90_s: float | None
     p99_s: float | None
     max_s: float | None
-    longest_stall_s: float
+    longest_stall_s: float  # the longest stall window, not the slowest request (max_s)
     streams_opened: int
     streams_aborted: int
     streams_failed: int
     events: int
+    baseline_requests: int = 0
+    baseline_p50_s: float | None = None
+    baseline_p99_s: float | None = None
+    slowdown: float | None = None  # p99 / max(baseline p99, BASELINE_FLOOR_S)
 
 
 @dataclass(frozen=True)
@@ -122,6 +152,7 @@ class ProbeResult:
     diagnosis_t: float | None = None  # when that capture started, on the probe's axis
     pid: int | None = None  # the server process examined
     notes: tuple[str, ...] = field(default=())
+    baseline: tuple[HealthSample, ...] = ()  # before the streams; t from the baseline's start
     resources: ResourceReport | None = None  # the server's threads and open files (resources.py)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,24 +171,45 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def counted_latency(h: HealthSample, deadline_s: float) -> float:
+    """The latency a request counts at in the percentiles: the deadline when unanswered."""
+    return h.latency_s if h.status is not None else deadline_s
+
+
+def _late(h: HealthSample, threshold_s: float) -> bool:
+    return h.status is None or h.latency_s >= threshold_s
+
+
 def _stalls(health: tuple[HealthSample, ...], threshold_s: float) -> tuple[StallWindow, ...]:
-    """Merge overlapping late or timed-out health requests into stall windows."""
-    bad = sorted(
-        (h for h in health if h.timed_out or h.latency_s >= threshold_s), key=lambda h: h.t
-    )
+    """Stall windows: from a late request's send to the next prompt answer (module docstring)."""
+    ordered = sorted(health, key=lambda h: h.t)
+    prompt = [h for h in ordered if not _late(h, threshold_s)]
     windows: list[StallWindow] = []
-    for h in bad:
-        end = h.t + h.latency_s
-        if windows and h.t <= windows[-1].t_end:
-            w = windows[-1]
-            windows[-1] = StallWindow(
-                w.t_start,
-                max(w.t_end, end),
-                max(w.worst_latency_s, h.latency_s),
-                w.timeouts + h.timed_out,
+    i = 0
+    while i < len(ordered):
+        first = ordered[i]
+        if not _late(first, threshold_s):
+            i += 1
+            continue
+        answers = [h.t + h.latency_s for h in prompt if h.t >= first.t]
+        answered_at = min(answers, default=None)
+        members = [
+            h
+            for h in ordered[i:]
+            if _late(h, threshold_s) and (answered_at is None or h.t < answered_at)
+        ]
+        end = answered_at if answered_at is not None else max(h.t + h.latency_s for h in members)
+        windows.append(
+            StallWindow(
+                t_start=first.t,
+                t_end=end,
+                worst_latency_s=max(h.latency_s for h in members),
+                timeouts=sum(h.timed_out for h in members),
+                late=len(members),
             )
-        else:
-            windows.append(StallWindow(h.t, end, h.latency_s, int(h.timed_out)))
+        )
+        last = members[-1]
+        i = ordered.index(last, i) + 1
     return tuple(windows)
 
 
@@ -165,26 +217,45 @@ def summarize(
     config: ProbeConfig,
     health: tuple[HealthSample, ...],
     streams: tuple[StreamRecord, ...],
+    baseline: tuple[HealthSample, ...] = (),
 ) -> tuple[ProbeSummary, tuple[StallWindow, ...], ProbeVerdict]:
-    """Percentiles, stall windows and the verdict of a finished run."""
-    answered = [h.latency_s for h in health if h.status is not None]
+    """Percentiles, stall windows and the verdict of a finished run (module docstring)."""
+    deadline = config.health_timeout_s
+    counted = [counted_latency(h, deadline) for h in health]
     timeouts = sum(h.timed_out for h in health)
     errors = sum(1 for h in health if h.status is None and not h.timed_out)
     stalls = _stalls(health, config.stall_threshold_s)
+    base = [counted_latency(h, deadline) for h in baseline]
+    p99 = percentile(counted, 99)
+    base_p99 = percentile(base, 99)
+    slowdown = None
+    if p99 is not None and base_p99 is not None:
+        slowdown = p99 / max(base_p99, BASELINE_FLOOR_S)
     summary = ProbeSummary(
         requests=len(health),
         ok=sum(1 for h in health if h.status is not None and 200 <= h.status < 400),
         timeouts=timeouts,
         errors=errors,
-        p50_s=percentile(answered, 50),
-        p90_s=percentile(answered, 90),
-        p99_s=percentile(answered + [h.latency_s for h in health if h.timed_out], 99),
-        max_s=max((h.latency_s for h in health), default=None),
+        p50_s=percentile(counted, 50),
+        p90_s=percentile(counted, 90),
+        p99_s=p99,
+        max_s=max(counted, default=None),
         longest_stall_s=max((w.t_end - w.t_start for w in stalls), default=0.0),
         streams_opened=sum(1 for s in streams if s.status is not None),
         streams_aborted=sum(s.aborted for s in streams),
         streams_failed=sum(1 for s in streams if s.error is not None),
         events=sum(s.events for s in streams),
+        baseline_requests=len(baseline),
+        baseline_p50_s=percentile(base, 50),
+        baseline_p99_s=base_p99,
+        slowdown=None if slowdown is None else round(slowdown, 2),
     )
-    ok = timeouts == 0 and summary.p99_s is not None and summary.p99_s < config.p99_threshold_s
+    answered = any(h.status is not None for h in health)
+    ok = (
+        timeouts == 0
+        and answered
+        and p99 is not None
+        and p99 < config.p99_threshold_s
+        and (slowdown is None or slowdown <= config.max_slowdown)
+    )
     return summary, stalls, ProbeVerdict.PASS if ok else ProbeVerdict.FAIL
