@@ -139,6 +139,30 @@ def test_fixed_block_keeps_no_executor_of_its_own() -> None:
     assert "max_workers=2" in out.applied[0].description  # the pool size it no longer sets
 
 
+def test_explicit_shutdown_of_a_pool_per_call_says_it_still_leaks() -> None:
+    """`pool = ThreadPoolExecutor()` ... `pool.shutdown()` inside a coroutine is fixed to not
+    wait, and the description says a pool per call still leaves a thread per cancelled call;
+    an application's pool (`self._pool`) gets no such note."""
+    src = (
+        "from concurrent.futures import ThreadPoolExecutor\n\n\n"
+        "class Service:\n"
+        "    def __init__(self):\n"
+        "        self._pool = ThreadPoolExecutor()\n\n"
+        "    async def close(self):\n"
+        "        self._pool.shutdown()\n\n"
+        "    async def once(self, loop):\n"
+        "        pool = ThreadPoolExecutor()\n"
+        "        await loop.run_in_executor(pool, print)\n"
+        "        pool.shutdown()\n"
+    )
+    out = fix_source(src, [FixSite("HD101", 9, 8), FixSite("HD101", 14, 8)])
+    app, once = out.applied
+    assert "pool per call" not in app.description
+    assert (
+        "pool per call" in once.description and "one executor per application" in once.description
+    )
+
+
 def test_hd101_inside_sync_def_nested_in_async_is_skipped() -> None:
     """A `with` executor inside a sync def (even inside async code) is not async code."""
     src = (

@@ -75,6 +75,30 @@ def _created_as_executor(index: SourceIndex, receiver: cst.BaseExpression) -> bo
     return found
 
 
+def _created_here(index: SourceIndex, call: cst.Call, receiver: cst.BaseExpression) -> bool:
+    """Whether `receiver` is a plain name assigned an executor in the coroutine itself.
+
+    Such a pool lives for one call: the fix stops the join, but a call cancelled
+    while its job runs still leaves that job's thread behind, so the fix says so.
+    """
+    fn = index.enclosing_function(call)
+    if not isinstance(receiver, cst.Name) or fn is None:
+        return False
+    name = receiver.value
+    found = False
+
+    class _Find(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            nonlocal found
+            named = any(
+                isinstance(t.target, cst.Name) and t.target.value == name for t in node.targets
+            )
+            found = found or (named and is_executor_call(index, node.value))
+
+    fn.visit(_Find())
+    return found
+
+
 def _literal(arg: cst.Arg | None) -> bool | None:
     """True/False for a literal (missing means the default, True); None when computed."""
     if arg is None:
@@ -134,6 +158,12 @@ def plan_shutdown(
         return node.with_changes(args=args)
 
     desc = preview(index.module, call, rewrite(call))
+    if _created_here(index, call, receiver):
+        desc += (
+            f"; note: `{index.code(receiver)}` is created in this coroutine, a pool per call: "
+            "a call cancelled while its job runs leaves that thread behind, so create one "
+            "executor per application instead (see `hangdoctor explain HD101`)"
+        )
     if not modern:
         desc += (
             f" (Python {target[0]}.{target[1]} has no cancel_futures: pending work is not "
