@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import APP_DIR, ROOT, newsroom_argv
+from tests.conftest import APP_DIR, ROOT, newsroom_argv, run_hangdoctor
 from tests.probe._servers import quick_config
 
 from hangdoctor.probe.engine import run_probe
@@ -199,3 +199,67 @@ def test_probe_fails_the_leaky_fix_and_passes_the_bounded_one(
     assert report is not None and report.growth == ()
     assert report.pids == (slow_newsroom["bounded"].pid,)
     assert report.peak("threads") <= report.first("threads") + 4 + 3
+
+
+@pytest.fixture
+def leaky_app(tmp_path: Path) -> Path:
+    """A copy of the newsroom whose stream route is yesterday's pool-per-stream fix."""
+    app = tmp_path / "leaky"
+    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(LEAKY, app / "api" / "routes" / "stream.py")
+    return app
+
+
+@pytest.mark.e2e
+def test_probe_counts_the_threads_of_every_worker(leaky_app: Path) -> None:
+    """GIVEN the leaky fix under `uvicorn --workers 2` and the master's PID WHEN streams are
+    dropped THEN the workers' threads are counted (the master has few) and the run FAILS."""
+    port = free_port()
+    server = ManagedServer(
+        newsroom_argv(port, app_dir=leaky_app, workers=2),
+        base_url=f"http://127.0.0.1:{port}",
+        cwd=str(leaky_app),
+        env={"NEWSROOM_UPSTREAM_DELAY": "30", "PYTHONUNBUFFERED": "1"},
+        ready_timeout=30.0,
+    ).start()
+    try:
+        time.sleep(1.0)  # both workers are up, not only the first one to answer
+        result = _probe(server, pid=server.pid)
+    finally:
+        server.stop(grace=1.0)
+    report = result.resources  # type: ignore[attr-defined]
+    assert report is not None and len(report.pids) >= 3  # the master and its workers
+    assert result.verdict is ProbeVerdict.FAIL  # type: ignore[attr-defined]
+    assert [g.kind for g in report.growth] == ["threads"]
+
+
+@pytest.mark.e2e
+def test_doctor_fails_a_fix_that_leaks_threads(
+    leaky_app: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN the leaky fix WHEN `hangdoctor doctor` starts and probes it THEN it exits 1 and
+    says that each dropped stream leaves a thread behind, although no health check failed."""
+    monkeypatch.setenv("NEWSROOM_UPSTREAM_DELAY", "30")
+    proc = run_hangdoctor(
+        "doctor",
+        "--stream",
+        "/news/stream",
+        "--clients",
+        "10",
+        "--duration",
+        "6",
+        "--",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--app-dir",
+        str(leaky_app),
+        "--port",
+        str(free_port()),
+        timeout=120,
+    )
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:] + proc.stderr[-2000:]
+    assert "during the probe: each dropped stream leaves a thread behind" in out, out
+    assert "Traceback" not in out + proc.stderr
