@@ -282,6 +282,7 @@ def test_demo_on_a_terminal() -> None:
     run = on_terminal("demo", columns=60, timeout=150)
     text = check(run, 0)
     assert "hd-expect" not in text
+    assert "Locals of" not in text  # as `diagnose --pid` prints it: locals only with --locals
     lines = set(run.lines)
     for line in _fix_diff(APP_DIR).splitlines():
         assert line.rstrip() in lines, (line, text[-4000:])

@@ -174,7 +174,9 @@ def run_demo(console: Console) -> int:
         started = time.monotonic()
         diagnosis = _diagnose(server.pid)
         took = time.monotonic() - started
-        console.print(render_terminal(diagnosis, width=console.width), end="")
+        # as `hangdoctor diagnose --pid` prints it: locals only on request (--locals)
+        shown = diagnosis.without_locals()
+        console.print(render_terminal(shown, width=console.width), end="")
         console.print(f"   (verdict in {took:.1f} s)\n")
         server.stop(grace=1.0)  # its loop is blocked: it cannot shut itself down gracefully
 
