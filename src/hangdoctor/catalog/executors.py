@@ -65,8 +65,9 @@ async def gen(request):
         fix_safety=(
             "Safe: the block's jobs still run in threads and are still awaited, in the loop's "
             "default executor (`min(32, CPUs + 4)` threads, shared by the whole loop) instead "
-            "of a pool of the block's own; nothing is joined on the loop and no thread is "
-            "left behind per request. A ProcessPoolExecutor, or a pool with an `initializer`, "
+            "of a pool of the block's own; nothing is joined on the loop, and the threads are "
+            "bounded by that pool, not by the number of requests. A ProcessPoolExecutor, or a "
+            "pool with an `initializer`, "
             "is not rewritten (the fixer says why). An explicit `shutdown()` becomes "
             "`shutdown(wait=False, cancel_futures=True)`; `cancel_futures` needs Python 3.9, "
             "below that `wait=False` alone."
