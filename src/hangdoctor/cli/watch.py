@@ -126,17 +126,27 @@ def command(threshold: float, out: Path | None, server: tuple[str, ...]) -> None
                 f"Cannot write the stall log {str(out)!r}: {exc.strerror or exc}.",
                 "Choose a writable path for --out.",
             ) from None
-    ready_dir = Path(tempfile.mkdtemp(prefix="hangdoctor-watch-"))
-    ready = ready_dir / "ready"
-    env = watch_environment(dict(os.environ), threshold, out, ready)
     sys.stdout.flush()
     sys.stderr.flush()
-    exec_failed = _leave_readiness_check(ready, argv)
+    ready: Path | None = None
+    exec_failed: int | None = None
+    try:
+        ready = Path(tempfile.mkdtemp(prefix="hangdoctor-watch-")) / "ready"
+        exec_failed = _leave_readiness_check(ready, argv)
+    except OSError:
+        # no temporary directory, no fork: the server still runs watched, only the warning
+        # for a command in which no watchdog starts is lost
+        if ready is not None:
+            with contextlib.suppress(OSError):
+                ready.parent.rmdir()
+        ready = None
+    env = watch_environment(dict(os.environ), threshold, out, ready)
     try:
         os.execve(program, argv, env)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.write(exec_failed, b"x")  # the check has nothing to wait for: let it go quietly
+        if exec_failed is not None:
+            with contextlib.suppress(OSError):
+                os.write(exec_failed, b"x")  # the check has nothing to wait for: let it go
         raise HangdoctorError(
             f"Cannot start {argv[0]!r}: {exc.strerror or exc}.",
             "Check that the command runs on its own first.",
