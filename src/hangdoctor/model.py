@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 __all__ = [
+    "CpuUse",
     "Diagnosis",
     "Finding",
     "Frame",
@@ -22,6 +23,7 @@ __all__ = [
     "LoopState",
     "Snapshot",
     "Thread",
+    "ThreadCpu",
     "Verdict",
     "WaitTarget",
 ]
@@ -93,6 +95,34 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class ThreadCpu:
+    """A thread's scheduler counters at one moment (`/proc/PID/task/TID/schedstat`).
+
+    Cumulative since the thread started: only the difference between two reads
+    means something. Time spent runnable but waiting for a CPU is kept apart from
+    time on a CPU because a thread on a loaded machine (or under a CPU limit) gets
+    only a share of the CPU it wants: what it wanted is on-CPU plus waiting.
+    """
+
+    on_cpu_s: float  # seconds run on a CPU (schedstat field 1)
+    # seconds runnable, waiting on a run queue for a CPU (field 2); the kernel adds a wait
+    # when it ends, so a wait still going on is not in it yet: `runs` and `state` tell that
+    waiting_s: float
+    at_s: float  # when it was read: time.monotonic() of the reader (one clock per machine)
+    runs: int = 0  # times it got a CPU (field 3)
+    state: str | None = None  # R (running or runnable), S, D, T... from /proc/PID/task/TID/stat
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """What one thread did with the CPU between two reads of its `ThreadCpu`."""
+
+    on_cpu_s: float
+    waiting_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
 class Thread:
     """One thread of a snapshot; `frames` are innermost first, as py-spy prints them."""
 
@@ -102,6 +132,7 @@ class Thread:
     ident: int | None = None  # Python's threading.get_ident()
     active: bool | None = None  # py-spy's flag: informational, never used to decide blocked
     owns_gil: bool | None = None
+    cpu: ThreadCpu | None = None  # scheduler counters read with the sample, where readable
 
 
 @dataclass(frozen=True)
@@ -167,6 +198,7 @@ class LoopReport:
     blocked_for_s: float | None = None
     busy_workers: int | None = None  # AnyIO worker threads busy (starvation)
     total_workers: int | None = None
+    cpu: CpuUse | None = None  # the loop thread's CPU over the samples, where measured
 
 
 @dataclass(frozen=True)
@@ -242,6 +274,7 @@ def thread_from_dict(d: dict[str, Any]) -> Thread:
         ident=d.get("ident"),
         active=d.get("active"),
         owns_gil=d.get("owns_gil"),
+        cpu=ThreadCpu(**d["cpu"]) if d.get("cpu") else None,
     )
 
 
@@ -293,4 +326,5 @@ def _loop_from_dict(d: dict[str, Any]) -> LoopReport:
         blocked_for_s=d.get("blocked_for_s"),
         busy_workers=d.get("busy_workers"),
         total_workers=d.get("total_workers"),
+        cpu=CpuUse(**d["cpu"]) if d.get("cpu") else None,
     )

@@ -6,6 +6,12 @@ and the last of those samples is a lower bound of the stall. Busy means it was
 inside callbacks in every sample but the frames kept changing (CPU work).
 Starved means the loop was idle but every AnyIO worker thread was taken, so
 sync routes queue.
+
+Where the samples carry the threads' scheduler counters (a live capture on
+Linux), "on the CPU" is what the loop thread wanted, not what it got (see
+`analysis.cpu`): busy needs demand, and a loop whose stack stayed put only
+because it was waiting for a CPU the whole time is starved of CPU by other
+load, which is said with the figures, never called busy or blocked.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hangdoctor.analysis import cpu
 from hangdoctor.analysis.classify import Classification, classify_callback, user_frame_index
 from hangdoctor.analysis.frames import frame_matches, is_user_frame
 from hangdoctor.analysis.loops import LoopView, loop_view, worker_state
@@ -21,6 +28,7 @@ from hangdoctor.analysis.source import SourceReader
 from hangdoctor.catalog import get_rule
 from hangdoctor.catalog.rule import FramePattern
 from hangdoctor.model import (
+    CpuUse,
     Diagnosis,
     Finding,
     Frame,
@@ -131,7 +139,15 @@ def _analyze_process(
         )
     for tid, samples in loop_series.items():
         report, finding = _judge_loop(pid, tid, samples, reader)
-        if report.state is LoopState.IDLE and len(samples) >= 2 and all(s.key for s in samples):
+        no_cpu = report.cpu is not None and cpu.starved(report.cpu)
+        if no_cpu:
+            notes.append(_starved_note(pid, report, samples))
+        if (
+            report.state is LoopState.IDLE
+            and not no_cpu  # it did not keep answering: it hardly ran
+            and len(samples) >= 2
+            and all(s.key for s in samples)
+        ):
             notes.append(
                 f"pid {pid} {report.thread or 'loop'}: running a different short callback in "
                 "every sample, with no code of yours in common: a loaded loop that keeps "
@@ -149,6 +165,7 @@ def _analyze_process(
                     state=LoopState.STARVED,
                     busy_workers=busy,
                     total_workers=total,
+                    cpu=report.cpu,
                 )
                 finding = _with_loop(finding, report)
         loops.append(report)
@@ -185,17 +202,31 @@ def _judge_loop(
     everywhere = all(s.key is not None for s in samples)
     state = LoopState.IDLE
     chosen: list[_Sample] = []
+    overall = cpu.use_over([s.thread for s in samples])
+    run_use: CpuUse | None = None
     if len(run) >= 2 or (len(samples) == 1 and run):
-        on_cpu = all(s.thread.active is True for s in run)
+        run_use = cpu.use_over([s.thread for s in run])
+        if run_use is not None:
+            on_cpu = cpu.cpu_bound(run_use)
+        else:
+            on_cpu = all(s.thread.active is True for s in run)
         chosen, state = run, LoopState.BLOCKED
         cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
-        if cls.rule.code == "HD501":
+        if run_use is not None and _stack_says_nothing(run_use, cls):
+            # runnable the whole time but hardly run: the stack stayed put because the
+            # thread was waiting for a CPU, which says nothing about the code it is in
+            state = LoopState.IDLE
+        elif cls.rule.code == "HD501":
             state = LoopState.BUSY
     elif everywhere and len(samples) >= 2 and _busy_focus(samples, reader)[0] is not None:
         # In a callback every time, but a different one: only work that stays inside one
         # function of the user's is CPU work on the loop. Different short callbacks each
         # sample (parsing requests under load) is a loop that keeps answering: healthy.
-        on_cpu = sum(s.thread.active is True for s in samples) * 2 > len(samples)
+        run_use = overall
+        if run_use is not None:
+            on_cpu = cpu.cpu_bound(run_use)
+        else:
+            on_cpu = sum(s.thread.active is True for s in samples) * 2 > len(samples)
         cls = classify_callback(last.view.callback, reader, on_cpu=on_cpu)
         chosen = samples
         if on_cpu or cls.rule.code in ("HD501", "HD900"):
@@ -204,18 +235,63 @@ def _judge_loop(
         else:
             state = LoopState.BLOCKED
     if state is LoopState.IDLE:
-        return LoopReport(pid=pid, tid=tid, thread=name, kind=kind, state=state), None
+        return LoopReport(pid=pid, tid=tid, thread=name, kind=kind, state=state, cpu=overall), None
     blocked_for = _span(chosen)
     report = LoopReport(
-        pid=pid, tid=tid, thread=name, kind=kind, state=state, blocked_for_s=blocked_for
+        pid=pid,
+        tid=tid,
+        thread=name,
+        kind=kind,
+        state=state,
+        blocked_for_s=blocked_for,
+        cpu=overall,
     )
     hot = ""
     if state is LoopState.BUSY:
         stable, hot = _busy_focus(chosen, reader)
         if stable is not None:
             cls = replace(cls, user_index=stable)
+        if run_use is not None and cpu.starved(run_use):
+            starved = f"it also {cpu.describe_starved(run_use)}: other load takes the CPU"
+            hot = f"{hot}; {starved}" if hot else starved
     finding = _finding(report, last, cls, reader, hot)
     return report, finding
+
+
+def _stack_says_nothing(use: CpuUse, cls: Classification) -> bool:
+    """The loop was starved of CPU and its stack is no evidence of a cause.
+
+    Waiting for a CPU most of the time it wanted one, the thread stayed where the
+    scheduler last stopped it. In asyncio's or a framework's own code (no user
+    frame) that is a loop between callbacks, not busy work; in the user's code it
+    is CPU work only if the thread really ran there. A blocking call's line, seen
+    while the thread was runnable rather than asleep, was not what it waited on.
+    """
+    if not cpu.starved(use):
+        return False
+    if cls.rule.code != "HD501":
+        return True
+    return cls.user_index is None or cpu.ran_little(use)
+
+
+def _starved_note(pid: int, report: LoopReport, samples: list[_Sample]) -> str:
+    """What a loop starved of CPU looked like, with the figures."""
+    use = report.cpu
+    assert use is not None
+    where = ""
+    if report.state is LoopState.IDLE:
+        top = samples[-1].view.callback
+        if not top:
+            where = ", waiting in the selector"
+        elif any(is_user_frame(f) for f in top):
+            where = ", in your code but running too little there to say it is what holds it up"
+        else:
+            where = ", stopped in the server's or asyncio's own code, not in a callback of yours"
+    return (
+        f"pid {pid} {report.thread or 'loop'}: starved of CPU: it {cpu.describe_starved(use)} "
+        f"over the samples{where}. Other processes on this machine, or the container's CPU "
+        "limit, take the CPU: every request waits for it, however the code is written."
+    )
 
 
 def _user_frames(callback: tuple[Frame, ...]) -> list[tuple[str, str]]:

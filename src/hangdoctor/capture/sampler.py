@@ -3,6 +3,12 @@
 A blocked loop is told from a busy one by the stack staying put over time, so
 each process is sampled a few times; all workers of a server are dumped in the
 same round so their samples describe the same moments.
+
+Each sample also carries every thread's scheduler counters (on a CPU, waiting
+for one), read the moment its dump returns: between two samples they say
+whether a thread whose stack did not move wanted the CPU (busy), got little of
+it (starved by other load) or wanted none (waiting). Reading them is the
+source's job; what they mean is the analysis's.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from hangdoctor.capture import schedstat
 from hangdoctor.capture.pyspy import dump
 from hangdoctor.errors import CaptureError, HangdoctorError
 from hangdoctor.model import Snapshot
@@ -68,7 +75,7 @@ def sample(
                 break
             futures = {
                 pid: pool.submit(
-                    dump,
+                    _dump_with_cpu,
                     pid,
                     locals=locals,
                     native=native,
@@ -95,6 +102,26 @@ def sample(
         errors={p: errors[p] for p in todo if p in errors},
         elapsed_s=time.monotonic() - start,
     )
+
+
+def _dump_with_cpu(
+    pid: int, *, locals: bool, native: bool, nonblocking: bool, timeout: float
+) -> Snapshot:
+    """One dump, each thread with its scheduler counters read as soon as it returns.
+
+    A blocking dump pauses the target, and a paused thread neither runs nor
+    waits for a CPU, so the counters read after it still belong to the stack it
+    shows; from one sample's counters to the next is what the thread did in
+    between.
+    """
+    snap = dump(pid, locals=locals, native=native, nonblocking=nonblocking, timeout=timeout)
+    counters = schedstat.read_process(pid)
+    if not counters:
+        return snap
+    threads = tuple(
+        replace(t, cpu=counters[t.tid]) if t.tid in counters else t for t in snap.threads
+    )
+    return replace(snap, threads=threads)
 
 
 def _collect(

@@ -7,12 +7,23 @@ first moment the loop can be called stalled — so it wakes about once per
 threshold, not per beat, and never makes the loop wake up for it. A heartbeat
 that overdue means the loop is stuck inside some callback: the monitor
 captures every thread's stack with `sys._current_frames()` *while the stall is
-still going on*, a few times, and reads the loop thread's CPU clock (waiting
-or computing?). When the heartbeat finally runs, the stall is over: the
+still going on*, a few times, and reads the loop thread's scheduler counters
+(waiting, or computing?). When the heartbeat finally runs, the stall is over: the
 samples go through the same analysis as `hangdoctor diagnose` (same catalog
 codes, same user file:line, same "waits for"), and the result is one
 `StallRecord`: logged as one warning on the `hangdoctor` logger, passed to
 `on_stall`, kept in a bounded buffer.
+
+Waiting or computing is decided from the CPU the loop thread *wanted* over the
+stall: time on a CPU plus time runnable but waiting for one
+(`/proc/self/task/TID/schedstat`, read at each capture and when the stall
+ends; never per heartbeat), against wall time (see `analysis.cpu`). With more
+busy processes than cores, or at a container's CPU limit, CPU work on the loop
+gets only a share of a CPU; its CPU clock alone would make it look like a
+wait. A loop that wanted the CPU but hardly got it, stopped in asyncio's own
+code, is starved of CPU by other load: that is logged as such, with the
+figures, and not reported as a stall of the code. Where the counters cannot be
+read, the thread's CPU clock decides, as before.
 
 What the numbers mean. `duration` is how late the heartbeat ran: the stall
 began between the previous heartbeat and the one that was due, up to one
@@ -43,18 +54,29 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
+from hangdoctor.analysis import cpu as cpu_rule
 from hangdoctor.analysis.classify import classify_callback
 from hangdoctor.analysis.diagnose import analyze
 from hangdoctor.analysis.frames import display_path, is_user_frame
 from hangdoctor.analysis.loops import loop_view
 from hangdoctor.analysis.source import SourceReader
+from hangdoctor.capture import schedstat
 from hangdoctor.capture.inprocess import snapshot_of_threads, thread_cpu_seconds
 from hangdoctor.catalog import get_rule
-from hangdoctor.model import Finding, Frame, LoopState, Snapshot, Thread
+from hangdoctor.model import (
+    CpuUse,
+    Diagnosis,
+    Finding,
+    Frame,
+    LoopState,
+    Snapshot,
+    Thread,
+    ThreadCpu,
+)
 from hangdoctor.runtime import inflight
 from hangdoctor.runtime.stall import RequestInfo, StallRecord, _remember
 
@@ -65,12 +87,14 @@ logger = logging.getLogger("hangdoctor")
 StallCallback = Callable[[StallRecord], object]
 LagCallback = Callable[[float], object]
 
-_CPU_BOUND = 0.5  # share of wall time on the CPU above which a stalled loop is busy, not waiting
 # Wake this long before a stall can be declared, and capture if the loop is stuck then:
 # a stall that ends just past the threshold would otherwise end before the capture.
 _EARLY = 0.005
 _POLL = 0.01  # while a stall goes on: how often to look whether it ended
 _LAGS_KEPT = 4096  # heartbeats measured but not yet read by the monitor
+_READINGS_KEPT = (
+    16  # the monitor's last wake-up readings: a stall seen late is judged from before it
+)
 _HOW_LONG = re.compile(r"\s*\((?:stuck|busy) for at least [\d.]+ s\)")
 _LIVE: weakref.WeakSet[LoopWatchdog] = weakref.WeakSet()
 _FREE_THREADED = (
@@ -115,6 +139,7 @@ class LoopWatchdog:
         self.max_samples = max(1, int(max_samples))
         self.records: deque[StallRecord] = deque(maxlen=max(1, int(keep)))
         self.stalls = 0
+        self.cpu_starved = 0  # stalls in which the loop only waited for a CPU (not reported)
         self.last_lag: float | None = None
         self._log = log
         self._stall_listeners: list[StallCallback] = [on_stall] if on_stall else []
@@ -126,7 +151,8 @@ class LoopWatchdog:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()  # set by stop(): ends the monitor's waits at once
-        self._lags: deque[tuple[float, float]] = deque(maxlen=_LAGS_KEPT)  # (due, late)
+        # (due, late, the loop thread's counters as a stall ended: read by the beat, stalls only)
+        self._lags: deque[tuple[float, float, ThreadCpu | None]] = deque(maxlen=_LAGS_KEPT)
         self._early = min(_EARLY, self.threshold / 4)
         # beats later than this go to the monitor: only stalls (and the beats it woke early
         # for), unless someone wants every lag
@@ -134,6 +160,8 @@ class LoopWatchdog:
         self._handled: set[float] = set()  # due times of stalls captured while they went on
         self._due = 0.0  # when the next heartbeat should run (time.monotonic())
         self._beat_handle: asyncio.TimerHandle | None = None
+        self._counter: schedstat.SchedCounter | None = None  # the loop thread's schedstat
+        self._readings: deque[_Reading] = deque(maxlen=_READINGS_KEPT)  # one per wake-up
 
     # -- public API ---------------------------------------------------------------------
 
@@ -174,6 +202,7 @@ class LoopWatchdog:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._lags = deque(maxlen=_LAGS_KEPT)
+        self._readings = deque(maxlen=_READINGS_KEPT)
         self._handled.clear()
         self._due = time.monotonic() + self.interval
         self._beat_handle = loop.call_later(self.interval, self._beat)
@@ -231,14 +260,30 @@ class LoopWatchdog:
         late = now - self._due
         self.last_lag = late
         if late > self._keep_above:  # for the monitor: stalls, and every lag for listeners
-            self._lags.append((self._due, late))
+            counter = self._counter
+            # a stall just ended: its end is what judges one the monitor could not watch
+            end = counter.read() if late > self.threshold and counter is not None else None
+            self._lags.append((self._due, late, end))
         if self._stopping.is_set() or self._loop is None:
             return
         self._due = now + self.interval
         self._beat_handle = self._loop.call_later(self.interval, self._beat)
 
-    def _cpu(self) -> float | None:
-        return thread_cpu_seconds(self._loop_ident)
+    def _read(self, *, full: bool = False) -> _Reading:
+        """The loop thread's CPU now: on a CPU, and waiting for one.
+
+        On each wake-up the kept-open schedstat file is read (one `pread`, about
+        the cost of the CPU clock it replaces); at a capture the thread's state
+        letter is read too (`full`), which the analysis needs to see a wait still
+        going on. Without /proc, the loop thread's CPU clock is read instead.
+        """
+        loop: ThreadCpu | None = None
+        if full:
+            loop = schedstat.read_thread(os.getpid(), self._loop_tid)
+        elif self._counter is not None:
+            loop = self._counter.read()
+        clock = thread_cpu_seconds(self._loop_ident) if loop is None else None
+        return _Reading(time.monotonic(), clock, loop)
 
     def _run(self) -> None:
         """Sleep until a stall could first be declared; capture it, or report what was missed.
@@ -251,76 +296,111 @@ class LoopWatchdog:
         """
         loop = self._loop
         assert loop is not None
-        last, cpu_last = time.monotonic(), self._cpu()
+        self._counter = counter = schedstat.SchedCounter.open(os.getpid(), self._loop_tid)
+        try:
+            self._watch(loop)
+        finally:
+            self._counter = None
+            if counter is not None:
+                counter.close()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        last = self._read()
+        self._readings.append(last)
         while True:
             deadline = self._due + self.threshold - self._early
             self._wake.wait(max(0.0, deadline - time.monotonic()))
-            woke, cpu_now = time.monotonic(), self._cpu()
-            self._drain(last, cpu_last, woke, cpu_now)
+            now = self._read()
+            self._drain(last, now)
             if self._stopping.is_set():
                 return
             due = self._due
-            overdue = woke - due > self.threshold - self._early
+            overdue = now.at - due > self.threshold - self._early
             if overdue and due not in self._handled and loop.is_running():
-                # woken far too late: C code held the GIL, and the stack is what it left
-                frozen = woke - deadline > self.threshold / 2
-                self._watch_stall(due, last, cpu_last, held_gil=frozen)
-                woke, cpu_now = time.monotonic(), self._cpu()
-            last, cpu_last = woke, cpu_now
+                # Woken far too late, so this thread could not run. C code that held the
+                # GIL (the stack is what it left) kept the loop thread on the CPU meanwhile;
+                # if that thread hardly ran, this one waited for a CPU, not for the GIL.
+                late_by = now.at - deadline
+                frozen = late_by > self.threshold / 2 and _loop_ran(last, now)
+                self._watch_stall(due, last, held_gil=frozen)
+                now = self._read()
+            last = now
+            self._readings.append(now)
 
-    def _drain(
-        self, last: float, cpu_last: float | None, woke: float, cpu_now: float | None
-    ) -> None:
+    def _drain(self, last: _Reading, now: _Reading) -> None:
         """Pass the measured lags on; report a stall that ended unseen.
 
         A heartbeat that ran more than `threshold` late, when this thread never saw
-        it overdue, means this thread could not run either: C code held the GIL.
+        it overdue, means this thread could not run either: C code held the GIL,
+        or the process was stopped, or this thread waited for a CPU all that time
+        (then the loop did too: a process starved of CPU, not a cause in its code).
         """
         while self._lags:
-            due, late = self._lags.popleft()
+            due, late, end = self._lags.popleft()
             self._notify_lag(max(0.0, late))
             if late <= self.threshold:
                 continue
             if due in self._handled:
                 self._handled.discard(due)
                 continue
-            if not _on_cpu(cpu_last, last, cpu_now, woke):
+            # judged from before it began to when it ended (read by the beat): this thread
+            # may have waited long, for the GIL or a CPU, before it could look
+            if due + late > now.at:
+                now = self._read()
+            then = self._reading_before(due) or last
+            use = cpu_rule.use_between(then.loop, end or now.loop)
+            if use is not None and cpu_rule.held_back(use):
+                self._report_starved(late, use)
+                continue
+            if not _on_cpu(then, now):
                 continue  # the loop thread was not on the CPU: the process was stopped
-            snap, _ = self._capture(cpu_last, last)
-            record = self._record([snap], late, _wall(due), woke - due, None, None)
-            self._report(_held_gil_record(record))
+            snap, _ = self._capture(then)
+            record = self._record([snap], late, _wall(due), now.at - due, None, None)
+            if record is not None:
+                self._report(_held_gil_record(record))
 
-    def _capture(self, cpu_then: float | None, at_then: float) -> tuple[Snapshot, float | None]:
-        cpu_now, at_now = self._cpu(), time.monotonic()
-        busy = _on_cpu(cpu_then, at_then, cpu_now, at_now)
+    def _reading_before(self, moment: float) -> _Reading | None:
+        """The last wake-up reading taken before `moment` (else the oldest one kept)."""
+        before = [r for r in self._readings if r.at <= moment]
+        if before:
+            return before[-1]
+        return self._readings[0] if self._readings else None
+
+    def _capture(self, then: _Reading) -> tuple[Snapshot, _Reading]:
+        """Every thread's stack now; the loop thread marked busy or not since `then`.
+
+        Busy is the CPU the loop thread wanted since `then` (on a CPU plus waiting
+        for one); its counters go with the sample for the analysis.
+        """
+        now = self._read(full=True)
+        busy = _on_cpu(then, now)
         active = None if busy is None else {self._loop_ident: busy}
         snap = snapshot_of_threads(exclude=frozenset({threading.get_ident()}), active=active)
-        return snap, cpu_now
+        if now.loop is not None:
+            snap = _with_loop_thread(snap, self._loop_ident, cpu=now.loop)
+        return snap, now
 
-    def _watch_stall(
-        self, due: float, last: float, cpu_last: float | None, *, held_gil: bool = False
-    ) -> None:
+    def _watch_stall(self, due: float, last: _Reading, *, held_gil: bool = False) -> None:
         """Capture the stacks while the stall goes on; report it when the loop runs again."""
         loop = self._loop
         assert loop is not None
         detected = time.monotonic()
         self._handled.add(due)
-        snap, cpu = self._capture(cpu_last, last)
+        snap, seen = self._capture(last)
         samples = [snap]
         req = inflight.find_request(sys._current_frames().get(self._loop_ident))
         request = None if req is None else req.info(detected)
         in_flight = inflight.in_flight(loop, req)
         del req  # not kept past the stall
         gap = max(self.threshold / 2, 0.05)  # spread the samples over the stall
-        last_at = time.monotonic()
         while self._due == due and not self._stopping.is_set():
             if self._wake.wait(min(gap, _POLL)):
                 break
-            if len(samples) < self.max_samples and time.monotonic() - last_at >= gap:
-                snap, cpu = self._capture(cpu, last_at)
-                last_at = time.monotonic()
+            if len(samples) < self.max_samples and time.monotonic() - seen.at >= gap:
+                snap, seen = self._capture(seen)
                 samples.append(snap)
-        late = next((lt for d, lt in list(self._lags) if d == due), None)
+        ran = next(((lt, e) for d, lt, e in list(self._lags) if d == due), None)
+        late, end = ran if ran is not None else (None, None)
         if late is None and self._due != due:
             late = 0.0  # it ran, too early to be kept: within the threshold
         if late is None:  # stopped (stop() runs on the loop: the stall is over) or still going
@@ -328,8 +408,12 @@ class LoopWatchdog:
         if late <= self.threshold:  # caught early, and the loop ran again in time: no stall
             self._handled.discard(due)
             return
-        record = self._record(samples, late, _wall(due), detected - due, request, in_flight)
-        self._report(_held_gil_record(record) if held_gil else record)
+        use = cpu_rule.use_between(last.loop, end or self._read(full=True).loop)
+        record = self._record(
+            samples, late, _wall(due), detected - due, request, in_flight, use=use
+        )
+        if record is not None:
+            self._report(_held_gil_record(record) if held_gil else record)
 
     def _record(
         self,
@@ -339,9 +423,15 @@ class LoopWatchdog:
         detected_after: float,
         request: RequestInfo | None,
         in_flight: int | None,
-    ) -> StallRecord:
+        *,
+        use: CpuUse | None = None,
+    ) -> StallRecord | None:
+        """The stall as a record; None when the loop was only starved of CPU (logged instead)."""
         diagnosis = analyze(samples)
         finding = next((f for f in diagnosis.findings if f.tid == self._loop_tid), None)
+        if use is not None and self._only_starved(diagnosis, finding, samples[-1], use):
+            self._report_starved(duration, use)
+            return None
         notes: list[str] = []
         if finding is None:
             finding = self._fallback_finding(samples[-1])
@@ -371,6 +461,39 @@ class LoopWatchdog:
             in_flight=in_flight,
             notes=tuple(notes),
         )
+
+    def _only_starved(
+        self, diagnosis: Diagnosis, finding: Finding | None, last: Snapshot, use: CpuUse
+    ) -> bool:
+        """The loop wanted the CPU all along but hardly got it, and no code of the user's held it.
+
+        Then the stall is the machine's (other processes, a CPU limit), not a
+        cause in the code: naming asyncio's own frames as CPU work, or the line
+        the thread was preempted on as a wait, would be a wrong cause.
+        """
+        if cpu_rule.held_back(use):
+            return True  # it ran a few percent of the stall: whatever it ran did not hold it up
+        if not cpu_rule.starved(use):
+            return False
+        report = next((lp for lp in diagnosis.loops if lp.tid == self._loop_tid), None)
+        if report is not None and report.state is LoopState.IDLE:
+            return True  # the analysis found the stack says nothing (see analysis.diagnose)
+        if finding is not None:
+            return finding.code == "HD501" and finding.user_frame_index is None
+        thread = next((t for t in last.threads if t.ident == self._loop_ident), None)
+        return thread is None or not any(is_user_frame(f) for f in thread.frames)
+
+    def _report_starved(self, duration: float, use: CpuUse | None) -> None:
+        """A stall of the machine, not of the code: counted, and logged with the figures."""
+        self.cpu_starved += 1
+        if self._log:
+            how = "it" + (f" {cpu_rule.describe_starved(use)}" if use else " waited for a CPU")
+            logger.warning(
+                "event loop starved of CPU %.3f s: %s; other processes or the CPU limit take "
+                "the CPU, no code on the loop held it up",
+                duration,
+                how,
+            )
 
     def _fallback_finding(self, snap: Snapshot) -> Finding:
         """The loop's stack had no recognisable loop frames (a custom runner): classify it whole."""
@@ -422,11 +545,47 @@ class LoopWatchdog:
                 break
 
 
-def _on_cpu(cpu_then: float | None, then: float, cpu_now: float | None, now: float) -> bool | None:
-    """Whether the loop thread was on the CPU for most of `then`..`now`; None if unknown."""
-    if cpu_then is None or cpu_now is None or now <= then:
+@dataclass(frozen=True)
+class _Reading:
+    """What the monitor read of the loop thread at one moment."""
+
+    at: float  # time.monotonic()
+    clock: float | None  # its CPU clock: only where its counters are unreadable
+    loop: ThreadCpu | None  # its scheduler counters
+
+
+def _on_cpu(then: _Reading, now: _Reading) -> bool | None:
+    """Whether the loop thread wanted the CPU for most of `then`..`now`; None if unknown.
+
+    From its scheduler counters (on a CPU plus waiting for one); where those are
+    unreadable, from its CPU clock, which counts only the CPU it got.
+    """
+    use = cpu_rule.use_between(then.loop, now.loop)
+    if use is not None:
+        return cpu_rule.cpu_bound(use)
+    if then.clock is None or now.clock is None or now.at <= then.at:
         return None
-    return (cpu_now - cpu_then) / (now - then) >= _CPU_BOUND
+    return (now.clock - then.clock) / (now.at - then.at) >= cpu_rule.CPU_BOUND
+
+
+def _loop_ran(then: _Reading, now: _Reading) -> bool:
+    """The loop thread was on a CPU for more than a few percent of `then`..`now`.
+
+    C code that holds the GIL runs on the loop thread: where it hardly ran, the
+    monitor was late because it waited for a CPU (or the process was stopped).
+    Unknown (no counters): True, as before.
+    """
+    use = cpu_rule.use_between(then.loop, now.loop)
+    return use is None or use.on_cpu_s >= cpu_rule.RAN_LITTLE * use.wall_s
+
+
+def _loop_thread(snap: Snapshot, ident: int) -> Thread | None:
+    return next((t for t in snap.threads if t.ident == ident), None)
+
+
+def _with_loop_thread(snap: Snapshot, ident: int, **changes: Any) -> Snapshot:
+    threads = tuple(replace(t, **changes) if t.ident == ident else t for t in snap.threads)
+    return replace(snap, threads=threads)
 
 
 def _wall(moment: float) -> float:
