@@ -63,3 +63,15 @@ def test_invalid_arguments(kwargs: dict[str, Any], word: str) -> None:
     """samples < 1, interval < 0 and timeout <= 0 are refused before anything runs."""
     with pytest.raises(ValueError, match=word):
         sample([1], **kwargs)
+
+
+def test_each_sample_carries_the_threads_scheduler_counters(sleeper: Callable[..., Any]) -> None:
+    """Every thread of every sample has its counters, read after the dump, in time order."""
+    target = sleeper()
+    snaps = sample([target.pid], samples=2, interval=0.2).snapshots[target.pid]
+    for snap in snaps:
+        assert snap.threads and all(t.cpu is not None for t in snap.threads)
+    first, second = (s.threads[0].cpu for s in snaps)
+    assert first is not None and second is not None
+    assert second.at_s - first.at_s >= 0.1
+    assert second.on_cpu_s >= first.on_cpu_s and second.state == "S"  # asleep in its function
