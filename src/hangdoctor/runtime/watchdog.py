@@ -321,8 +321,9 @@ class LoopWatchdog:
                 # GIL (the stack is what it left) kept the loop thread on the CPU meanwhile;
                 # if that thread hardly ran, this one waited for a CPU, not for the GIL.
                 late_by = now.at - deadline
-                frozen = late_by > self.threshold / 2 and _loop_ran(last, now)
-                self._watch_stall(due, last, held_gil=frozen)
+                then = self._reading_before(due) or last  # from before the stall began
+                frozen = late_by > self.threshold / 2 and _loop_ran(then, now)
+                self._watch_stall(due, then, held_gil=frozen)
                 now = self._read()
             last = now
             self._readings.append(now)
