@@ -98,9 +98,8 @@ def test_an_idle_server_on_a_crowded_cpu_is_healthy(newsroom: ServerFactory) -> 
             assert (status, out["verdict"], out["findings"]) == (0, "healthy", []), out
 
 
-@pytest.mark.parametrize("mode", ["pausing", "nonblocking"])
 def test_a_throttled_loop_is_starved_of_cpu_not_busy(
-    newsroom: ServerFactory, health_load: list[str], mode: str
+    newsroom: ServerFactory, health_load: list[str]
 ) -> None:
     """GIVEN a loaded server throttled to 2 ms of CPU a second (a container's CPU limit)
     WHEN diagnosed THEN no cause is named: it says the loop is starved of CPU, with the figures.
@@ -111,14 +110,14 @@ def test_a_throttled_loop_is_starved_of_cpu_not_busy(
     server = newsroom()
     health_load.append(server.base_url)
     time.sleep(0.5)  # the clients keep the loop answering: it is throttled inside a callback
-    extra = ["--samples", "2", "--interval", "0.2"]
-    if mode == "nonblocking":
-        extra.append("--nonblocking")
+    extra = ["--samples", "2", "--interval", "0.2"]  # py-spy pauses it: diagnose's default
     with cpu_limited(server.pid, quota_s=0.002, period_s=1.0) as limit:
         limit.wait_for_throttle()
         status, out = diagnose_json(server.pid, *extra)
     assert (status, out["verdict"], out["findings"]) == (0, "healthy", []), out
     use = _loop_cpu(out)
-    assert use["waiting_s"] >= 0.8 * use["wall_s"] and use["on_cpu_s"] < 0.05 * use["wall_s"], use
+    # waiting most of the time, hardly running (a wait still going on at a read is not
+    # counted until it ends, so "most" rather than "all")
+    assert use["waiting_s"] >= 0.5 * use["wall_s"] and use["on_cpu_s"] < 0.05 * use["wall_s"], use
     notes = " ".join(out["notes"])
     assert "starved of CPU" in notes and "waited for a CPU" in notes, notes
