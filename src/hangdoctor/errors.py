@@ -14,10 +14,12 @@ __all__ = [
     "BadDumpError",
     "CaptureError",
     "HangdoctorError",
+    "NoEventLoopError",
     "NoTargetError",
     "NotPermittedError",
     "NotPythonError",
     "ProcessGoneError",
+    "ProcessStoppedError",
     "UnknownRuleError",
 ]
 
@@ -40,6 +42,14 @@ class HangdoctorError(Exception):
 
 class ProcessGoneError(HangdoctorError):
     """The PID does not exist (or exited while we looked)."""
+
+
+class ProcessStoppedError(HangdoctorError):
+    """The process is stopped (SIGSTOP, Ctrl-Z): it answers nothing and cannot be sampled."""
+
+
+class NoEventLoopError(HangdoctorError):
+    """The processes looked at run Python but no asyncio or uvloop event loop."""
 
 
 class NotPythonError(HangdoctorError):

@@ -15,8 +15,8 @@ from hangdoctor.capture.preflight import preflight
 from hangdoctor.capture.procs import ProcessInfo
 from hangdoctor.capture.redact import redact_snapshot
 from hangdoctor.capture.sampler import sample
-from hangdoctor.errors import HangdoctorError
-from hangdoctor.model import Diagnosis, Snapshot
+from hangdoctor.errors import HangdoctorError, NoEventLoopError, ProcessGoneError
+from hangdoctor.model import Diagnosis, Snapshot, Verdict
 
 __all__ = ["LiveOptions", "LiveResult", "diagnose_processes"]
 
@@ -48,29 +48,27 @@ def diagnose_processes(
 ) -> LiveResult:
     """Sample every target and analyse them together.
 
-    The first target is the one the user named: if it cannot be looked at, that
-    is the error. Children that cannot (a non-Python helper, one that exited)
-    become notes.
+    A process that could not be looked at (refused, stopped, exited mid-way)
+    is a note beside a problem found in another, but never part of an
+    all-clear: a healthy verdict with one of them unread raises its error
+    instead. Python processes that all run no event loop raise
+    NoEventLoopError: there is nothing to call healthy.
     """
     opts = options or LiveOptions()
     started = time.monotonic()
     notes: list[str] = []
     pids: list[int] = []
-    first_error: HangdoctorError | None = None
-    for i, target in enumerate(targets):
+    unread: dict[int, HangdoctorError] = {}
+    for target in targets:
         try:
             preflight(target.pid, nonblocking=opts.nonblocking)
         except HangdoctorError as exc:
-            if i == 0 and len(targets) == 1:
-                raise
-            if first_error is None:
-                first_error = exc
+            unread[target.pid] = exc
             notes.append(f"pid {target.pid} skipped: {exc.message}")
             continue
         pids.append(target.pid)
     if not pids:
-        assert first_error is not None
-        raise first_error
+        raise next(iter(unread.values()))
     sampling_started = time.monotonic()
     result = sample(
         pids,
@@ -88,6 +86,15 @@ def diagnose_processes(
         for s in result.snapshots.get(pid, [])
     )
     for pid, err in result.errors.items():
+        taken = len(result.snapshots.get(pid, []))
+        if taken and isinstance(err, ProcessGoneError):
+            err = ProcessGoneError(
+                f"Process {pid} exited after {taken} of {opts.samples} samples, while "
+                "hangdoctor was reading it.",
+                "Its first samples alone are no verdict: find the running server again "
+                "(`hangdoctor diagnose` with no arguments lists them) and retry.",
+            )
+        unread[pid] = err
         notes.append(f"pid {pid} could not be sampled: {err.message}")
     if not snapshots:
         raise next(iter(result.errors.values()))
@@ -100,6 +107,10 @@ def diagnose_processes(
                 + " (a limitation of its unwinder on this stack): Python frames only."
             )
     diagnosis = analyze(snapshots, anyio_limit=opts.anyio_limit)
+    if diagnosis.verdict is Verdict.HEALTHY and unread:
+        raise _not_all_clear(unread, [p for p in pids if p not in unread])
+    if not diagnosis.loops:
+        raise _no_event_loop(snapshots)
     if notes:
         diagnosis = replace(diagnosis, notes=(*diagnosis.notes, *notes))
     return LiveResult(
@@ -108,3 +119,41 @@ def diagnose_processes(
         elapsed_s=time.monotonic() - started,
         sampling_s=sampling_s,
     )
+
+
+def _not_all_clear(unread: dict[int, HangdoctorError], seen: list[int]) -> HangdoctorError:
+    """The first unread process's error, saying the others' clean stacks are no verdict."""
+    pid, first = next(iter(unread.items()))
+    others = [p for p in unread if p != pid]
+    message = first.message
+    if others:
+        message += f" ({len(others)} more could not be looked at: pid {_pids(others)}.)"
+    if seen:
+        message += (
+            f" The stacks of pid {_pids(seen)} look healthy, but that is no all-clear while "
+            "a process of the service could not be looked at."
+        )
+    return type(first)(message, first.remedy)
+
+
+def _no_event_loop(snapshots: Sequence[Snapshot]) -> NoEventLoopError:
+    commands = {s.pid: s.command for s in snapshots}
+    named = "; ".join(
+        f"pid {pid}" + (f" (`{_short(cmd)}`)" if cmd else "") for pid, cmd in commands.items()
+    )
+    runs = "it runs" if len(commands) == 1 else "they run"
+    return NoEventLoopError(
+        f"No event loop in {named}: {runs} Python but no asyncio or uvloop event loop, "
+        "so there is no loop to call blocked or healthy.",
+        "Point hangdoctor at the server process itself: `hangdoctor diagnose` with no "
+        "arguments finds a uvicorn, gunicorn, hypercorn or granian server, or pick one with "
+        "--match TEXT (a word of its command line); a supervisor or launcher runs no loop.",
+    )
+
+
+def _pids(pids: Sequence[int]) -> str:
+    return ", ".join(map(str, pids))
+
+
+def _short(command: str, limit: int = 60) -> str:
+    return command if len(command) <= limit else command[: limit - 3] + "..."

@@ -1,10 +1,11 @@
-"""Preflight on real processes: dead, zombie, not Python, another user's, already traced."""
+"""Preflight on real processes: dead, zombie, stopped, not Python, another user's, traced."""
 
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from hangdoctor.errors import (
     NotPermittedError,
     NotPythonError,
     ProcessGoneError,
+    ProcessStoppedError,
 )
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -261,9 +263,74 @@ def test_container_without_the_capability() -> None:
     )
     problem = permission_problem(facts)
     assert isinstance(problem, NotPermittedError)
-    assert "container lacks the CAP_SYS_PTRACE" in problem.message
+    assert "runs without the CAP_SYS_PTRACE capability" in problem.message
+    assert "not even root or sudo has it" in problem.message
     assert "ptrace_scope=1" in problem.message
     for recipe in ("--cap-add SYS_PTRACE", "cap_add", "SYS_PTRACE", "kubectl debug", "docs/"):
         assert recipe in problem.remedy
     # same user and scope 0: the kernel allows it even without the capability
     assert permission_problem(_facts(in_container=True, bounding_has_cap=False)) is None
+
+
+def test_a_stopped_process_is_said_with_how_to_resume_it(
+    sleeper: Callable[..., Any], wait_state: Callable[..., Any]
+) -> None:
+    """A process in state T (SIGSTOP, Ctrl-Z): ProcessStoppedError naming `kill -CONT PID`.
+
+    Also with --nonblocking, where py-spy would read its frozen stack as idle; and the
+    process is left stopped: hangdoctor resumes only what it stopped itself.
+    """
+    target = sleeper()
+    os.kill(target.pid, signal.SIGSTOP)
+    assert wait_state(target.pid, lambda s: s == "T") == "T"
+    for nonblocking in (False, True):
+        with pytest.raises(ProcessStoppedError) as err:
+            preflight(target.pid, nonblocking=nonblocking)
+        assert err.value.message.startswith(f"Process {target.pid} (python")
+        assert "is stopped (state T: SIGSTOP, or Ctrl-Z in its terminal)" in err.value.message
+        assert err.value.remedy.startswith(f"Resume it with `kill -CONT {target.pid}`")
+    assert wait_state(target.pid, lambda s: s is not None) == "T"
+
+
+def test_permission_is_checked_before_is_it_python_when_the_exe_is_hidden() -> None:
+    """Another user's process whose exe link cannot be read: the refusal, not "not Python".
+
+    Facts as root without CAP_SYS_PTRACE sees them for uid 65534's server in a container.
+    """
+    facts = _facts(target_uids=(NOBODY,) * 3, our_uid=0, in_container=True, bounding_has_cap=False)
+    problem = permission_problem(facts)
+    assert problem is not None
+    assert problem.message.startswith("py-spy cannot read process 4242 (python3.12) because it ")
+    assert f"(uid {NOBODY}), not to user root (uid 0)" in problem.message
+    # Yama absent or at 0: the target's own uid needs no capability, and says how
+    assert f"`setpriv --reuid={NOBODY} --regid=" in problem.remedy
+    scoped = permission_problem(replace(facts, ptrace_scope=1))
+    assert scoped is not None and "setpriv" not in scoped.remedy
+
+
+def test_non_root_in_a_container_is_told_capabilities_add_does_not_reach_it() -> None:
+    """A non-root container user: `capabilities.add` fills the bounding set but not its own."""
+    problem = permission_problem(
+        _facts(target_uids=(0, 0, 0), our_uid=1000, in_container=True, bounding_has_cap=True)
+    )
+    assert problem is not None
+    assert "`capabilities.add: [SYS_PTRACE]` gives this user nothing" in problem.remedy
+    assert "kubectl debug --profile=general" in problem.remedy
+    outside = permission_problem(_facts(target_uids=(0, 0, 0), our_uid=1000))
+    assert outside is not None and "capabilities.add" not in outside.remedy
+
+
+def test_a_target_with_more_capabilities_needs_them_or_cap_sys_ptrace() -> None:
+    """Same uid, but the target holds capabilities we lack: refused, unless we hold the cap."""
+    problem = permission_problem(
+        _facts(our_uid=0, target_uids=(0, 0, 0), target_has_more_caps=True)
+    )
+    assert problem is not None
+    assert "capabilities are a subset of its own" in problem.message
+    assert "docker exec" in problem.remedy
+    assert (
+        permission_problem(
+            _facts(target_has_more_caps=True, has_cap_sys_ptrace=True, target_uids=(0, 0, 0))
+        )
+        is None
+    )

@@ -271,3 +271,80 @@ def test_find_servers_finds_a_uvicorn_master_not_its_workers(
         assert exc.remedy == "Pass --pid PID to choose one."
     else:
         assert resolved[0].pid == server.pid
+
+
+# A shell running one Python program (the service) and, like `sh -c "hangdoctor ..."`,
+# a Python process that looks at the shell with a Python child of its own (its py-spy).
+SHELL_WITH_PROBE = """
+"$0" -c 'import time; time.sleep(120)' hd-service &
+"$0" -c "$1" $$ &
+wait
+"""
+PROBE = f"""
+import os, subprocess, sys, time
+from hangdoctor.capture.procs import children, expand_targets, process_info
+kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and not (
+    process_info(kid.pid).is_python
+    and any("hd-service" in c.argv and c.is_python for c in children(int(sys.argv[1])))
+):
+    time.sleep(0.02)  # both have exec'd Python: a forked shell is no service yet
+targets = [t.pid for t in expand_targets(int(sys.argv[1]))]
+print("PROBE", os.getpid(), kid.pid, *targets, flush=True)
+print({READY!r}, flush=True)
+time.sleep(120)
+"""
+
+
+def test_expand_targets_leaves_hangdoctor_out(python_target: Callable[..., Any]) -> None:
+    """--pid of the shell that runs hangdoctor: the service only, not hangdoctor or its child.
+
+    Once the shell's targets were hangdoctor's own healthy stacks: an all-clear.
+    """
+    shell = python_target(
+        argv=["sh", "-c", SHELL_WITH_PROBE, sys.executable, PROBE],
+        marker=READY,
+    )
+    line = next(ln for ln in shell.output.splitlines() if ln.startswith("PROBE "))
+    probe, probe_kid, *targets = (int(x) for x in line.split()[1:])
+    service = [c.pid for c in children(shell.pid) if "hd-service" in c.argv]
+    assert len(service) == 1
+    assert targets == service  # not the shell (no Python stack), not the probe, not its child
+    assert probe not in targets and probe_kid not in targets
+
+
+def test_several_unrelated_programs_under_a_shell_are_listed(
+    python_target: Callable[..., Any],
+) -> None:
+    """--pid of a shell (or PID 1) running two unrelated Python programs: list them, ask which."""
+    token = _token()
+    code = f"import time; print({READY!r}, flush=True); time.sleep(120)"
+    script = f'"$0" -c "$1" {token}-one & "$0" -c "$1" {token}-two & wait'
+    shell = python_target(argv=["sh", "-c", script, sys.executable, code], count=2)
+    with pytest.raises(NoTargetError) as err:
+        resolve_targets(shell.pid, None)
+    kids = sorted(c.pid for c in children(shell.pid) if c.is_python)
+    assert len(kids) == 2
+    assert err.value.message.startswith(
+        f"2 unrelated Python programs run under PID {shell.pid} "
+        f"({process_info(shell.pid).program}): {kids[0]} `"
+    )
+    assert f"{token}-one" in err.value.message and f"{token}-two" in err.value.message
+    assert err.value.remedy.startswith("Pass --pid PID of the one to diagnose")
+
+
+def test_the_listing_shows_what_tells_servers_apart(python_target: Callable[..., Any]) -> None:
+    """Long command lines differing only at the end (`--port`): each listed with its port."""
+    token = _token()
+    code = f"import time; print({READY!r}, flush=True); time.sleep(120)"
+    long_dir = "/srv/" + "/".join(["a-long-application-directory"] * 4)
+    common = ["-c", code, token, "--app-dir", long_dir, "--host", "127.0.0.1"]
+    first = python_target(argv=[sys.executable, *common, "--port", "8001", "--no-access-log"])
+    second = python_target(argv=[sys.executable, *common, "--port", "8002", "--no-access-log"])
+    with pytest.raises(NoTargetError) as err:
+        resolve_targets(None, token)
+    python = Path(sys.executable).name
+    for target, port in ((first, 8001), (second, 8002)):
+        shown = f"{target.pid} `{python} ... --port {port} --no-access-log`"
+        assert shown in err.value.message

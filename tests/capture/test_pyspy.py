@@ -24,6 +24,7 @@ from hangdoctor.errors import (
     CaptureError,
     NotPythonError,
     ProcessGoneError,
+    ProcessStoppedError,
 )
 from hangdoctor.model import Frame, Snapshot
 
@@ -175,3 +176,19 @@ def test_resume_if_left_stopped(
 
     assert resume_if_left_stopped(target.pid, "S") is True
     assert wait_state(target.pid, lambda s: s != "T") in ("S", "R")
+
+
+def test_dump_of_a_stopped_process(
+    sleeper: Callable[..., Any], wait_state: Callable[..., Any]
+) -> None:
+    """A stopped process is not handed to py-spy (its waitpid error, or a frozen 'idle' stack
+    with --nonblocking): ProcessStoppedError, and the process stays stopped."""
+    target = sleeper()
+    assert dump(target.pid).pid == target.pid
+    os.kill(target.pid, signal.SIGSTOP)
+    assert wait_state(target.pid, lambda s: s == "T") == "T"
+    for nonblocking in (False, True):
+        with pytest.raises(ProcessStoppedError) as err:
+            dump(target.pid, nonblocking=nonblocking)
+        assert f"`kill -CONT {target.pid}`" in err.value.remedy
+    assert wait_state(target.pid, lambda s: s is not None) == "T"

@@ -20,6 +20,7 @@ from hangdoctor.errors import (
     NotPermittedError,
     NotPythonError,
     ProcessGoneError,
+    ProcessStoppedError,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "preflight",
     "ptrace_diagnosis",
     "ptrace_facts",
+    "stopped_error",
     "tracer_of",
 ]
 
@@ -50,31 +52,48 @@ class PtraceFacts:
     bounding_has_cap: bool  # False: no sudo can give it inside this container
     ptrace_scope: int | None  # kernel.yama.ptrace_scope; None without Yama
     in_container: bool
+    # The kernel also wants the target's permitted capabilities to be a subset of
+    # ours (CAP_SYS_PTRACE overrides): root without it cannot read a fuller root.
+    target_has_more_caps: bool = False
 
 
 def preflight(pid: int, *, nonblocking: bool = False) -> None:
     """Raise the HangdoctorError that says why py-spy could not read `pid`, if any.
 
-    Checks, in order: the process exists, is not a zombie, runs Python, may be
-    ptraced by us, and has no other tracer (irrelevant with `nonblocking`).
+    Checks, in order: the process exists and is not a zombie, runs Python, may be
+    ptraced by us, is not stopped, and has no other tracer (irrelevant with
+    `nonblocking`). Permission comes before "is it Python" whenever the answer
+    to the latter depends on files ptrace rules hide (/proc/PID/exe, maps): a
+    refused read must not pass for a program that is not Python.
     """
     info = process_info(pid)
     _check_alive(info)
     evidence = python_evidence(info)
-    if evidence is False:
-        raise _not_python(info)
+    if evidence is False and info.exe is not None:
+        raise _not_python(info)  # the exe could be read: that answer needs no permission
     problem = permission_problem(ptrace_facts(pid))
     if problem is not None:
         raise problem
-    if evidence is None and not info.is_python:
+    if evidence is False or (evidence is None and not info.is_python):
         raise _not_python(info)
     free_threaded = free_threaded_error(info)  # py-spy would misread it: never guess
     if free_threaded is not None:
         raise free_threaded
+    _check_running(info)
     if not nonblocking:
         traced = _already_traced(pid)
         if traced is not None:
             raise traced
+
+
+def stopped_error(pid: int, program: str) -> ProcessStoppedError:
+    """The error for a process in group stop (state T), shared with the sampler."""
+    return ProcessStoppedError(
+        f"Process {pid} ({program}) is stopped (state T: SIGSTOP, or Ctrl-Z in its terminal), "
+        "so it answers nothing and py-spy cannot sample it.",
+        f"Resume it with `kill -CONT {pid}` (or `fg` in the shell that stopped it), then "
+        "diagnose again (hangdoctor does not resume a process it did not stop).",
+    )
 
 
 def ptrace_diagnosis(pid: int, *, nonblocking: bool = False) -> HangdoctorError:
@@ -120,6 +139,7 @@ def ptrace_facts(pid: int) -> PtraceFacts:
         bounding_has_cap=_has_cap(own, "CapBnd"),
         ptrace_scope=_ptrace_scope(),
         in_container=_in_container(own),
+        target_has_more_caps=bool(_caps(status, "CapPrm") & ~_caps(own, "CapPrm")),
     )
 
 
@@ -142,9 +162,10 @@ def permission_problem(facts: PtraceFacts) -> NotPermittedError | None:
     if facts.has_cap_sys_ptrace:
         return None
     other_user = any(uid != facts.our_uid for uid in facts.target_uids)
-    if not other_user and (scope is None or scope == 0):
+    yama_allows = scope is None or scope == 0
+    if not other_user and yama_allows and not facts.target_has_more_caps:
         return None
-    if facts.in_container and not facts.bounding_has_cap:
+    if facts.in_container and not facts.bounding_has_cap and (other_user or not yama_allows):
         reason = (
             f"it belongs to {_user(_owner(facts))}, not to {_user(facts.our_uid)}"
             if other_user
@@ -160,11 +181,30 @@ def permission_problem(facts: PtraceFacts) -> NotPermittedError | None:
             f"(`sudo -u {_name(_owner(facts))} $(command -v hangdoctor) diagnose --pid {pid}`)"
             f" or as root (`{sudo}`)."
         )
+        if facts.in_container and facts.our_uid != 0:
+            # capabilities.add fills the bounding set, but the kernel gives a non-root
+            # process none of it (Kubernetes sets no ambient capabilities).
+            remedy += (
+                " In a container running as non-root, `capabilities.add: [SYS_PTRACE]` gives "
+                "this user nothing: run hangdoctor as root with the capability (`kubectl debug "
+                f"--profile=general`), or as the target's user; see {_DOCS}."
+            )
         return NotPermittedError(
             f"Process {pid} ({facts.program}) belongs to {_user(_owner(facts))} and you are "
             f"{_user(facts.our_uid)}, and without CAP_SYS_PTRACE ptrace may only attach "
             "to your own processes.",
             remedy,
+        )
+    if facts.target_has_more_caps:
+        return NotPermittedError(
+            f"Process {pid} ({facts.program}) holds capabilities hangdoctor lacks, and without "
+            "CAP_SYS_PTRACE the kernel lets a process read only processes whose capabilities "
+            "are a subset of its own (a server started with full root rights, read from a "
+            "shell that dropped some).",
+            "Run hangdoctor with the target's capabilities: as plain root on the host "
+            f"(`{sudo}`, outside capsh or any wrapper that drops capabilities), or beside it "
+            "in the same container (`docker exec`, `kubectl exec`), where both have the same "
+            f"set; see {_DOCS}.",
         )
     if scope == 2:
         return NotPermittedError(
@@ -197,6 +237,12 @@ def _check_alive(info: ProcessInfo) -> None:
         )
 
 
+def _check_running(info: ProcessInfo) -> None:
+    # `t` (tracing stop) is a debugger's hold: the already-traced check names the tracer.
+    if info.state == "T":
+        raise stopped_error(info.pid, info.program)
+
+
 def _not_python(info: ProcessInfo) -> NotPythonError:
     return NotPythonError(
         f"Process {info.pid} runs `{info.program}`, not a Python interpreter, so it has no "
@@ -219,15 +265,36 @@ def _already_traced(pid: int) -> AlreadyTracedError | None:
 
 
 def _container_error(facts: PtraceFacts, reason: str) -> NotPermittedError:
+    same_user = ""
+    if facts.target_uids and _owner(facts) != facts.our_uid and not facts.ptrace_scope:
+        # Without Yama (or at scope 0) the target's own uid needs no capability at all,
+        # and root keeps CAP_SETUID in Docker's default set: the one remedy needing no restart.
+        owner = _owner(facts)
+        same_user = (
+            f" Or run hangdoctor as the target's user, which needs no capability: "
+            f"`setpriv --reuid={owner} --regid={_gid(facts.pid, owner)} --clear-groups "
+            f"$(command -v hangdoctor) diagnose --pid {facts.pid}`."
+        )
     return NotPermittedError(
-        "This container lacks the CAP_SYS_PTRACE capability that py-spy needs to read "
-        f"process {facts.pid} ({facts.program}), because {reason}.",
-        "Add it to the container: `docker run --cap-add SYS_PTRACE`, compose "
+        f"py-spy cannot read process {facts.pid} ({facts.program}) because {reason}, and "
+        "hangdoctor runs without the CAP_SYS_PTRACE capability, which is missing from its "
+        "bounding set (a container's default), so not even root or sudo has it here.",
+        "Give the container the capability: `docker run --cap-add SYS_PTRACE`, compose "
         "`cap_add: [SYS_PTRACE]`, Kubernetes `securityContext: {capabilities: {add: "
-        '["SYS_PTRACE"]}}`, or attach a debug container with `kubectl debug -it POD '
-        "--image=python:3.12-slim --target=CONTAINER --profile=general`; "
-        f"see {_DOCS}.",
+        '["SYS_PTRACE"]}}` (only for a container that runs as root), or attach a root debug '
+        "container with `kubectl debug -it POD --image=python:3.12-slim --target=CONTAINER "
+        f"--profile=general`; see {_DOCS}.{same_user}",
     )
+
+
+def _gid(pid: int, uid: int) -> int:
+    gids = _ids(_read_text(f"/proc/{pid}/status"), "Gid")
+    if len(gids) > 1:
+        return gids[1]
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
 
 
 def _owner(facts: PtraceFacts) -> int:
@@ -266,6 +333,13 @@ def _ids(status: str, key: str) -> tuple[int, ...]:
         if line.startswith(key + ":"):
             return tuple(int(x) for x in line.split()[1:])
     return ()
+
+
+def _caps(status: str, key: str) -> int:
+    for line in status.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1], 16)
+    return 0
 
 
 def _has_cap(status: str, key: str) -> bool:

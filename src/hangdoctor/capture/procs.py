@@ -77,10 +77,15 @@ def python_evidence(info: ProcessInfo) -> bool | None:
         return True
     try:
         with open(f"{_PROC}/{info.pid}/maps", encoding="utf-8", errors="replace") as fh:
-            return any(_LIBPYTHON.search(line) for line in fh)
+            fields = [line.split(None, 5) for line in fh]
+        paths = {f[5].strip() for f in fields if len(f) == 6}
     except OSError:
-        pass
-    return None if info.exe is None else False
+        paths = set()
+    if not paths:
+        # Empty maps (a read refused without CAP_SYS_PTRACE, a kernel thread) prove nothing.
+        return None if info.exe is None else False
+    # The exe link may be hidden while maps is not: the main binary is mapped there too.
+    return any(_LIBPYTHON.search(p) or _PYTHON_NAME.match(_basename(p)) for p in paths)
 
 
 def _argv_looks_python(argv: tuple[str, ...]) -> bool:
@@ -202,9 +207,38 @@ def children(pid: int) -> list[ProcessInfo]:
 
 
 def expand_targets(pid: int) -> list[ProcessInfo]:
-    """The process itself, then every Python descendant by pid (a server's workers)."""
+    """The process itself, then every Python descendant by pid (a server's workers).
+
+    hangdoctor itself is never a target: a --pid that is one of its ancestors (the
+    shell that runs it) would take in its own process, its py-spy children and
+    whatever launched it, and their healthy stacks would read as an all-clear.
+    A named process that is not Python (a shell, an init, a launcher) stands for
+    the Python program under it; with several unrelated ones the user must choose.
+    """
     first = process_info(pid)
-    return [first, *(c for c in children(pid) if c.is_python)]
+    parents = _parent_map()
+    me = os.getpid()
+    if pid == me:
+        raise NoTargetError(
+            f"PID {pid} is this hangdoctor process itself.",
+            "Pass the PID of the server: `hangdoctor diagnose` with no arguments lists them.",
+        )
+    below = set(_descendants(pid, parents))
+    ours: set[int] = set()
+    if me in below:
+        ours = {me, *_descendants(me, parents), *(_ancestors(me, parents) & below)}
+    kids = [c for c in _infos(sorted(below - ours)) if c.is_python]
+    if first.is_python or not kids:
+        return [first, *kids]
+    programs = _top_most(kids, parents)
+    if len(programs) > 1:
+        raise NoTargetError(
+            f"{len(programs)} unrelated Python programs run under PID {pid} "
+            f"({first.program}): {_listing(programs)}.",
+            "Pass --pid PID of the one to diagnose (or --match TEXT, a word of its command line).",
+        )
+    # the one program and its workers; the launcher itself has no Python stack to read
+    return kids
 
 
 def _ancestors(pid: int, parents: dict[int, int]) -> set[int]:
@@ -271,7 +305,37 @@ def match_processes(text: str) -> list[ProcessInfo]:
 
 
 def _listing(infos: list[ProcessInfo]) -> str:
-    return "; ".join(f"{i.pid} `{_short(i.command)}`" for i in infos)
+    return "; ".join(f"{i.pid} `{c}`" for i, c in zip(infos, _telling_apart(infos), strict=True))
+
+
+def _telling_apart(infos: list[ProcessInfo], limit: int = 80) -> list[str]:
+    """Each command line shortened to what tells it from the others.
+
+    Servers started alike share a long prefix (interpreter, module, app, --app-dir)
+    and differ only later (`--port 8001`): drop the shared prefix, keep the option
+    name before the first difference, and crop only after it.
+    """
+    commands = [i.command for i in infos]
+    if len(infos) < 2 or all(len(c) <= limit for c in commands):
+        return [_short(c, limit) for c in commands]
+    argvs = [i.argv for i in infos]
+    common = 0
+    while all(len(a) > common for a in argvs) and len({a[common] for a in argvs}) == 1:
+        common += 1
+    out: list[str] = []
+    for info, command in zip(infos, commands, strict=True):
+        argv = info.argv
+        if not argv:
+            out.append(_short(command, limit))
+            continue
+        start = min(common, len(argv) - 1)
+        if start > 0 and argv[start - 1].startswith("-"):
+            start -= 1  # `--port 8001` reads better than `8001`
+        if start <= 1 or len(command) <= limit:
+            out.append(_short(command, limit))
+        else:
+            out.append(_short(f"{_basename(argv[0])} ... {shlex.join(argv[start:])}", limit))
+    return out
 
 
 def _short(command: str, limit: int = 80) -> str:

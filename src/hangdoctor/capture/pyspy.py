@@ -8,6 +8,7 @@ SIGCONT to a process we left in state T, so we never hang what we diagnose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,10 +18,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from hangdoctor.capture.preflight import ptrace_diagnosis
+from hangdoctor.capture.preflight import ptrace_diagnosis, stopped_error
 from hangdoctor.capture.procs import ProcessInfo, process_info, python_evidence
 from hangdoctor.capture.pyspy_json import snapshot_from_pyspy_json
 from hangdoctor.errors import (
@@ -120,7 +122,36 @@ def dump(
         raise ValueError("timeout must be > 0")
     pyspy = find_pyspy()
     info = process_info(pid)
-    argv = [pyspy, "dump", "--json", "--pid", str(pid)]
+    if info.state == "T":
+        # py-spy fails on it (waitpid) or, with --nonblocking, reads a frozen stack
+        # that looks idle: neither is a sample of a running service.
+        raise stopped_error(pid, info.program)
+    with _launcher(pid, pyspy) as (command, pyspy_pid, fds):
+        return _dump(
+            info,
+            command,
+            pyspy_pid,
+            fds,
+            locals=locals,
+            native=native,
+            nonblocking=nonblocking,
+            timeout=timeout,
+        )
+
+
+def _dump(
+    info: ProcessInfo,
+    command: list[str],
+    pyspy_pid: int,
+    fds: tuple[int, ...],
+    *,
+    locals: bool,
+    native: bool,
+    nonblocking: bool,
+    timeout: float,
+) -> Snapshot:
+    pid = info.pid
+    argv = [*command, "dump", "--json", "--pid", str(pyspy_pid)]
     if locals:
         argv.append("--locals")
     if native:
@@ -131,7 +162,7 @@ def dump(
     env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"}
     wall_start, start = time.time(), time.monotonic()
     try:
-        out, err, code = _run(argv, env, timeout)
+        out, err, code = _run(argv, env, timeout, fds)
     finally:
         resume_if_left_stopped(pid, info.state)
     duration = time.monotonic() - start
@@ -148,7 +179,7 @@ def dump(
         argv.remove("--native")
         left = max(0.5, timeout - duration)
         try:
-            out, err, code = _run(argv, env, left)
+            out, err, code = _run(argv, env, left, fds)
         finally:
             resume_if_left_stopped(pid, info.state)
         duration = time.monotonic() - start
@@ -158,6 +189,13 @@ def dump(
                 f"py-spy did not finish within {timeout:g} s while reading process {pid}.",
                 "Retry with a larger --timeout, or without --native.",
             )
+    if code != 0 and fds and err.startswith("nsenter:"):
+        raise CaptureError(
+            f"Process {pid} runs chrooted inside its own mount namespace, so py-spy must run "
+            f"in there to find its files, and nsenter could not enter: {_last_error_line(err)}",
+            "Run hangdoctor as root on the host, or inside the target's root: "
+            f"`nsenter --target {pid} --mount --pid --root --wd=/ hangdoctor diagnose`.",
+        )
     if code != 0:
         raise _failure(info, err, native=native, nonblocking=nonblocking)
     try:
@@ -176,13 +214,96 @@ def dump(
             f"py-spy printed something that is not a JSON dump for process {pid} ({exc}).",
             f"Run `py-spy dump --json --pid {pid}` yourself to see its output.",
         ) from None
+    if pyspy_pid != pid:
+        # py-spy ran inside the target's PID namespace and numbered threads as it does
+        host = _host_tids(pid)
+        threads = tuple(replace(t, tid=host.get(t.tid, t.tid)) for t in snap.threads)
+        snap = replace(snap, threads=threads)
     return replace(snap, cwd=_cwd(pid))
+
+
+def _host_tids(pid: int) -> dict[int, int]:
+    """Thread ids as the target's PID namespace numbers them -> as ours does."""
+    out: dict[int, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        out[_inner_id(f"/proc/{pid}/task/{tid}/status", int(tid))] = int(tid)
+    return out
 
 
 _NATIVE_MERGE_FAILED = "Failed to merge native and python frames"
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[str, str, int]:
+@contextlib.contextmanager
+def _launcher(pid: int, pyspy: str) -> Iterator[tuple[list[str], int, tuple[int, ...]]]:
+    """(the command that runs py-spy, the pid to give it, the fds it inherits) for `pid`.
+
+    py-spy opens the target's binary and libpython at /proc/PID/root + the path
+    in /proc/PID/maps. For a process chrooted inside its mount namespace (not
+    pivot_root'ed, as container runtimes do) the maps path seen from here still
+    carries the chroot's own prefix, so that file does not exist: py-spy must
+    run in the target's mount and PID namespaces and root, where both agree.
+    Its binary is static and goes in as an open fd, so the target's root needs
+    no py-spy of its own.
+    """
+    root = _chroot_of(pid)
+    if root is None:
+        yield [pyspy], pid, ()
+        return
+    nsenter = shutil.which("nsenter")
+    if nsenter is None or not os.path.isdir(f"/proc/{pid}/root/proc/{_ns_pid(pid)}"):
+        missing = (
+            "nsenter (util-linux) is not installed"
+            if nsenter is None
+            else (f"{root} has no /proc mounted")
+        )
+        raise CaptureError(
+            f"Process {pid} runs chrooted in {root}, so py-spy must run in there to find its "
+            f"files, and {missing}.",
+            "Run hangdoctor inside that root (`chroot ROOT hangdoctor diagnose`), with /proc "
+            "mounted there, or install util-linux.",
+        )
+    fd = os.open(pyspy, os.O_RDONLY)
+    try:
+        command = [nsenter, f"--target={pid}", "--mount", "--pid", "--root", "--wd=/", "--"]
+        yield [*command, f"/proc/self/fd/{fd}"], _ns_pid(pid), (fd,)
+    finally:
+        os.close(fd)
+
+
+def _chroot_of(pid: int) -> str | None:
+    """The target's root when the paths in its maps carry that root's prefix, else None."""
+    try:
+        root = os.readlink(f"/proc/{pid}/root").rstrip("/")
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return root if root and exe.startswith(root + "/") else None
+
+
+def _ns_pid(pid: int) -> int:
+    """`pid` as its own PID namespace numbers it."""
+    return _inner_id(f"/proc/{pid}/status", pid)
+
+
+def _inner_id(status_path: str, default: int) -> int:
+    """NSpid's last field: the id in the innermost PID namespace; `default` when unsaid."""
+    try:
+        with open(status_path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+def _run(
+    argv: list[str], env: dict[str, str], timeout: float, fds: tuple[int, ...] = ()
+) -> tuple[str, str, int]:
     """(stdout, stderr, returncode); returncode -1: the deadline passed and py-spy was killed."""
     proc = subprocess.Popen(
         argv,
@@ -192,6 +313,9 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[str, str
         text=True,
         errors="replace",
         env=env,
+        pass_fds=fds,
+        # its own group: nsenter forks py-spy, and a kill must reach both
+        start_new_session=bool(fds),
     )
     try:
         try:
@@ -202,6 +326,9 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[str, str
     finally:
         # Also on Ctrl-C: never leave a py-spy (and so a paused target) behind.
         if proc.poll() is None:
+            if fds:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             proc.kill()
             try:
                 proc.wait(timeout=_KILL_WAIT_S)
@@ -219,6 +346,8 @@ def _failure(info: ProcessInfo, stderr: str, *, native: bool, nonblocking: bool)
         now = process_info(pid)
     except ProcessGoneError as exc:
         return exc
+    if now.state == "T":  # stopped while py-spy attached (Ctrl-Z, SIGSTOP mid-sample)
+        return stopped_error(pid, now.program)
     if now.state in ("Z", "X") or any(s in text for s in (*_GONE, *_PERMISSION)):
         # py-spy says "Permission Denied: try sudo" or "check that the process is
         # running" for causes sudo would not fix: name the real one.
@@ -253,7 +382,19 @@ def _last_error_line(stderr: str) -> str:
 
 
 def _cwd(pid: int) -> str | None:
+    """The target's cwd as the target sees it: frame paths are relative to its own root.
+
+    Read from outside a chroot, /proc/PID/cwd names the host's path
+    (`/var/lib/c1/rootfs/srv/app`) while the frames say `/srv/app/...`.
+    """
     try:
-        return os.readlink(f"/proc/{pid}/cwd")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return None
+    try:
+        root = os.readlink(f"/proc/{pid}/root").rstrip("/")
+    except OSError:
+        return cwd
+    if root and (cwd == root or cwd.startswith(root + "/")):
+        return cwd[len(root) :] or "/"
+    return cwd
