@@ -32,7 +32,7 @@ from hangdoctor.capture.dumps import (
     save_capture,
 )
 from hangdoctor.errors import BadDumpError, HangdoctorError
-from hangdoctor.model import Snapshot, Thread
+from hangdoctor.model import Snapshot, Thread, Verdict
 
 DUMPS = Path(__file__).resolve().parents[1] / "data" / "dumps"
 FIXTURES = sorted(p for p in DUMPS.iterdir() if p.suffix in (".txt", ".json", ".jsonl"))
@@ -650,3 +650,89 @@ def test_unreadable_file() -> None:
         else:  # root reads anything: drop to nobody in a child process
             message = _load_as_nobody(f)
         assert message == f"{f} cannot be read: permission denied."
+
+
+# --- a dump cut at a line boundary --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fixture", sorted(p.name for p in DUMPS.glob("pyspy-text-*.txt")), ids=lambda n: n[11:-4]
+)
+def test_pyspy_text_cut_at_any_line_is_never_healthy(tmp_path: Path, fixture: str) -> None:
+    """GIVEN a py-spy text dump cut after any of its lines WHEN it is read THEN either the
+    cut is said (exit 2 material) or it fell between two whole threads, and it is never
+    analysed as healthy: the missing part may be the thread that holds the loop."""
+    lines = (DUMPS / fixture).read_text(encoding="utf-8").splitlines(keepends=True)
+    whole = parse_dump("".join(lines), name="whole.txt")
+    said = 0
+    for k in range(1, len(lines)):
+        try:
+            snapshots = parse_dump("".join(lines[:k]), name="cut.txt")
+        except BadDumpError as err:
+            said += "looks cut off at line" in err.message
+            continue
+        # read as whole: every stack it has is the whole stack (a cut between threads, or
+        # inside the locals of an outermost frame)
+        last = snapshots[-1].threads[-1]
+        full = next(t for t in whole[len(snapshots) - 1].threads if t.tid == last.tid)
+        assert [f.function for f in last.frames] == [f.function for f in full.frames], k
+        assert analyze(snapshots).verdict is not Verdict.HEALTHY, k
+    assert said > len(lines) // 2  # most cuts stop inside a stack
+
+
+def test_cut_stack_names_the_line_and_the_frame(tmp_path: Path) -> None:
+    """A dump that stops inside the loop thread's stack says where and at which frame."""
+    lines = (DUMPS / "pyspy-text-3.12.txt").read_text(encoding="utf-8").splitlines(True)
+    cut = next(i for i, t in enumerate(lines, 1) if "Handle._run" in t)
+    err, name = _bad(tmp_path, "".join(lines[:cut]))
+    assert err.message.startswith(f"{name} looks cut off at line {cut}: the stack of `Thread")
+    assert "stops at `Handle._run (asyncio/events.py:84)`" in err.message
+    _assert_one_sentence(err)
+
+
+def test_whole_stacks_of_unnamed_and_main_threads_are_not_cut() -> None:
+    """A thread started outside `threading` (no name) may end in any frame, and a main
+    thread run with `-m` ends in runpy: both are read as whole."""
+    text = (
+        "Process 7: python -m app\nPython v3.12.1 (/usr/bin/python3.12)\n\n"
+        'Thread 7 (idle): "MainThread"\n'
+        "    BaseEventLoop._run_once (asyncio/base_events.py:1971)\n"
+        "    _run_module_as_main (<frozen runpy>:198)\n"
+        "Thread 8 (idle)\n"
+        "    callback (app/native.py:3)\n"
+    )
+    (snap,) = parse_dump(text, name="dump.txt")
+    assert [len(t.frames) for t in snap.threads] == [2, 1]
+
+
+# --- pipes and devices ---------------------------------------------------------------
+
+
+def test_fifo_without_a_writer_ends_with_a_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A named pipe nobody writes to is given up after PIPE_IDLE_S, never waited on forever
+    (here in a thread with a join deadline, so a regression cannot hang the suite)."""
+    import hangdoctor.capture.dumps as dumps
+
+    monkeypatch.setattr(dumps, "PIPE_IDLE_S", 0.5, raising=False)
+    fifo = tmp_path / "dump.fifo"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+    reader = threading.Thread(target=lambda: _catch(errors, lambda: load_dump(fifo)), daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # release the blocked open() so the thread can end
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load_dump waited on a FIFO with no writer")
+    (err,) = errors
+    assert isinstance(err, BadDumpError) and "Nothing was written to" in err.message
+    _assert_one_sentence(err)
+
+
+def _catch(into: list[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except BaseException as exc:  # handed to the test thread to assert on
+        into.append(exc)

@@ -11,7 +11,9 @@ may hand over (a missing file, a directory, a core file, a cut-off dump) is a
 from __future__ import annotations
 
 import errno
+import os
 import re
+import select
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +28,14 @@ from hangdoctor.capture.dump_formats.json_dumps import (
 )
 from hangdoctor.errors import BadDumpError, HangdoctorError
 from hangdoctor.model import Snapshot
-from hangdoctor.outfile import reason, write_atomic
+from hangdoctor.outfile import check_writable, reason, write_atomic
 
 __all__ = [
     "MAX_DUMP_BYTES",
+    "PIPE_IDLE_S",
     "DumpFormat",
     "capture_to_json",
+    "check_save_path",
     "detect_format",
     "load_dump",
     "parse_dump",
@@ -40,6 +44,7 @@ __all__ = [
 ]
 
 MAX_DUMP_BYTES = 50 * 1024 * 1024
+PIPE_IDLE_S = 10.0  # a pipe that sends nothing for this long has no dump coming
 
 _PARSERS: dict[DumpFormat, Callable[[str, str], list[Snapshot]]] = {
     DumpFormat.PYSPY_JSON: parse_json,
@@ -126,6 +131,12 @@ def save_capture(snapshots: Sequence[Snapshot], path: str | Path) -> Path:
     return p
 
 
+def check_save_path(path: Path | None) -> None:
+    """Refuse a --save path that cannot be written, before any sampling is done."""
+    if path is not None and (why := check_writable(path)) is not None:
+        raise save_error(path, why)
+
+
 def save_error(path: Path, why: str) -> HangdoctorError:
     """The error for a capture that cannot be saved to `path`, because of `why`."""
     return HangdoctorError(
@@ -172,10 +183,16 @@ def _read(p: Path, name: str) -> bytes:
         st = p.stat()
         if stat.S_ISDIR(st.st_mode):
             raise _directory(name)
-        if st.st_size > MAX_DUMP_BYTES:
-            raise _too_large(name, st.st_size)
-        with p.open("rb") as fh:
-            data = fh.read(MAX_DUMP_BYTES + 1)  # a pipe or /proc file reports no size
+        if stat.S_ISREG(st.st_mode):
+            if st.st_size > MAX_DUMP_BYTES:
+                raise _too_large(name, st.st_size)
+            with p.open("rb") as fh:
+                data = fh.read(MAX_DUMP_BYTES + 1)  # a /proc file reports no size
+        elif stat.S_ISSOCK(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            kind = "a socket" if stat.S_ISSOCK(st.st_mode) else "a block device"
+            raise BadDumpError(f"{name} is {kind}, not a dump file.", _PIPE_REMEDY)
+        else:
+            data = _read_stream(p, name)
     except OSError as exc:
         raise _os_error(name, exc) from None
     except ValueError:  # a NUL byte in the path
@@ -185,6 +202,57 @@ def _read(p: Path, name: str) -> bytes:
     if len(data) > MAX_DUMP_BYTES:
         raise _too_large(name, len(data))
     return data
+
+
+_PIPE_REMEDY = (
+    "Save the dump to a file (`py-spy dump --pid PID > dump.txt`) and pass that, "
+    "or pipe it in: `py-spy dump --pid PID | hangdoctor analyze -`."
+)
+
+
+def _read_stream(p: Path, name: str) -> bytes:
+    """A named pipe or character device, read with a deadline: never wait forever.
+
+    Opening a FIFO blocks until a writer comes, and reading one blocks while the
+    writer is silent; `hangdoctor analyze <(py-spy dump ...)` is such a pipe with
+    a writer. Non-blocking open and poll: the read ends at end of file, or with
+    an error once nothing has arrived for PIPE_IDLE_S.
+    """
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_DUMP_BYTES:
+            if not poller.poll(PIPE_IDLE_S * 1000):
+                raise _silent(name, total)
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _silent(name: str, received: int) -> BadDumpError:
+    idle = f"{PIPE_IDLE_S:.0f} s"
+    if received:
+        return BadDumpError(
+            f"{name} stopped sending after {received} bytes: nothing more came for {idle} "
+            "and the writer did not close it.",
+            _PIPE_REMEDY,
+        )
+    return BadDumpError(
+        f"Nothing was written to {name} in {idle}: it is a named pipe (FIFO) or device "
+        "that no program is writing a dump to.",
+        _PIPE_REMEDY,
+    )
 
 
 def _binary(name: str) -> BadDumpError:

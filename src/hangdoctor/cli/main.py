@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,12 +11,14 @@ import click
 
 from hangdoctor import __version__
 from hangdoctor.cli.errors import HangdoctorGroup
-from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
+from hangdoctor.cli.options import FiniteFloatRange
+from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM, BadDumpError
 from hangdoctor.model import Diagnosis, Verdict
 
 __all__ = ["cli", "entry"]
 
 _FORMATS = click.Choice(["text", "json"], case_sensitive=False)
+_FORMAT_HELP = "text: the diagnosis for people; json: the same in a stable schema."
 
 
 def _exit_code(diagnosis: Diagnosis) -> int:
@@ -81,7 +84,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(0.0, 10.0),
+    type=FiniteFloatRange(0.0, 10.0),
     default=0.4,
     show_default=True,
     help="Seconds between samples.",
@@ -101,7 +104,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0.5, 60.0),
+    type=FiniteFloatRange(0.5, 60.0),
     default=5.0,
     show_default=True,
     help="Deadline for each py-spy call, in seconds.",
@@ -113,7 +116,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     show_default=True,
     help="AnyIO worker thread limit of the target (starvation threshold).",
 )
-@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=_FORMATS, default="text", show_default=True, help=_FORMAT_HELP
+)
 @click.option(
     "--save",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -144,11 +149,13 @@ def diagnose(
     process is examined too, so multi-worker servers are covered. Takes
     SAMPLES stack samples INTERVAL seconds apart with py-spy (about a second).
     """
+    from hangdoctor.capture.dumps import check_save_path, save_capture
     from hangdoctor.capture.procs import resolve_targets
     from hangdoctor.live import LiveOptions, diagnose_processes
 
     if pid is not None and match is not None:
         raise click.UsageError("Give either --pid or --match, not both.")
+    check_save_path(save)  # before sampling, so that no diagnosis is thrown away
     targets = resolve_targets(pid, match)
     options = LiveOptions(
         samples=samples,
@@ -161,10 +168,6 @@ def diagnose(
         anyio_limit=anyio_limit,
     )
     result = diagnose_processes(targets, options)
-    if save is not None:
-        from hangdoctor.capture.dumps import save_capture
-
-        save_capture(result.snapshots, save)
     footer = (
         f"{len(result.diagnosis.pids)} process(es), {result.diagnosis.samples} samples, "
         f"verdict in {result.elapsed_s:.2f} s"
@@ -173,6 +176,8 @@ def diagnose(
     _emit(
         replace(shown, secrets_redacted=not show_secrets), fmt, all_frames=all_frames, footer=footer
     )
+    if save is not None:
+        save_capture(result.snapshots, save)  # after the report: a full disk loses only the file
     ctx.exit(_exit_code(result.diagnosis))
 
 
@@ -183,8 +188,16 @@ def diagnose(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A checkout of the service, to show source lines of a dump taken elsewhere.",
 )
-@click.option("--anyio-limit", type=click.IntRange(1, 10_000), default=40, show_default=True)
-@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option(
+    "--anyio-limit",
+    type=click.IntRange(1, 10_000),
+    default=40,
+    show_default=True,
+    help="AnyIO worker thread limit of the target (starvation threshold).",
+)
+@click.option(
+    "--format", "fmt", type=_FORMATS, default="text", show_default=True, help=_FORMAT_HELP
+)
 @click.option("--all-frames", is_flag=True, help="Do not fold framework frames.")
 @click.option("--locals", "show_locals", is_flag=True, help="Show your frame's locals (redacted).")
 @click.option("--show-secrets", is_flag=True, help="Do not redact locals that look like secrets.")
@@ -210,6 +223,12 @@ def analyze_cmd(
     from hangdoctor.capture.redact import redact_snapshot
 
     if str(file) == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadDumpError(
+                "`analyze -` reads the dump from standard input, but that is a terminal.",
+                "Pipe the dump in (`py-spy dump --pid PID | hangdoctor analyze -`) "
+                "or pass the file: `hangdoctor analyze dump.txt`.",
+            )
         snapshots = parse_dump(sys.stdin.read(), name="<stdin>")
     else:
         snapshots = load_dump(file)
@@ -255,6 +274,22 @@ cli.lazy_commands.update(
 )
 
 
+def _tolerant_output() -> None:
+    """Never fail on a character the output's encoding lacks: write it as `\\xe9` instead.
+
+    With PYTHONIOENCODING=ascii (or a pipe in a C locale on an old Python) a
+    non-ASCII path, function name or box-drawing character would otherwise
+    end the run with UnicodeEncodeError after all the work was done.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            # a closed or detached stream has nothing to protect
+            with contextlib.suppress(OSError, ValueError):
+                reconfigure(errors="backslashreplace")
+
+
 def entry() -> None:
     """Console-script entry point."""
+    _tolerant_output()
     cli(prog_name="hangdoctor")

@@ -83,6 +83,13 @@ def _values(text: str, name: str) -> list[Any]:
     while pos < len(text):
         try:
             value, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            # no dump nests deeper than a few levels; the decoder recurses per level
+            raise BadDumpError(
+                f"{name} is JSON nested too deeply to be a dump (value {len(values) + 1}).",
+                "Pass the file exactly as `py-spy dump --json` or `hangdoctor diagnose --save` "
+                "wrote it.",
+            ) from None
         except json.JSONDecodeError as exc:
             if _ends_open(text, pos):
                 raise truncated(name, f"JSON value {len(values) + 1}", _CUT_REMEDY) from None

@@ -12,6 +12,13 @@ py-spy prints the OS thread id in decimal when it knows it, else the Python
 ident in hex (`Thread 0x7F95F7A1B740`). Files are the short paths py-spy
 prints, which is all the dump has. Several dumps appended to one file are
 several samples: each `Process N:` header starts one.
+
+py-spy prints no end marker, so a dump cut at a line boundary is told by its
+shape: every thread that `threading` started (it has a name) has
+`Thread._bootstrap` as its outermost frame, and the main thread `<module>` or
+runpy's frames. When the last stack of the file stops short of that, the rest
+was cut off, and what is missing may be the very thread that holds the loop:
+it is an error, never a verdict on half a dump.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from hangdoctor.capture.dump_formats._common import (
     local_from_text,
     truncated,
 )
+from hangdoctor.errors import BadDumpError
 from hangdoctor.model import Snapshot
 
 __all__ = ["HEADER", "parse_pyspy_text"]
@@ -43,6 +51,22 @@ HEADER = re.compile(r"^(?:Process \d+: |Thread (?:\d+|0[xX][0-9A-Fa-f]+) \([a-z+
 """A line that starts a py-spy text dump."""
 
 _REMEDY = "Capture it again and keep the whole output: `py-spy dump --pid PID > dump.txt`."
+# the outermost frame of a whole stack: a script or `-m` module, a `threading` thread,
+# or the interpreter's own exit (threading._shutdown, atexit handlers of the stdlib)
+_ENTRY_FUNCTIONS = frozenset(
+    {
+        "<module>",
+        "_bootstrap",
+        "_run_module_as_main",
+        "_run_code",
+        "run_module",
+        "run_path",
+        "_shutdown",
+        "_python_exit",
+        "_exit_function",
+        "_run_finalizers",
+    }
+)
 
 
 def _thread(m: re.Match[str]) -> ThreadDraft:
@@ -60,6 +84,16 @@ def _thread(m: re.Match[str]) -> ThreadDraft:
     )
 
 
+def _looks_whole(thread: ThreadDraft) -> bool:
+    """Whether the stack reaches a thread's first frame (True when that cannot be told)."""
+    if thread.name is None or thread.name.startswith("Dummy-"):
+        return True  # started outside `threading` (C code, a foreign thread): any frame
+    if not thread.frames:
+        return False  # a `threading` thread runs Python; --native printed only C so far
+    outermost = thread.frames[-1]
+    return outermost.function.rsplit(".", 1)[-1] in _ENTRY_FUNCTIONS or "runpy" in (outermost.file)
+
+
 def parse_pyspy_text(text: str, name: str) -> list[Snapshot]:
     """Every dump in `text` as one Snapshot, frames innermost first as py-spy prints them."""
     samples = SampleSplitter("py-spy-text")
@@ -68,7 +102,8 @@ def parse_pyspy_text(text: str, name: str) -> list[Snapshot]:
     frame: FrameDraft | None = None  # the last frame, to attach locals to
     in_args: bool | None = None  # inside an Arguments: (True) or Locals: (False) block
     last_known = True
-    for line in lines:
+    last_line = 0  # the number of the last line that is not blank
+    for number, line in enumerate(lines, start=1):
         known = True
         if m := _PROCESS.match(line):
             samples.new_sample(pid=int(m.group(1)), command=m.group(2) or None)
@@ -97,12 +132,20 @@ def parse_pyspy_text(text: str, name: str) -> list[Snapshot]:
         else:
             known = not line.strip() or bool(_NOISE.match(line))
         if line.strip():
-            last_known = known
+            last_known, last_line = known, number
     if lines and not text.endswith("\n") and not last_known:
         raise truncated(name, "its last line", _REMEDY)
     last = samples.last_thread
     if last is not None and last is thread and not last.frames and not last.no_frames_ok:
         raise truncated(name, f"`{last.header}`, which has no frames", _REMEDY)
+    if last is not None and last is thread and not _looks_whole(last):
+        f = last.frames[-1] if last.frames else None
+        stop = f"at `{f.function} ({f.file}:{f.line})`" if f else "before its first Python frame"
+        raise BadDumpError(
+            f"{name} looks cut off at line {last_line}: the stack of `{last.header}` stops "
+            f"{stop}, before the thread's first frame (`<module>` or `Thread._bootstrap`).",
+            _REMEDY,
+        )
     cur = samples.current
     if cur is not None and not cur.threads:
         raise truncated(name, f"the dump of process {cur.pid}, which lists no thread", _REMEDY)
