@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import APP_DIR, expected, run_hangdoctor
+from tests.conftest import APP_DIR, ROOT, expected, run_hangdoctor
 
 from hangdoctor.cli.doctor import port_of
 from hangdoctor.probe.server import free_port
@@ -29,45 +32,63 @@ def test_port_of(argv: list[str], port: int | None) -> None:
     assert port_of(argv) == port
 
 
+def doctor_in(tmpdir: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    """`hangdoctor doctor ARGS` with TMPDIR=`tmpdir`, so the server logs it leaves can be seen."""
+    env = dict(os.environ, COLUMNS="120", NO_COLOR="1", TMPDIR=str(tmpdir))
+    return subprocess.run(
+        [sys.executable, "-m", "hangdoctor", "doctor", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env, check=False,
+    )  # fmt: skip
+
+
+def server_logs(tmpdir: Path) -> list[Path]:
+    return sorted(tmpdir.glob("hangdoctor-server-*.log"))
+
+
 @pytest.mark.e2e
 def test_doctor_fix_removes_the_hang(tmp_path: Path) -> None:
-    """GIVEN the buggy app WHEN doctor --fix THEN HD101 caught, fixed in the file, probe passes."""
+    """GIVEN the buggy app WHEN doctor --fix --report THEN caught, fixed, passes; both runs shown.
+
+    The report and the terminal keep the run before the fix (its figures, timeline and
+    diagnosis), the diff, and the run after it side by side; the probe's options are
+    taken; no server log is left in TMPDIR.
+    """
     app = tmp_path / "newsroom"
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
     stream = app / "api" / "routes" / "stream.py"
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    report = tmp_path / "doctor.html"
     port = free_port()
-    proc = run_hangdoctor(
-        "doctor",
-        "--stream",
-        "/news/stream",
-        "--clients",
-        "4",
-        "--duration",
-        "5",
-        "--fix",
-        "--",
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "api.main:app",
-        "--app-dir",
-        str(app),
-        "--port",
-        str(port),
-        "--loop",
-        "asyncio",
-        timeout=150,
-    )
+    proc = doctor_in(
+        tmpdir,
+        "--stream", "/news/stream", "--clients", "4", "--duration", "5",
+        "--abort-after", "0.2-1", "--seed", "3", "--p99-threshold", "0.5",
+        "--max-slowdown", "10", "--fix", "--report", str(report),
+        "--", sys.executable, "-m", "uvicorn", "api.main:app", "--app-dir", str(app),
+        "--port", str(port), "--loop", "asyncio",
+    )  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     assert "HD101" in out
     assert f"stream.py:{expected('HD101').line}" in out
     assert "Applied the HD101 fix" in out
     assert "After the fix the probe passes." in out
-    fixed = stream.read_text(encoding="utf-8")
-    assert "run_in_executor(None, fetch_news)" in fixed  # the bounded fix: no pool per stream
-    assert "with ThreadPoolExecutor(max_workers=2) as ex:" not in fixed
+    assert "with ThreadPoolExecutor(max_workers=2) as ex:" not in stream.read_text("utf-8")
     assert "Traceback" not in out + proc.stderr
+    table = out[out.index("before and after the fix") :]
+    assert re.search(r"verdict\s+FAIL\s+PASS", table), table
+    assert re.search(r"caught in the act\s+HD101\s+none caught", table), table
+    page = report.read_text(encoding="utf-8")
+    for part in ('id="comparison"', 'id="before-timeline"', 'id="after-timeline"',
+                 'id="before-diagnosis"', 'id="fix"', 'id="after-summary"'):  # fmt: skip
+        assert part in page, part
+    cells = dict(re.findall(r'<td data-run="(\d)" data-key="verdict">(\w+)</td>', page))
+    assert cells == {"0": "FAIL", "1": "PASS"}
+    fix = page[page.index('id="fix"') :]
+    assert re.search(r'<span class="del">-\s+with ThreadPoolExecutor\(max_workers=2\) as ex:', fix)
+    assert "HD101" in page[page.index('id="before-diagnosis"') : page.index('id="fix"')]
+    assert server_logs(tmpdir) == []
 
 
 @pytest.mark.e2e
@@ -121,3 +142,45 @@ def test_doctor_bad_server(server: list[str], needle: str) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ")
     assert needle in proc.stderr
+
+
+def test_a_server_that_printed_nothing_says_so(tmp_path: Path) -> None:
+    """A server that exits silently: "It printed nothing", not "Its last output:" over nothing."""
+    port = str(free_port())
+    proc = doctor_in(
+        tmp_path, "--stream", "/s", "--ready-timeout", "5", "--",
+        sys.executable, "-c", "import sys; sys.exit(3)", "--port", port, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "exited with code 3" in proc.stderr
+    assert "It printed nothing" in proc.stderr and "Its last output" not in proc.stderr
+    assert server_logs(tmp_path) == []  # an empty log is not worth keeping
+
+
+def test_a_failing_server_keeps_its_log_and_names_it(tmp_path: Path) -> None:
+    """A server that printed and died: its last lines, and the kept log's path, are shown."""
+    port = str(free_port())
+    script = "import sys; print('cannot open the database', flush=True); sys.exit(4)"
+    proc = doctor_in(
+        tmp_path, "--stream", "/s", "--ready-timeout", "5", "--",
+        sys.executable, "-c", script, "--port", port, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    logs = server_logs(tmp_path)
+    assert len(logs) == 1, logs
+    assert f"Its last output (all of it is in {logs[0]}):" in proc.stderr
+    assert "cannot open the database" in proc.stderr
+    assert "cannot open the database" in logs[0].read_text(encoding="utf-8")
+
+
+@pytest.mark.e2e
+def test_a_doctor_run_leaves_no_server_log(tmp_path: Path) -> None:
+    """A run that ends normally (the fixed app passes) removes the server's log from TMPDIR."""
+    port = free_port()
+    proc = doctor_in(
+        tmp_path, "--stream", "/news/stream", "--clients", "2", "--duration", "2",
+        "--", sys.executable, "-m", "uvicorn", "api.main:fixed_app", "--app-dir", str(APP_DIR),
+        "--port", str(port), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert server_logs(tmp_path) == []

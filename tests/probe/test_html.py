@@ -481,3 +481,40 @@ def test_docs_screenshot_is_present() -> None:
     """The README's screenshot of a report is in the repository and is a PNG."""
     shot = ROOT / "docs" / "images" / "probe-report.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_doctor_report_shows_before_the_diagnosis_the_diff_and_after() -> None:
+    """doctor's report keeps both runs (their own ids), the caught cause and the escaped diff."""
+    from hangdoctor.report.html import render_doctor_html
+
+    before, after = failing(), synthetic(stalls=())
+    diff = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-    with Pool() as ex:  # <b>\n+    ex = POOL\n"
+    page = render_doctor_html(before, after, fix_diff=diff, fixed_file="/srv/app/x.py")
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {"comparison", "before-timeline", "after-timeline", "before-diagnosis", "fix"} <= set(
+        ids
+    )
+    assert texts(page, "verdict-word") == ["PASS"]
+    assert "Caught in the act: <strong>HD101" in page and "Before the fix: FAIL." in page
+    verdicts = dict(re.findall(r'<td data-run="(\d)" data-key="verdict">(\w+)</td>', page))
+    assert verdicts == {"0": "FAIL", "1": "PASS"}
+    stalls = dict(re.findall(r'<td data-run="(\d)" data-key="longest_stall">([^<]+)</td>', page))
+    assert stalls["1"] == "0.00 s" and stalls["0"] != stalls["1"]
+    assert '<span class="del">-    with Pool() as ex:  # &lt;b&gt;</span>' in page
+    assert '<span class="add">+    ex = POOL</span>' in page
+    assert page.index('id="before-timeline"') < page.index('id="fix"')
+    assert page.index('id="fix"') < page.index('id="after-timeline"')
+
+
+def test_numbers_say_how_percentiles_and_the_baseline_are_counted() -> None:
+    """The numbers card defines the percentiles and shows the baseline and the slowdown."""
+    result = synthetic(stalls=())
+    baseline = tuple(HealthSample(i * 0.1, 0.02, 200) for i in range(10))
+    summary, stalls, verdict = summarize(result.config, result.health, result.streams, baseline)
+    page = render_probe_html(
+        replace(result, baseline=baseline, summary=summary, stalls=stalls, verdict=verdict)
+    )
+    assert "one that got no answer counts at the deadline (2 s)" in page
+    cells = dict(re.findall(r'<td data-key="(\w+)">([^<]*)</td>', page))
+    assert cells["baseline_p99"] == "20 ms" and cells["slowdown"].endswith("times (limit 10)")

@@ -12,17 +12,22 @@ never comes up.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
+from hangdoctor.cli.options import FiniteFloatRange
+from hangdoctor.cli.probe import abort_range
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM, HangdoctorError
 from hangdoctor.model import Finding
 from hangdoctor.probe.engine import probe
 from hangdoctor.probe.server import ManagedServer, ServerError
 from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
+from hangdoctor.report.console import TrimmedConsole
 
 __all__ = ["command", "port_of"]
 
@@ -85,7 +90,7 @@ def _run_once(
                 if server.returncode is not None:
                     raise ServerError(
                         f"The server exited with code {server.returncode} during the probe.",
-                        "Its last output:\n" + server.log_tail(),
+                        server.failure_output(),
                     ) from exc
                 raise
         console.print(render_summary(result, width=console.width))
@@ -99,8 +104,8 @@ def _fixable(finding: Finding) -> bool:
     return FIXABLE.get(finding.code, False) and Path(finding.file).is_file()
 
 
-def _apply_fix(console: Console, finding: Finding) -> bool:
-    """Apply the catalog's safe fix at the finding's line; True when the file changed."""
+def _apply_fix(console: Console, finding: Finding) -> str | None:
+    """Apply the catalog's safe fix at the finding's line; its diff when the file changed."""
     from hangdoctor.fix import FixSite, fix_file
 
     path = Path(finding.file)
@@ -111,10 +116,11 @@ def _apply_fix(console: Console, finding: Finding) -> bool:
     for skipped in result.outcome.skipped:
         console.print(f"[yellow]not fixed[/] {finding.code} line {skipped.line}: {skipped.reason}")
     if not result.outcome.applied:
-        return False
+        return None
+    diff = result.diff()
     console.print(f"[bold]Applied the {finding.code} fix to {path}:[/]")
-    console.print(result.diff(), markup=False, highlight=False)
-    return True
+    console.print(diff, markup=False, highlight=False)
+    return diff
 
 
 def _recommend(console: Console, finding: Finding) -> None:
@@ -125,24 +131,163 @@ def _recommend(console: Console, finding: Finding) -> None:
     console.print(f"hangdoctor explain {finding.code} shows the example.")
 
 
+def _before_after(before: ProbeResult, after: ProbeResult) -> Table:
+    """The figures of the run before the fix and the run after it, side by side."""
+    from hangdoctor.probe.terminal import format_seconds
+
+    table = Table(title="before and after the fix", box=None, padding=(0, 2), pad_edge=False)
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+
+    def verdict(r: ProbeResult) -> Text:
+        passed = r.verdict is ProbeVerdict.PASS
+        return Text(r.verdict.value.upper(), style="bold green" if passed else "bold red")
+
+    def cause(r: ProbeResult) -> str:
+        d = r.diagnosis
+        return d.findings[0].code if d is not None and d.findings else "none caught"
+
+    def slowdown(r: ProbeResult) -> str:
+        return "-" if r.summary.slowdown is None else f"{r.summary.slowdown:.1f} times"
+
+    rows: list[tuple[str, Callable[[ProbeResult], str | Text]]] = [
+        ("verdict", verdict),
+        ("health p50", lambda r: format_seconds(r.summary.p50_s)),
+        ("health p99", lambda r: format_seconds(r.summary.p99_s)),
+        ("health max", lambda r: format_seconds(r.summary.max_s)),
+        ("p99 / baseline", slowdown),
+        ("timed out", lambda r: f"{r.summary.timeouts} of {r.summary.requests}"),
+        ("longest stall window", lambda r: format_seconds(r.summary.longest_stall_s)),
+        ("streams dropped", lambda r: str(r.summary.streams_aborted)),
+        ("caught in the act", cause),
+    ]
+    for label, value in rows:
+        table.add_row(label, value(before), value(after))
+    return table
+
+
+def _write_report(
+    console: Console,
+    path: Path,
+    before: ProbeResult,
+    after: ProbeResult | None,
+    diff: str | None,
+    fixed: str | None,
+) -> None:
+    from hangdoctor.cli.probe import require_report_module, write_html
+    from hangdoctor.probe.json_output import redacted
+
+    require_report_module()
+    from hangdoctor.report.html import render_doctor_html
+
+    page = render_doctor_html(
+        redacted(before),
+        redacted(after) if after is not None else None,
+        fix_diff=diff,
+        fixed_file=fixed,
+    )
+    write_html(page, path)
+    console.print(f"[dim]report written to {path}[/]")
+
+
 @click.command("doctor", context_settings={"ignore_unknown_options": True})
-@click.option("--stream", "streams", multiple=True, metavar="PATH", help="A stream path.")
-@click.option("--health", default="/health", show_default=True, help="The health path.")
-@click.option("--url", help="Base URL, when the server command does not name its port.")
-@click.option("--clients", type=click.IntRange(0, 2000), default=10, show_default=True)
 @click.option(
-    "--duration", type=click.FloatRange(1, 600), default=10.0, show_default=True, help="Seconds."
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="PATH",
+    help="An SSE endpoint the clients open and drop (repeatable; clients take turns).",
 )
-@click.option("--health-timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True)
+@click.option(
+    "--health",
+    default="/health",
+    show_default=True,
+    metavar="PATH",
+    help="The endpoint timed while streams churn; also how readiness is checked.",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Base URL, when the server command does not name its port.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(0, 2000),
+    default=10,
+    show_default=True,
+    help="Concurrent stream clients.",
+)
+@click.option(
+    "--duration",
+    type=FiniteFloatRange(1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds each probe run lasts (before and after a fix).",
+)
+@click.option(
+    "--abort-after",
+    "abort_after",
+    default="0.2-3",
+    show_default=True,
+    metavar="MIN-MAX",
+    callback=abort_range,
+    help="Each stream is dropped after a random time in this range (seconds).",
+)
+@click.option(
+    "--health-timeout",
+    type=FiniteFloatRange(0.1, 60),
+    default=2.0,
+    show_default=True,
+    help="Deadline of each health request, in seconds: later counts as a timeout.",
+)
+@click.option(
+    "--p99-threshold",
+    type=FiniteFloatRange(0.0, 300.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Pass only when the health p99 is under this many seconds.",
+)
+@click.option(
+    "--stall-threshold",
+    type=FiniteFloatRange(0.0, 300.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="A health request still waiting after this many seconds is a stall: capture then.",
+)
+@click.option(
+    "--max-slowdown",
+    type=FiniteFloatRange(1.0, 1e6),
+    default=10.0,
+    show_default=True,
+    metavar="FACTOR",
+    help="Fail when the health p99 is more than FACTOR times the baseline p99 timed before "
+    "the streams start (baselines under 10 ms count as 10 ms).",
+)
+@click.option(
+    "--baseline",
+    "baseline_s",
+    type=FiniteFloatRange(0.0, 60.0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds of health-only timing before the streams start (0: no baseline check).",
+)
+@click.option("--seed", type=int, help="Seed of the random abort moments, to repeat a run.")
 @click.option(
     "--ready-timeout",
-    type=click.FloatRange(1, 600),
+    type=FiniteFloatRange(1, 600),
     default=30.0,
     show_default=True,
     help="How long the server may take to answer its health path.",
 )
 @click.option("--fix", is_flag=True, help="Apply the automatic fix, restart and probe again.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.html")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.html",
+    help="Also write an HTML report: both runs side by side, the diagnosis and the fix's diff.",
+)
 @click.argument("server", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def command(
@@ -152,7 +297,13 @@ def command(
     url: str | None,
     clients: int,
     duration: float,
+    abort_after: tuple[float, float],
     health_timeout: float,
+    p99_threshold: float,
+    stall_threshold: float,
+    max_slowdown: float,
+    baseline_s: float,
+    seed: int | None,
     ready_timeout: float,
     fix: bool,
     report: Path | None,
@@ -165,6 +316,10 @@ def command(
     hangdoctor doctor --stream /events --fix -- gunicorn -k uvicorn.workers.UvicornWorker \\
         -w 2 -b 127.0.0.1:8000 app.main:app
 
+    The probe options mean what they mean for `hangdoctor probe`. The server's
+    output goes to a log in the temporary directory, removed when doctor ends;
+    it is kept (and its path named) only when the server is why doctor failed.
+
     Exit status: 0 the (final) probe passed, 1 it failed, 2 the server could
     not be started or probed.
     """
@@ -173,33 +328,47 @@ def command(
         raise click.UsageError("Give the server command after `--`.")
     if not streams:
         raise click.UsageError("Give at least one --stream PATH to open and drop.")
+    if report is not None:
+        from hangdoctor.cli.probe import check_report_path, require_report_module
+
+        require_report_module()
+        check_report_path(report)
     config = ProbeConfig(
         url=_base_url(url, argv),
         streams=streams,
         health=health,
         clients=clients,
         duration_s=duration,
+        abort_min_s=abort_after[0],
+        abort_max_s=abort_after[1],
         health_timeout_s=health_timeout,
+        p99_threshold_s=p99_threshold,
+        stall_threshold_s=stall_threshold,
+        max_slowdown=max_slowdown,
+        baseline_s=baseline_s,
+        seed=seed,
     )
-    console = Console(highlight=False, soft_wrap=False)
-    result = _run_once(console, argv, config, ready_timeout, "probe")
-    final = result
+    console = TrimmedConsole(highlight=False, soft_wrap=False)  # no padded line ends
+    before = _run_once(console, argv, config, ready_timeout, "probe")
+    after: ProbeResult | None = None
+    diff: str | None = None
     finding = (
-        result.diagnosis.findings[0] if result.diagnosis and result.diagnosis.findings else None
+        before.diagnosis.findings[0] if before.diagnosis and before.diagnosis.findings else None
     )
-    if result.verdict is ProbeVerdict.FAIL and finding is not None:
+    if before.verdict is ProbeVerdict.FAIL and finding is not None:
         if fix and _fixable(finding):
-            if _apply_fix(console, finding):
-                final = _run_once(console, argv, config, ready_timeout, "probe after the fix")
-                verdict = "passes" if final.verdict is ProbeVerdict.PASS else "still fails"
+            diff = _apply_fix(console, finding)
+            if diff is not None:
+                after = _run_once(console, argv, config, ready_timeout, "probe after the fix")
+                console.print(_before_after(before, after))
+                verdict = "passes" if after.verdict is ProbeVerdict.PASS else "still fails"
                 console.print(f"[bold]After the fix the probe {verdict}.[/]")
         else:
             _recommend(console, finding)
             if fix:
                 console.print(f"{finding.code} has no automatic fix; apply it by hand.")
     if report is not None:
-        from hangdoctor.cli.probe import write_report
-
-        write_report(final, report)
-        console.print(f"[dim]report written to {report}[/]")
+        fixed = finding.file if diff is not None and finding is not None else None
+        _write_report(console, report, before, after, diff, fixed)
+    final = after or before
     ctx.exit(EXIT_OK if final.verdict is ProbeVerdict.PASS else EXIT_PROBLEM)

@@ -18,20 +18,29 @@ from hangdoctor.outfile import reason, write_atomic
 from hangdoctor.probe.engine import MAX_CLIENTS, MAX_DURATION_S, ProbeError, probe
 from hangdoctor.probe.target import parse_target
 from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
+from hangdoctor.report.console import TrimmedConsole
 
-__all__ = ["command", "write_report"]
+__all__ = [
+    "abort_range",
+    "check_report_path",
+    "command",
+    "require_report_module",
+    "write_html",
+    "write_report",
+]
 
 _REPORT_MODULE = "hangdoctor.report.html"
 
 
-def _abort_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+def abort_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    """`--abort-after MIN-MAX` (or one number) as seconds; shared by probe and doctor."""
     low, sep, high = value.partition("-")
     try:
         lo = float(low)
         hi = float(high) if sep else lo
     except ValueError:
         raise click.BadParameter("give MIN-MAX seconds, like 0.2-3") from None
-    if not 0 < lo <= hi:
+    if not 0 < lo <= hi < float("inf"):
         raise click.BadParameter("give MIN-MAX seconds with 0 < MIN <= MAX, like 0.2-3")
     return lo, hi
 
@@ -48,7 +57,7 @@ def _headers(
     return tuple(out)
 
 
-def _require_report_module() -> None:
+def require_report_module() -> None:
     if importlib.util.find_spec(_REPORT_MODULE) is None:
         raise ProbeError(
             "This hangdoctor cannot write HTML reports (hangdoctor.report.html is missing).",
@@ -60,9 +69,13 @@ def write_report(result: ProbeResult, path: Path) -> None:
     """Render the HTML report and write it atomically: a reader never sees half a file."""
     from hangdoctor.probe.json_output import redacted
 
-    _require_report_module()
+    require_report_module()
     module = importlib.import_module(_REPORT_MODULE)
-    html: str = module.render_probe_html(redacted(result))
+    write_html(module.render_probe_html(redacted(result)), path)
+
+
+def write_html(html: str, path: Path) -> None:
+    """Write a report atomically; a disk that cannot take it is one sentence (exit 2)."""
     try:
         write_atomic(path, html)
     except OSError as exc:  # write_atomic left no partial file and the old one untouched
@@ -73,7 +86,7 @@ def write_report(result: ProbeResult, path: Path) -> None:
         ) from None
 
 
-def _check_report_path(path: Path) -> None:
+def check_report_path(path: Path) -> None:
     parent = path.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ProbeError(
@@ -116,7 +129,7 @@ def _check_report_path(path: Path) -> None:
     default="0.2-3",
     show_default=True,
     metavar="MIN-MAX",
-    callback=_abort_range,
+    callback=abort_range,
     help="Each stream is dropped after a random time in this range (seconds).",
 )
 @click.option(
@@ -255,8 +268,8 @@ def command(
     if pid is not None and no_capture:
         raise click.UsageError("Give either --pid or --no-capture, not both.")
     if report is not None:
-        _require_report_module()
-        _check_report_path(report)
+        require_report_module()
+        check_report_path(report)
     endpoint, health_path = parse_target(url, health)
     config = ProbeConfig(
         url=endpoint.base_url,
@@ -289,7 +302,7 @@ def command(
     else:
         from hangdoctor.probe.terminal import render_summary
 
-        console = Console(highlight=False, soft_wrap=False)
+        console = TrimmedConsole(highlight=False, soft_wrap=False)  # no padded line ends
         console.print(render_summary(result, width=console.width))
     if report is not None:
         write_report(result, report)

@@ -189,14 +189,17 @@ class Catcher:
         return out
 
 
-def with_health(capture: Capture, health: Sequence[HealthSample]) -> Capture:
-    """The capture, its findings corrected by the health answers that came during the samples.
+def with_health(
+    capture: Capture, health: Sequence[HealthSample], events: Sequence[float] = ()
+) -> Capture:
+    """The capture, its findings corrected by what the server sent during the samples.
 
     A finding "stuck for at least N s" on a server with a single event loop is
-    rewritten when a health request was answered between its first and last
-    sample: that loop was not stuck in one call, it kept coming back and
-    entering the same line again. With several loops (workers) an answer may
-    have come from another one, so nothing is concluded.
+    rewritten when a health request was answered, or a stream event arrived
+    (`events`: probe times), between its first and last sample: that loop was
+    not stuck in one call, it kept coming back and entering the same line
+    again. With several loops (workers) the answer may have come from another
+    one, so nothing is concluded.
     """
     diag = capture.diagnosis
     if diag is None or len(diag.loops) != 1 or not capture.samples:
@@ -217,16 +220,21 @@ def with_health(capture: Capture, health: Sequence[HealthSample]) -> Capture:
             if h.status is not None
             and start + _SAMPLE_MARGIN_S < h.t + h.latency_s < end - _SAMPLE_MARGIN_S
         ]
-        if not answers:
+        sent = [t for t in events if start + _SAMPLE_MARGIN_S < t < end - _SAMPLE_MARGIN_S]
+        if not answers and not sent:
             findings.append(finding)
             continue
         seen = sum(1 for t in times if t >= start - _SAMPLE_MARGIN_S)
         message = _HOW_LONG.sub("", finding.message).rstrip(".")
+        came = []
+        if answers:
+            came.append(f"{len(answers)} health answer{'s' if len(answers) != 1 else ''}")
+        if sent:
+            came.append(f"{len(sent)} stream event{'s' if len(sent) != 1 else ''}")
         message += (
-            f" (on this line in {seen} samples over {held:.1f} s, yet "
-            f"{len(answers)} health request{'s were' if len(answers) != 1 else ' was'} answered "
-            "in between: many short blocking calls here, not one call stuck "
-            f"{held:.1f} s)."
+            f" (on this line in {seen} samples over {held:.1f} s, yet the server sent "
+            f"{' and '.join(came)} in between: many short blocking calls here, not one call "
+            f"stuck {held:.1f} s)."
         )
         findings.append(replace(finding, message=message, blocked_for_s=None))
         changed = True

@@ -188,6 +188,7 @@ class _Run:
         self.t0 = 0.0
         self.health: list[HealthSample] = []
         self.baseline: list[HealthSample] = []  # health alone, before the streams
+        self.activity: list[float] = []  # stream events received while a capture ran
         self._baseline_t0 = 0.0
         self.streams: list[StreamRecord] = []
         self._latencies: list[float] = []  # sorted, for the running p99
@@ -453,6 +454,11 @@ class _Run:
             ):
                 self._window_open = False  # a prompt answer after the capture: stall over
 
+    def _on_stream_event(self) -> None:
+        """An event came from the server: its loop ran. Kept only while stacks are sampled."""
+        if self.catcher is not None and self.catcher.busy:
+            self.activity.append(self.now())
+
     def _on_late(self) -> None:
         """A health request is still waiting at the stall threshold: catch the server now."""
         if self.catcher is None or self._window_open or self._draining:
@@ -487,6 +493,7 @@ class _Run:
                     ssl_context=self.ssl,
                     server_hostname=self.endpoint.host,
                     count_events=True,
+                    on_event=self._on_stream_event,
                     timeout=deadline,
                 )
             except ConnectionRefusedError:
@@ -715,7 +722,8 @@ async def run_probe(
         verdict = ProbeVerdict.FAIL  # a fix that trades the hang for a leak is no fix
     shown = catcher.best() if catcher else None
     if shown is not None:
-        shown = with_health(shown, health)  # answers between its samples: many short calls
+        # answers or events between its samples: many short calls, not one
+        shown = with_health(shown, health, run.activity)
     if catcher is not None:
         notes.extend(catcher.notes())
     return ProbeResult(

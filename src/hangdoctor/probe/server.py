@@ -3,6 +3,10 @@
 Used by `demo` (and by `doctor`): the server runs in its own session so a
 Ctrl-C in the terminal reaches only hangdoctor, which then stops the server
 and every process the server started, by PID.
+
+The server's output goes to a log file in the temporary directory. `stop()`
+removes it, unless `failure_output()` was asked for: then the server is why
+hangdoctor fails, and the user needs the whole log, at the path it names.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ManagedServer:
         self.ready_path = ready_path
         self.ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        self._keep_log = False
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix="hangdoctor-server-", suffix=".log", delete=False
         )
@@ -105,6 +110,25 @@ class ManagedServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def failure_output(self, lines: int = 15) -> str:
+        """What the server printed, for the remedy of an error it caused; keeps the log.
+
+        An empty log is not worth keeping: "Its last output:" over nothing would
+        read as if the output were lost.
+        """
+        self._log.flush()
+        tail = self.log_tail(lines)
+        if not tail.strip():
+            return "It printed nothing before that."
+        self._keep_log = True
+        return f"Its last output (all of it is in {self.log_path}):\n{tail}"
+
+    def _close_log(self) -> None:
+        self._log.close()
+        if not self._keep_log:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+
     def start(self) -> ManagedServer:
         try:
             self._proc = subprocess.Popen(
@@ -117,7 +141,7 @@ class ManagedServer:
                 start_new_session=True,  # Ctrl-C in the terminal must not reach it directly
             )
         except (FileNotFoundError, PermissionError) as exc:
-            self._log.close()
+            self._close_log()
             what = "was not found" if isinstance(exc, FileNotFoundError) else "cannot be run"
             raise ServerError(
                 f"The server command {self.argv[0]!r} {what}.",
@@ -132,24 +156,27 @@ class ManagedServer:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
+                code = self._proc.returncode
+                output = self.failure_output()
+                self.stop()
                 raise ServerError(
-                    f"The server exited with code {self._proc.returncode} before it answered "
-                    f"{url}.",
-                    "Its last output:\n" + self.log_tail(),
+                    f"The server exited with code {code} before it answered {url}.", output
                 )
             if timed_get(url, timeout=0.5).ok:
                 return
             time.sleep(0.1)
+        output = self.failure_output()
         self.stop()
         raise ServerError(
-            f"The server did not answer {url} within {self.ready_timeout:.0f} s.",
-            "Its last output:\n" + self.log_tail(),
+            f"The server did not answer {url} within {self.ready_timeout:.0f} s.", output
         )
 
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM, then SIGKILL for it and every process it started; never leaves one behind."""
         proc = self._proc
         if proc is None:
+            if not self._log.closed:
+                self._close_log()
             return
         family = _children(proc.pid) if proc.poll() is None else []
         if proc.poll() is None:
@@ -167,7 +194,7 @@ class ManagedServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(child, signal.SIGKILL)
         self._proc = None
-        self._log.close()
+        self._close_log()
 
     def __enter__(self) -> ManagedServer:
         return self.start()

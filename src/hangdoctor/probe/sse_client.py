@@ -15,7 +15,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -155,7 +155,13 @@ class Exchange(asyncio.Protocol):
     body is complete or the connection ends. Times are `time.monotonic()`.
     """
 
-    def __init__(self, request: bytes, *, count_events: bool) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        *,
+        count_events: bool,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.head: asyncio.Future[ResponseHead] = loop.create_future()
         self.done: asyncio.Future[None] = loop.create_future()
@@ -167,6 +173,7 @@ class Exchange(asyncio.Protocol):
         self._length: int | None = None  # body bytes still to come, when Content-Length says
         self._sse = SSECounter() if count_events else None
         self.first_event_at: float | None = None
+        self._on_event = on_event  # told of each chunk that completed an event
         self.closed = False  # closed by us (an abort, or the end of the request)
 
     @property
@@ -230,6 +237,8 @@ class Exchange(asyncio.Protocol):
         counted = self._sse is not None and payload and self._sse.feed(payload)
         if counted and self.first_event_at is None:
             self.first_event_at = time.monotonic()
+        if counted and self._on_event is not None:
+            self._on_event()
         if (self._chunked is not None and self._chunked.done) or self._length == 0:
             self._finish()
 
@@ -293,6 +302,7 @@ async def open_exchange(
     ssl_context: ssl.SSLContext | None,
     server_hostname: str | None,
     count_events: bool = False,
+    on_event: Callable[[], None] | None = None,
     timeout: float,
 ) -> Exchange:
     """Connect (and shake hands, for TLS) within `timeout`, send `request`, return the exchange.
@@ -302,7 +312,7 @@ async def open_exchange(
     loop = asyncio.get_running_loop()
     _, protocol = await asyncio.wait_for(
         loop.create_connection(
-            lambda: Exchange(request, count_events=count_events),
+            lambda: Exchange(request, count_events=count_events, on_event=on_event),
             address,
             port,
             ssl=ssl_context,

@@ -142,6 +142,8 @@ def slowdown_text(result: ProbeResult) -> str | None:
     s, c = result.summary, result.config
     if s.slowdown is None or s.slowdown <= c.max_slowdown:
         return None
+    if s.timeouts or (s.p99_s is not None and s.p99_s >= c.p99_threshold_s):
+        return None  # already over the threshold: a ratio to the baseline adds nothing
     return (
         f"p99 {format_seconds(s.p99_s)} is {s.slowdown:.0f} times {_baseline_ref(result)} "
         f"measured before the streams started (limit {c.max_slowdown:g} times, --max-slowdown)"
@@ -275,7 +277,7 @@ def _stalls(result: ProbeResult) -> RenderableType:
     longest = max(result.stalls, key=lambda w: w.t_end - w.t_start)
     head.append(f"  {format_seconds(s.longest_stall_s)}", style="bold red")
     head.append(
-        f"  from t={longest.t_start:.1f} s to {longest.t_end:.1f} s no health request was "
+        f": from t={longest.t_start:.1f} s to {longest.t_end:.1f} s no health request was "
         f"answered within {format_seconds(c.stall_threshold_s)}; the slowest single one took "
         f"{format_seconds(longest.worst_latency_s)} ({len(result.stalls)} stall window(s))"
     )
@@ -290,13 +292,13 @@ def _stalls(result: ProbeResult) -> RenderableType:
             f"worst {format_seconds(w.worst_latency_s)}",
             f"{w.timeouts} timeout(s)",
         )
-    parts: list[RenderableType] = [head, Padding(table, (0, 0, 0, 2))]
+    parts: list[RenderableType] = [head, Padding(table, (0, 0, 0, 2), expand=False)]
     if len(result.stalls) > _MAX_STALLS_SHOWN:
         parts.append(Text(f"  ... {len(result.stalls) - _MAX_STALLS_SHOWN} more", style="dim"))
     parts.append(
         Text(
-            "  a stall window runs from a late health request's send to the next prompt "
-            "answer: it may hold many short stalls back to back",
+            "  a stall window: from a late request's send to the next prompt answer; "
+            "it may hold many short stalls",
             style="dim",
         )
     )

@@ -30,10 +30,10 @@ from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path
 from hangdoctor.catalog import Rule, get_rule
 from hangdoctor.errors import UnknownRuleError
 from hangdoctor.model import Diagnosis, Finding, Frame, LoopReport, LoopState, Verdict, WaitTarget
-from hangdoctor.probe.timeline import HealthSample, ProbeResult, ProbeVerdict
+from hangdoctor.probe.timeline import BASELINE_FLOOR_S, HealthSample, ProbeResult, ProbeVerdict
 from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
-__all__ = ["render_probe_html", "verdict_reason", "write_probe_html"]
+__all__ = ["render_doctor_html", "render_probe_html", "verdict_reason", "write_probe_html"]
 
 
 def render_probe_html(result: ProbeResult) -> str:
@@ -49,8 +49,63 @@ def render_probe_html(result: ProbeResult) -> str:
         _diagnosis_section(result),
         _notes(result.notes, "Notes from the probe"),
         "</main>",
-        f'<footer class="page">Written by hangdoctor {_e(__version__)}.</footer>',
+        _footer(),
     ]
+    return _document(title, body)
+
+
+def render_doctor_html(
+    before: ProbeResult,
+    after: ProbeResult | None = None,
+    *,
+    fix_diff: str | None = None,
+    fixed_file: str | None = None,
+) -> str:
+    """`doctor`'s report: the run before the fix, the diagnosis and diff, the run after it.
+
+    Both runs keep their own timeline and numbers, and a table puts their figures
+    side by side, so the report shows the hang, its cause, the change, and that it
+    is gone; a report of the passing run alone would prove nothing.
+    """
+    final = after or before
+    title = f"hangdoctor doctor: {final.verdict.value.upper()} · {before.config.url}"
+    body = [
+        _doctor_banner(before, after, fixed_file),
+        '<main class="page">',
+        _comparison(before, after),
+        '<h2 class="run-title" id="before">'
+        + ("Before the fix" if after is not None else "The probe")
+        + "</h2>",
+        _run_facts(before, "before-"),
+        _chart_card(before, "before-"),
+        _stats(before, "before-"),
+        _diagnosis_section(before, "before-"),
+        _notes(before.notes, "Notes from the probe"),
+    ]
+    if fix_diff:
+        where = f" to <code>{_e(fixed_file)}</code>" if fixed_file else ""
+        body.append(
+            f'<section class="card" id="fix"><h2>The fix applied{where}</h2>'
+            f'<pre class="diff">{_diff_lines(fix_diff)}</pre></section>'
+        )
+    if after is not None:
+        body += [
+            '<h2 class="run-title" id="after">After the fix</h2>',
+            _run_facts(after, "after-"),
+            _chart_card(after, "after-"),
+            _stats(after, "after-"),
+            _diagnosis_section(after, "after-"),
+            _notes(after.notes, "Notes from the probe after the fix"),
+        ]
+    body += ["</main>", _footer()]
+    return _document(title, body)
+
+
+def _footer() -> str:
+    return f'<footer class="page">Written by hangdoctor {_e(__version__)}.</footer>'
+
+
+def _document(title: str, body: Sequence[str]) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -64,12 +119,108 @@ def render_probe_html(result: ProbeResult) -> str:
     )
 
 
+def _doctor_banner(before: ProbeResult, after: ProbeResult | None, fixed_file: str | None) -> str:
+    final = after or before
+    passed = final.verdict is ProbeVerdict.PASS
+    cls = "pass" if passed else "fail"
+    lines = [f'<p class="reason">{_e(verdict_reason(final))}</p>']
+    diag = before.diagnosis
+    if diag is not None and diag.findings:
+        f = diag.findings[0]
+        rule = _rule_or_none(f.code)
+        name = f" {_e(rule.name)}" if rule else ""
+        lines.append(
+            f'<p class="cause">Caught in the act: <strong>{_e(f.code)}{name}</strong> at '
+            f"<code>{_e(_location(f.file, f.line, f.cwd))}</code></p>"
+        )
+    if after is not None:
+        target = f" to <code>{_e(fixed_file)}</code>" if fixed_file else ""
+        lines.append(
+            f'<p class="cause">Before the fix: {before.verdict.value.upper()}. The fix was '
+            f"applied{target} and the server probed again: {after.verdict.value.upper()}.</p>"
+        )
+    return (
+        f'<header class="banner {cls}" id="verdict" data-verdict="{final.verdict.value}">'
+        '<div class="page">'
+        f'<div class="verdict-word">{final.verdict.value.upper()}</div>'
+        f'<div class="verdict-text">{"".join(lines)}</div></div></header>'
+    )
+
+
+def _comparison(before: ProbeResult, after: ProbeResult | None) -> str:
+    """The figures of both runs side by side (one column without a run after a fix)."""
+    runs = [("before the fix" if after is not None else "the probe", before)]
+    if after is not None:
+        runs.append(("after the fix", after))
+
+    def figures(r: ProbeResult) -> dict[str, str]:
+        s = r.summary
+        return {
+            "verdict": r.verdict.value.upper(),
+            "p50": _latency(s.p50_s),
+            "p90": _latency(s.p90_s),
+            "p99": _latency(s.p99_s),
+            "max": _latency(s.max_s),
+            "baseline_p99": _latency(s.baseline_p99_s) if s.baseline_requests else "n/a",
+            "slowdown": "n/a" if s.slowdown is None else f"{s.slowdown:.1f} times",
+            "timeouts": f"{s.timeouts} of {s.requests}",
+            "longest_stall": _secs(s.longest_stall_s),
+            "streams_aborted": str(s.streams_aborted),
+            "cause": (
+                r.diagnosis.findings[0].code
+                if r.diagnosis is not None and r.diagnosis.findings
+                else "none caught"
+            ),
+        }
+
+    labels = {
+        "verdict": "verdict",
+        "p50": "health p50",
+        "p90": "health p90",
+        "p99": "health p99",
+        "max": "health max",
+        "baseline_p99": "baseline p99 (no streams)",
+        "slowdown": "p99 / baseline",
+        "timeouts": "timed out",
+        "longest_stall": "longest stall window",
+        "streams_aborted": "streams dropped",
+        "cause": "caught in the act",
+    }
+    cols = [figures(r) for _, r in runs]
+    head = "".join(f'<th scope="col">{_e(name)}</th>' for name, _ in runs)
+    rows = "".join(
+        f'<tr><th scope="row">{_e(label)}</th>'
+        + "".join(f'<td data-run="{i}" data-key="{k}">{_e(c[k])}</td>' for i, c in enumerate(cols))
+        + "</tr>"
+        for k, label in labels.items()
+    )
+    return (
+        '<section class="card" id="comparison"><h2>'
+        + ("Before and after the fix" if after is not None else "The run")
+        + f'</h2><table class="stats compare"><tr><th></th>{head}</tr>{rows}</table></section>'
+    )
+
+
+def _diff_lines(diff: str) -> str:
+    out = []
+    for line in diff.splitlines():
+        cls = ""
+        if line.startswith("+") and not line.startswith("+++"):
+            cls = "add"
+        elif line.startswith("-") and not line.startswith("---"):
+            cls = "del"
+        elif line.startswith("@@"):
+            cls = "hunk"
+        out.append(f'<span class="{cls}">{_e(line)}</span>' if cls else _e(line))
+    return "\n".join(out)
+
+
 def write_probe_html(result: ProbeResult, path: str | Path) -> Path:
     """Write the report to `path` (atomically: a reader never sees half a file)."""
+    from hangdoctor.outfile import write_atomic
+
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(render_probe_html(result), encoding="utf-8")
-    tmp.replace(target)
+    write_atomic(target, render_probe_html(result))
     return target
 
 
@@ -80,10 +231,15 @@ def verdict_reason(result: ProbeResult) -> str:
     if s.requests == 0:
         return "No health request was made."
     parts: list[str] = []
+    slower = s.slowdown is not None and s.slowdown > cfg.max_slowdown
     if result.verdict is ProbeVerdict.PASS:
         parts.append(
             f"no health check timed out; p99 {_latency(s.p99_s)} is under the {limit} limit"
         )
+        if s.slowdown is not None:
+            parts[-1] += (
+                f" and {s.slowdown:.1f} times the baseline p99 (limit {cfg.max_slowdown:g})"
+            )
     elif s.timeouts:
         # a timeout already puts the p99 at the deadline: saying so again adds nothing
         parts.append(
@@ -92,10 +248,21 @@ def verdict_reason(result: ProbeResult) -> str:
         )
     elif s.p99_s is None:
         parts.append("no health check was answered")
-    else:
+    elif s.p99_s >= cfg.p99_threshold_s:
         parts.append(f"p99 {_latency(s.p99_s)} is over the {limit} limit")
+    over = s.p99_s is not None and s.p99_s >= cfg.p99_threshold_s
+    if slower and result.verdict is ProbeVerdict.FAIL and not s.timeouts and not over:
+        parts.append(
+            f"p99 {_latency(s.p99_s)} is {s.slowdown:.0f} times the baseline p99 "
+            f"{_latency(s.baseline_p99_s)} measured before the streams started "
+            f"(limit {cfg.max_slowdown:g})"
+        )
     if s.errors:
         parts.append(f"{_plural(s.errors, 'health check')} failed with an error")
+    if result.resources is not None:  # threads or open files that grew with the drops
+        parts += [growth.message for growth in result.resources.growth]
+    if not parts:
+        parts.append(f"the run {result.verdict.value}ed")
     if result.verdict is ProbeVerdict.FAIL and s.longest_stall_s > 0:
         parts.append(f"longest stall {_secs(s.longest_stall_s)}")
     text = "; ".join(parts)
@@ -176,7 +343,7 @@ def _has_streams(result: ProbeResult) -> bool:
     return bool(result.streams) or (result.config.clients > 0 and bool(result.config.streams))
 
 
-def _run_facts(result: ProbeResult) -> str:
+def _run_facts(result: ProbeResult, key: str = "") -> str:
     cfg = result.config
     streams = ", ".join(cfg.streams)
     started = datetime.fromtimestamp(result.started_at).astimezone()
@@ -203,7 +370,7 @@ def _run_facts(result: ProbeResult) -> str:
     if result.pid is not None:
         rows.append(("server pid", _e(result.pid)))
     cells = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
-    return f'<section class="card"><dl class="facts" id="run">{cells}</dl></section>'
+    return f'<section class="card"><dl class="facts" id="{key}run">{cells}</dl></section>'
 
 
 # --- the timeline chart --------------------------------------------------------------------
@@ -262,21 +429,22 @@ def _ms_label(ms: float) -> str:
     return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
 
 
-def _chart_card(result: ProbeResult) -> str:
+def _chart_card(result: ProbeResult, key: str = "") -> str:
     hint = (
         "One dot per health request (log scale); a cross is a request that got no answer "
-        "before its deadline. Shaded spans are stalls."
+        "before its deadline. Shaded spans are stall windows: from the send of a late health "
+        "request to the next prompt answer, so one window may hold several stalls back to back."
     )
     if _has_streams(result):
         hint += " Below: when streams were opened and dropped, on the same time axis."
     return (
         '<section class="card chart-card"><h2>Health latency over time</h2>'
         f'<p class="hint">{hint}</p>'
-        f'<div class="chart-wrap">{_timeline_svg(result)}</div>{_legend(result)}</section>'
+        f'<div class="chart-wrap">{_timeline_svg(result, key)}</div>{_legend(result)}</section>'
     )
 
 
-def _timeline_svg(result: ProbeResult) -> str:
+def _timeline_svg(result: ProbeResult, key: str = "") -> str:
     cfg = result.config
     sc = _scale(result)
     opened = [s for s in result.streams if s.status is not None]
@@ -300,21 +468,22 @@ def _timeline_svg(result: ProbeResult) -> str:
     timeouts = [h for h in result.health if h.timed_out]
     points = [h for h in result.health if not h.timed_out]
     parts = [
-        f'<svg id="timeline" class="timeline" viewBox="0 0 {_W:g} {height:g}" role="img" '
-        f'aria-labelledby="timeline-title" preserveAspectRatio="xMidYMid meet" '
+        f'<svg id="{key}timeline" class="timeline" viewBox="0 0 {_W:g} {height:g}" role="img" '
+        f'aria-labelledby="{key}timeline-title" preserveAspectRatio="xMidYMid meet" '
         f'data-requests="{len(result.health)}" data-points="{len(points)}" '
         f'data-timeouts="{len(timeouts)}" data-stalls="{len(result.stalls)}" '
         f'data-stream-opens="{len(opened)}" data-stream-aborts="{len(aborted)}" '
         f'data-stream-fails="{len(failed)}" '
         f'data-capture="{int(result.diagnosis_t is not None)}">',
-        f'<title id="timeline-title">Health latency over {_secs(sc.t_max)}: '
+        f'<title id="{key}timeline-title">Health latency over {_secs(sc.t_max)}: '
         f"{_e(verdict_reason(result))}</title>",
         f'<rect class="plot-bg" x="{_LEFT:g}" y="{_TOP:g}" width="{_RIGHT - _LEFT:g}" '
         f'height="{_BOTTOM - _TOP:g}"/>',
     ]
     parts += _grid(sc, lanes_bottom)
     parts += [
-        _stall_rect(sc, w.t_start, w.t_end, w.worst_latency_s, w.timeouts) for w in result.stalls
+        _stall_rect(sc, w.t_start, w.t_end, w.worst_latency_s, w.timeouts, w.late)
+        for w in result.stalls
     ]
     parts += _limits(sc, cfg.p99_threshold_s, cfg.health_timeout_s)
     parts += [_point(sc, h, cfg.stall_threshold_s) for h in sorted(points, key=lambda h: h.t)]
@@ -356,11 +525,14 @@ def _grid(sc: _Scale, lanes_bottom: float) -> list[str]:
     return out
 
 
-def _stall_rect(sc: _Scale, t0: float, t1: float, worst_s: float, timeouts: int) -> str:
+def _stall_rect(
+    sc: _Scale, t0: float, t1: float, worst_s: float, timeouts: int, late: int = 0
+) -> str:
     x0, x1 = sc.x(t0), sc.x(t1)
     width = max(x1 - x0, 2.0)
     tip = (
-        f"stall from {t0:.1f} s to {t1:.1f} s ({_secs(t1 - t0)}), worst {_latency(worst_s)}, "
+        f"stall window from {t0:.1f} s to {t1:.1f} s ({_secs(t1 - t0)}): "
+        f"{_plural(late, 'late health request')}, the slowest {_latency(worst_s)}, "
         f"{_plural(timeouts, 'timeout')}"
     )
     label = ""
@@ -523,7 +695,7 @@ def _legend(result: ProbeResult) -> str:
 # --- the numbers ---------------------------------------------------------------------------
 
 
-def _stats(result: ProbeResult) -> str:
+def _stats(result: ProbeResult, key: str = "") -> str:
     s, cfg = result.summary, result.config
     over = s.p99_s is None or s.p99_s >= cfg.p99_threshold_s
 
@@ -538,12 +710,31 @@ def _stats(result: ProbeResult) -> str:
         row("max", "max", _latency(s.max_s), s.timeouts > 0),
         row("p99_limit", "p99 limit", _setting(cfg.p99_threshold_s)),
     ]
+    if s.baseline_requests:
+        slow = s.slowdown is not None and s.slowdown > cfg.max_slowdown
+        latency += [
+            row("baseline_p50", "baseline p50", _latency(s.baseline_p50_s)),
+            row("baseline_p99", "baseline p99", _latency(s.baseline_p99_s)),
+            row(
+                "slowdown",
+                "p99 / baseline",
+                "n/a"
+                if s.slowdown is None
+                else f"{s.slowdown:.1f} times (limit {cfg.max_slowdown:g})",
+                slow,
+            ),
+        ]
     requests = [
         row("requests", "requests", str(s.requests)),
         row("ok", "answered 2xx/3xx", str(s.ok)),
         row("timeouts", "timed out", str(s.timeouts), s.timeouts > 0),
         row("errors", "errors", str(s.errors), s.errors > 0),
-        row("longest_stall", "longest stall", _secs(s.longest_stall_s), s.longest_stall_s > 0),
+        row(
+            "longest_stall",
+            "longest stall window",
+            _secs(s.longest_stall_s),
+            s.longest_stall_s > 0,
+        ),
     ]
     streams = [
         row("streams_opened", "opened", str(s.streams_opened)),
@@ -556,7 +747,16 @@ def _stats(result: ProbeResult) -> str:
         return f'<table class="stats"><caption>{caption}</caption>{"".join(rows)}</table>'
 
     return (
-        '<section class="card" id="summary"><h2>Numbers</h2><div class="tables">'
+        f'<section class="card" id="{key}summary"><h2>Numbers</h2>'
+        f'<p class="hint">Percentiles count every health request: one that got no answer '
+        f"counts at the deadline ({_setting(cfg.health_timeout_s)})."
+        + (
+            f" The baseline is health alone for {cfg.baseline_s:g} s before any stream opened "
+            f"(under {_latency(BASELINE_FLOOR_S)} it counts as {_latency(BASELINE_FLOOR_S)})."
+            if s.baseline_requests
+            else ""
+        )
+        + '</p><div class="tables">'
         + table("Health latency", latency)
         + table("Health requests", requests)
         + (table("Streams", streams) if _has_streams(result) else "")
@@ -588,14 +788,15 @@ def _location(file: str, line: int | None, cwd: str | None = None) -> str:
     return f"{where}:{line}" if line else where
 
 
-def _diagnosis_section(result: ProbeResult) -> str:
+def _diagnosis_section(result: ProbeResult, key: str = "") -> str:
     diag = result.diagnosis
     if diag is None:
         if result.verdict is ProbeVerdict.PASS:
             return ""
         return (
-            '<section class="card" id="diagnosis"><h2>Diagnosis</h2><p>No stacks were captured '
-            "during this run, so the cause is not named here. While the service hangs, run "
+            f'<section class="card" id="{key}diagnosis"><h2>Diagnosis</h2>'
+            "<p>No stacks were captured during this run, so the cause is not named here. "
+            "While the service hangs, run "
             "<code>hangdoctor diagnose --pid PID</code>, or probe again with "
             "<code>--pid PID</code> to capture at the moment of the stall.</p></section>"
         )
@@ -610,7 +811,7 @@ def _diagnosis_section(result: ProbeResult) -> str:
         facts.append(sampled)
     headline = _VERDICT_HEADLINE[diag.verdict] if diag.loops else "no event loop found"
     parts = [
-        '<section class="card" id="diagnosis"><h2>Diagnosis, caught in the act</h2>',
+        f'<section class="card" id="{key}diagnosis"><h2>Diagnosis, caught in the act</h2>',
         f'<p class="diag-verdict"><span class="badge {diag.verdict.value}">'
         f"{diag.verdict.value.upper()}</span> {_e(headline)}</p>",
         f'<p class="muted">{_e(" · ".join(facts))}</p>',
@@ -985,6 +1186,12 @@ pre { background: var(--code-bg); border-radius: 6px; padding: 8px 12px; margin:
   overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
 pre.source { border-left: 4px solid var(--bad); }
 pre.good { border-left: 4px solid var(--ok); }
+pre.diff .add { color: var(--ok); }
+pre.diff .del { color: var(--bad); }
+pre.diff .hunk { color: var(--muted); }
+.run-title { margin: 26px 0 10px; font-size: 1.3rem; }
+.compare th[scope="col"] { text-align: right; }
+.compare td { width: 30%; }
 .ln { color: var(--muted); user-select: none; margin-right: 14px; }
 .tk { color: var(--tk); font-weight: 600; }
 .ts { color: var(--ts); }
