@@ -9,18 +9,15 @@ pip package only drives it over a pipe; `playwright install` is never run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.apt import install
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, Request
@@ -45,20 +42,11 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-INSTALL_TIMEOUT_S = 600.0
 LAUNCH_TIMEOUT_MS = 60_000
-_LOCK = Path(tempfile.gettempdir()) / "hangdoctor-chromium-install.lock"
-_INSTALL_CMDS = (
-    ("apt-get", "update"),
-    ("apt-get", "install", "-y", "--no-install-recommends", "chromium"),
-)
-
-_install_failed: str | None = None  # one failed install per process is enough: do not retry
 
 
 def chromium_path() -> str:
     """/usr/bin/chromium, installed with apt-get first if missing (root only; else skip)."""
-    global _install_failed
     if os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
     if os.geteuid() != 0:
@@ -66,61 +54,10 @@ def chromium_path() -> str:
             f"{CHROMIUM} is not installed and installing it needs root: "
             "run `sudo apt-get install chromium`."
         )
-    if _install_failed is None:
-        _install_failed = _install_locked()
-    if _install_failed or not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Could not install Chromium: {_install_failed or 'no ' + CHROMIUM}")
+    error = install(("chromium",), ready=lambda: os.access(CHROMIUM, os.X_OK))
+    if error or not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Could not install Chromium: {error or 'no ' + CHROMIUM}")
     return CHROMIUM
-
-
-def _install_locked() -> str:
-    """Install under an exclusive lock; '' on success, else what went wrong."""
-    deadline = time.monotonic() + INSTALL_TIMEOUT_S
-    with open(_LOCK, "a") as lock:
-        # another run may be installing: wait for it instead of racing apt's own lock
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return f"another process held {_LOCK} for {INSTALL_TIMEOUT_S:.0f} s"
-                time.sleep(1.0)
-        try:
-            if os.access(CHROMIUM, os.X_OK):
-                return ""  # the other run installed it
-            for cmd in _INSTALL_CMDS:
-                error = _run(cmd, deadline)
-                if error:
-                    return error
-            return ""
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _run(cmd: tuple[str, ...], deadline: float) -> str:
-    """Run one apt-get step within the deadline; its whole process group dies on timeout."""
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,  # apt-get starts dpkg and download helpers: one group to end
-    )
-    try:
-        out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1.0))
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return f"`{' '.join(cmd)}` did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-    if proc.returncode != 0:
-        tail = "\n".join(out.splitlines()[-8:])
-        return f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{tail}"
-    return ""
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.apt import need_tools
 from tests.conftest import APP_DIR, ROOT, Background, expected
 
 from hangdoctor.capture.preflight import ptrace_facts
@@ -61,12 +62,21 @@ asyncio.run(main())
 BLOCKING_LINE = 4
 
 
+# where Debian keeps each tool the setups use: a fresh machine may lack them
+_PACKAGES = {
+    "capsh": "libcap2-bin",
+    "setpriv": "util-linux",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "chroot": "coreutils",
+    "mount": "mount",
+}
+
+
 def _need(*tools: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: the setups switch users, drop capabilities and namespaces")
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (util-linux, libcap2-bin)")
+    need_tools({tool: _PACKAGES[tool] for tool in tools})
 
 
 def _hangdoctor(
