@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from tests.gil import PATTERN, backtracking_length
+
 pytest_plugins = ["pytester"]
 
 INI = """\
@@ -365,10 +367,11 @@ def test_c_code_holding_the_gil_is_caught(pytester: pytest.Pytester) -> None:
     # a catastrophic regex holds the GIL, freezing the watchdog's thread too: the stall
     # is reported with its line when the watchdog gets to capture it, and at least
     # by its duration when the loop answered before the watchdog's thread woke up
+    n, _ = backtracking_length(0.5)
     _write(
         pytester,
         "test_gil.py",
-        """\
+        f"""\
         import re
 
         import pytest
@@ -376,7 +379,7 @@ def test_c_code_holding_the_gil_is_caught(pytester: pytest.Pytester) -> None:
 
         @pytest.mark.asyncio
         async def test_backtracks():
-            re.match(r"(a+)+$", "a" * 23 + "b")
+            re.match(r"{PATTERN}", "a" * {n} + "b")
         """,
     )
     result = _run(pytester, "--hangdoctor-threshold", "0.1")

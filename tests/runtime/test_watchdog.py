@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.gil import PATTERN, backtracking_length
 
 from hangdoctor.runtime import LoopWatchdog, StallRecord, recent_stalls
 
@@ -193,13 +194,9 @@ def test_healthy_loop_under_steady_load_reports_nothing() -> None:
 
 
 def test_gil_holding_c_call_is_reported_with_its_duration_and_line() -> None:
-    pattern = re.compile(r"(a+)+$")
-    subject = "a" * 23 + "b"
-    started = time.perf_counter()
-    pattern.match(subject)
-    alone = time.perf_counter() - started
-    if alone < 3 * THRESHOLD:
-        pytest.skip(f"the backtracking regex took only {alone:.2f} s here")
+    n, alone = backtracking_length(5 * THRESHOLD)
+    pattern = re.compile(PATTERN)
+    subject = "a" * n + "b"
 
     async def backtrack() -> None:
         pattern.match(subject)  # wd: regex
@@ -213,6 +210,25 @@ def test_gil_holding_c_call_is_reported_with_its_duration_and_line() -> None:
         assert (record.file, record.line, record.function) == ("?", 0, "?"), record
     else:
         pytest.fail("the line that held the GIL was never seen in three runs")
+
+
+def test_gil_held_right_after_start_is_still_reported() -> None:
+    """C code holding the GIL as soon as the watchdog starts (the first line of a test) kept
+    its thread from ever reading the loop's CPU before the stall: the stall was dropped."""
+    n, alone = backtracking_length(5 * THRESHOLD)
+    pattern = re.compile(PATTERN)
+    subject = "a" * n + "b"
+
+    async def main() -> list[StallRecord]:
+        async with LoopWatchdog(THRESHOLD, log=False) as dog:
+            pattern.match(subject)
+            await asyncio.sleep(0.05)
+        return list(dog.records)
+
+    for _ in range(5):
+        record = _one(asyncio.run(main()))
+        assert record.code == "HD501" and "held the GIL" in " ".join(record.notes)
+        assert alone * 0.5 <= record.duration <= alone * 3 + 1.0
 
 
 def test_stop_leaves_no_thread_and_restarts_leak_nothing() -> None:

@@ -65,7 +65,7 @@ from hangdoctor.analysis.frames import display_path, is_user_frame
 from hangdoctor.analysis.loops import loop_view
 from hangdoctor.analysis.source import SourceReader
 from hangdoctor.capture import schedstat
-from hangdoctor.capture.inprocess import snapshot_of_threads, thread_cpu_seconds
+from hangdoctor.capture.inprocess import frames_of, snapshot_of_threads, thread_cpu_seconds
 from hangdoctor.catalog import get_rule
 from hangdoctor.model import (
     CpuUse,
@@ -204,6 +204,11 @@ class LoopWatchdog:
         self._lags = deque(maxlen=_LAGS_KEPT)
         self._readings = deque(maxlen=_READINGS_KEPT)
         self._handled.clear()
+        # the first reading is taken here, on the loop thread, not by the monitor thread:
+        # C code that holds the GIL right after start() would keep the monitor from its
+        # first reading until the stall is over, leaving nothing from before it to judge by
+        self._counter = schedstat.SchedCounter.open(os.getpid(), self._loop_tid)
+        self._readings.append(self._read())
         self._due = time.monotonic() + self.interval
         self._beat_handle = loop.call_later(self.interval, self._beat)
         self._thread = threading.Thread(
@@ -296,7 +301,7 @@ class LoopWatchdog:
         """
         loop = self._loop
         assert loop is not None
-        self._counter = counter = schedstat.SchedCounter.open(os.getpid(), self._loop_tid)
+        counter = self._counter
         try:
             self._watch(loop)
         finally:
@@ -305,11 +310,16 @@ class LoopWatchdog:
                 counter.close()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        last = self._read()
-        self._readings.append(last)
+        last = self._readings[-1]  # taken by start()
         while True:
             deadline = self._due + self.threshold - self._early
             self._wake.wait(max(0.0, deadline - time.monotonic()))
+            # Overdue on waking: C code may have held the GIL until a moment ago. The loop
+            # thread's stack is read before anything that releases the GIL (reading /proc
+            # does), or the loop thread takes it back and leaves the line that made the call.
+            peek = None
+            if time.monotonic() - self._due > self.threshold - self._early:
+                peek = frames_of(sys._current_frames().get(self._loop_ident))
             now = self._read()
             self._drain(last, now)
             if self._stopping.is_set():
@@ -323,7 +333,7 @@ class LoopWatchdog:
                 late_by = now.at - deadline
                 then = self._reading_before(due) or last  # from before the stall began
                 frozen = late_by > self.threshold / 2 and _loop_ran(then, now)
-                self._watch_stall(due, then, held_gil=frozen)
+                self._watch_stall(due, then, held_gil=frozen, peek=peek if frozen else None)
                 now = self._read()
             last = now
             self._readings.append(now)
@@ -381,13 +391,26 @@ class LoopWatchdog:
             snap = _with_loop_thread(snap, self._loop_ident, cpu=now.loop)
         return snap, now
 
-    def _watch_stall(self, due: float, last: _Reading, *, held_gil: bool = False) -> None:
-        """Capture the stacks while the stall goes on; report it when the loop runs again."""
+    def _watch_stall(
+        self,
+        due: float,
+        last: _Reading,
+        *,
+        held_gil: bool = False,
+        peek: tuple[Frame, ...] | None = None,
+    ) -> None:
+        """Capture the stacks while the stall goes on; report it when the loop runs again.
+
+        `peek` is the loop thread's stack read the moment this thread got the GIL back
+        (see `_watch`): the first sample shows it, not where the loop went on to since.
+        """
         loop = self._loop
         assert loop is not None
         detected = time.monotonic()
         self._handled.add(due)
         snap, seen = self._capture(last)
+        if peek:
+            snap = _with_loop_thread(snap, self._loop_ident, frames=peek)
         samples = [snap]
         req = inflight.find_request(sys._current_frames().get(self._loop_ident))
         request = None if req is None else req.info(detected)
