@@ -224,18 +224,9 @@ def test_float_options_refuse_nan_inf_and_negative(argv: list[str], value: str) 
 
 
 _COMMANDS = sorted(cli.list_commands(click.Context(cli)))
-_PENDING = {"probe": "cli/probe.py (helper G) still uses click.FloatRange"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_PENDING[n]))
-        if n in _PENDING
-        else n
-        for n in _COMMANDS
-    ],
-)
+@pytest.mark.parametrize("name", _COMMANDS)
 def test_every_float_option_uses_the_shared_type(name: str) -> None:
     """No command takes a float option that would let nan or inf through."""
     command = cli.get_command(click.Context(cli), name)

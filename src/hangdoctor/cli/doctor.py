@@ -83,7 +83,7 @@ def _run_once(
     console.rule(f"[bold]{title}[/]")
     with server:
         console.print(f"server pid {server.pid} answers {config.url}{config.health}")
-        with LiveProgress(Console(stderr=True, highlight=False)) as progress:
+        with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
             try:
                 result = probe(config, pid=server.pid, on_progress=progress)
             except HangdoctorError as exc:

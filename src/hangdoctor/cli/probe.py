@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from hangdoctor.cli.options import FiniteFloatRange
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
 from hangdoctor.outfile import reason, write_atomic
 from hangdoctor.probe.engine import MAX_CLIENTS, MAX_DURATION_S, ProbeError, probe
@@ -118,7 +118,7 @@ def check_report_path(path: Path) -> None:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(0, MAX_DURATION_S, min_open=True),
+    type=FiniteFloatRange(0, MAX_DURATION_S, min_open=True),
     default=20.0,
     show_default=True,
     help="Seconds the clients run.",
@@ -134,35 +134,35 @@ def check_report_path(path: Path) -> None:
 )
 @click.option(
     "--health-interval",
-    type=click.FloatRange(0.01, 60.0),
+    type=FiniteFloatRange(0.01, 60.0),
     default=0.1,
     show_default=True,
     help="Seconds between health requests (on a fixed schedule).",
 )
 @click.option(
     "--health-timeout",
-    type=click.FloatRange(0.05, 300.0),
+    type=FiniteFloatRange(0.05, 300.0),
     default=2.0,
     show_default=True,
     help="Deadline of each health request, in seconds: later counts as a timeout.",
 )
 @click.option(
     "--p99-threshold",
-    type=click.FloatRange(0.0, 300.0, min_open=True),
+    type=FiniteFloatRange(0.0, 300.0, min_open=True),
     default=0.5,
     show_default=True,
     help="Pass only when the health p99 is under this many seconds.",
 )
 @click.option(
     "--stall-threshold",
-    type=click.FloatRange(0.0, 300.0, min_open=True),
+    type=FiniteFloatRange(0.0, 300.0, min_open=True),
     default=0.5,
     show_default=True,
     help="A health request still waiting after this many seconds is a stall: capture then.",
 )
 @click.option(
     "--max-slowdown",
-    type=click.FloatRange(1.0, 1e6),
+    type=FiniteFloatRange(1.0, 1e6),
     default=10.0,
     show_default=True,
     metavar="FACTOR",
@@ -172,7 +172,7 @@ def check_report_path(path: Path) -> None:
 @click.option(
     "--baseline",
     "baseline_s",
-    type=click.FloatRange(0.0, 60.0),
+    type=FiniteFloatRange(0.0, 60.0),
     default=1.0,
     show_default=True,
     metavar="SECONDS",
@@ -291,7 +291,7 @@ def command(
         body=body,
         insecure=insecure,
     )
-    with LiveProgress(Console(stderr=True, highlight=False)) as progress:
+    with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)
     code = EXIT_OK if result.verdict is ProbeVerdict.PASS else EXIT_PROBLEM
     # the results first: a report that cannot be written must not take them with it
