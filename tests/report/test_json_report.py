@@ -25,6 +25,7 @@ TOP = [
     "loops",
     "findings",
     "notes",
+    "secrets_redacted",
 ]
 FINDING = [
     "code", "name", "summary", "message", "file", "line", "function", "pid", "thread", "tid",
@@ -137,3 +138,18 @@ def test_schema_doc_matches_output(blocked: Diagnosis) -> None:
     assert doc["Wait target object (`waits_for`)"] == _keys(finding["waits_for"])
     assert doc["Frame object"] == _keys(finding["stack"][0])
     assert doc["Local object"] == _keys(finding["stack"][0]["locals"][0])
+
+
+def test_json_says_whether_secrets_were_redacted() -> None:
+    """`--show-secrets` changes what a report holds: its JSON says so, as the terminal does."""
+    from click.testing import CliRunner
+
+    from hangdoctor.cli.main import cli
+
+    dump = str(Path(__file__).parents[1] / "data" / "dumps" / "pyspy-json-locals-3.12.json")
+    for extra, redacted in (((), True), (("--show-secrets",), False)):
+        result = CliRunner().invoke(cli, ["analyze", dump, "--format", "json", *extra])
+        assert result.exit_code in (0, 1), result.output
+        data = json.loads(result.stdout)
+        assert data["secrets_redacted"] is redacted
+        assert diagnosis_from_json(result.stdout).secrets_redacted is redacted

@@ -19,7 +19,16 @@ __all__ = ["SCHEMA_VERSION", "diagnosis_from_json", "diagnosis_to_json", "diagno
 
 SCHEMA_VERSION = 1
 
-_TOP_KEYS = ("verdict", "pids", "samples", "sampled_for_s", "loops", "findings", "notes")
+_TOP_KEYS = (
+    "verdict",
+    "pids",
+    "samples",
+    "sampled_for_s",
+    "loops",
+    "findings",
+    "notes",
+    "secrets_redacted",
+)
 _FINDING_HEAD = ("code", "name", "summary")
 _REMEDY = "Pass a file written by `hangdoctor ... --json` (schema_version 1)."
 
