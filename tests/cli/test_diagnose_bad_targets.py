@@ -114,6 +114,9 @@ def after_first_sample() -> Iterator[Callable[[int, int, signal.Signals], thread
                 if running:
                     seen = True
                 elif seen:
+                    # between samples, not in the instant after py-spy exits: then hangdoctor
+                    # checks whether py-spy left the target stopped, and would resume it
+                    time.sleep(0.1)
                     os.kill(target, sig)
                     return
                 time.sleep(0.002)
