@@ -433,3 +433,112 @@ def test_no_threshold_means_the_plugin_is_inactive(pytester: pytest.Pytester) ->
     result = _run(pytester)
     result.assert_outcomes(passed=1)
     assert "hangdoctor:" not in result.stdout.str()
+
+
+# -- stuck tests ----------------------------------------------------------------------------
+
+
+def test_a_deadlocked_test_fails_with_its_task_graph(pytester: pytest.Pytester) -> None:
+    """GIVEN two tasks that take two locks in opposite orders WHEN the test waits past
+    --hangdoctor-stuck-after THEN it fails naming HD601, both tasks and both lines, instead
+    of hanging the suite."""
+    source = _write(
+        pytester,
+        "test_bank.py",
+        """\
+        import asyncio
+
+        import pytest
+
+        accounts = asyncio.Lock()
+        ledger = asyncio.Lock()
+
+
+        async def transfer():
+            async with accounts:
+                await asyncio.sleep(0.05)
+                async with ledger:  # transfer waits
+                    pass
+
+
+        async def close_day():
+            async with ledger:
+                await asyncio.sleep(0.05)
+                async with accounts:  # close_day waits
+                    pass
+
+
+        @pytest.mark.asyncio
+        async def test_transfer_during_close():
+            await asyncio.gather(
+                asyncio.create_task(transfer(), name="transfer"),
+                asyncio.create_task(close_day(), name="close-day"),
+            )
+        """,
+    )
+    result = _run(pytester, "--hangdoctor-stuck-after", "1")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "hangdoctor: fail async tests still waiting after 1 s" in out
+    assert "the test was still waiting after" in out
+    assert "HD601 await-deadlock at test_bank.py:" in out
+    for needle in ("# transfer waits", "# close_day waits"):
+        assert f"test_bank.py:{_line_of(source, needle)}" in out
+    assert "task `transfer`" in out and "task `close-day`" in out
+    assert "`hangdoctor explain HD601`" in out
+
+
+def test_a_test_waiting_on_an_event_nobody_sets_lists_what_it_waits_on(
+    pytester: pytest.Pytester,
+) -> None:
+    source = _write(
+        pytester,
+        "test_wait.py",
+        """\
+        import asyncio
+
+        import pytest
+
+
+        @pytest.mark.asyncio
+        @pytest.mark.hangdoctor(stuck_after=0.8)
+        async def test_never_set():
+            ready = asyncio.Event()
+            await ready.wait()  # nobody sets it
+        """,
+    )
+    result = _run(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "HD603 lost-wakeup" in out
+    assert f"test_wait.py:{_line_of(source, 'nobody sets it')}" in out
+    assert "asyncio.Event `ready`" in out
+
+
+def test_a_slow_test_that_keeps_moving_passes_before_the_deadline(
+    pytester: pytest.Pytester,
+) -> None:
+    _write(
+        pytester,
+        "test_moving.py",
+        """\
+        import asyncio
+
+        import pytest
+
+
+        @pytest.mark.asyncio
+        async def test_polls():
+            for _ in range(20):
+                await asyncio.sleep(0.02)
+        """,
+    )
+    result = _run(pytester, "--hangdoctor-stuck-after", "5")
+    result.assert_outcomes(passed=1)
+
+
+def test_bad_stuck_after_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    _write(pytester, "test_any.py", "def test_nothing():\n    pass\n")
+    result = _run(pytester, "--hangdoctor-stuck-after", "nan")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--hangdoctor-stuck-after must be a positive number of seconds" in result.stderr.str()

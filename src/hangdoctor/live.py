@@ -6,11 +6,13 @@ go through, so a live verdict is reached the same way everywhere.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from hangdoctor.analysis import analyze
+from hangdoctor.analysis.loops import loop_view
 from hangdoctor.capture.preflight import preflight
 from hangdoctor.capture.procs import ProcessInfo
 from hangdoctor.capture.redact import redact_snapshot
@@ -33,6 +35,17 @@ class LiveOptions:
     timeout: float = 5.0  # per py-spy call
     reveal_secrets: bool = False
     anyio_limit: int = 40
+    # CPython 3.14+ targets: read the tasks over this many seconds and call a wait that did
+    # not move over that span stuck (HD6xx); None: only a cycle or a shutdown wait, which
+    # need no waiting to be certain
+    stuck_after: float | None = None
+
+    def sampling(self) -> tuple[int, float]:
+        """(samples, interval): spread over `stuck_after` when it is set."""
+        if self.stuck_after is None:
+            return self.samples, self.interval
+        samples = max(self.samples, 3)
+        return samples, max(self.interval, self.stuck_after / (samples - 1))
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,11 @@ def diagnose_processes(
     if not pids:
         raise next(iter(unread.values()))
     sampling_started = time.monotonic()
+    samples, interval = opts.sampling()
     result = sample(
         pids,
-        samples=opts.samples,
-        interval=opts.interval,
+        samples=samples,
+        interval=interval,
         locals=opts.locals,
         native=opts.native,
         nonblocking=opts.nonblocking,
@@ -89,13 +103,15 @@ def diagnose_processes(
         taken = len(result.snapshots.get(pid, []))
         if taken and isinstance(err, ProcessGoneError):
             err = ProcessGoneError(
-                f"Process {pid} exited after {taken} of {opts.samples} samples, while "
+                f"Process {pid} exited after {taken} of {samples} samples, while "
                 "hangdoctor was reading it.",
                 "Its first samples alone are no verdict: find the running server again "
                 "(`hangdoctor diagnose` with no arguments lists them) and retry.",
             )
         unread[pid] = err
         notes.append(f"pid {pid} could not be sampled: {err.message}")
+    for pid, err in result.task_errors.items():
+        notes.append(f"tasks of pid {pid} could not be read: {err.message}")
     if not snapshots:
         raise next(iter(result.errors.values()))
     if opts.native:
@@ -106,7 +122,11 @@ def diagnose_processes(
                 + ", ".join(map(str, fell_back))
                 + " (a limitation of its unwinder on this stack): Python frames only."
             )
-    diagnosis = analyze(snapshots, anyio_limit=opts.anyio_limit)
+    # the reads of a span of S seconds are a few milliseconds apart from S: allow for it
+    stuck_after = math.inf if opts.stuck_after is None else opts.stuck_after * 0.9
+    diagnosis = analyze(snapshots, anyio_limit=opts.anyio_limit, stuck_after=stuck_after)
+    if diagnosis.verdict is Verdict.HEALTHY:
+        notes.extend(_no_task_view(snapshots))
     if diagnosis.verdict is Verdict.HEALTHY and unread:
         raise _not_all_clear(unread, [p for p in pids if p not in unread])
     if not diagnosis.loops:
@@ -119,6 +139,25 @@ def diagnose_processes(
         elapsed_s=time.monotonic() - started,
         sampling_s=sampling_s,
     )
+
+
+def _no_task_view(snapshots: Sequence[Snapshot]) -> list[str]:
+    """Say what a healthy verdict could not see: the tasks of targets older than 3.14."""
+    unseen: dict[int, str | None] = {}
+    for snap in snapshots:
+        if snap.tasks_source is None and any(loop_view(t) for t in snap.threads):
+            unseen[snap.pid] = snap.python_version
+    if not unseen:
+        return []
+    which = ", ".join(
+        f"pid {pid}" + (f" (Python {ver})" if ver else "") for pid, ver in unseen.items()
+    )
+    return [
+        f"Requests waiting on a healthy loop were not looked at in {which}: tasks can be "
+        "read from outside only on CPython 3.14+. For requests that hang while /health "
+        "answers, run the service under `hangdoctor watch` or with the middleware "
+        "(docs/stuck-requests.md)."
+    ]
 
 
 def _not_all_clear(unread: dict[int, HangdoctorError], seen: list[int]) -> HangdoctorError:

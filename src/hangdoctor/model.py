@@ -17,15 +17,20 @@ __all__ = [
     "Diagnosis",
     "Finding",
     "Frame",
+    "Holder",
     "Local",
     "LoopKind",
     "LoopReport",
     "LoopState",
+    "RequestInfo",
     "Snapshot",
+    "Task",
     "Thread",
     "ThreadCpu",
     "Verdict",
+    "WaitKind",
     "WaitTarget",
+    "WaitsOn",
 ]
 
 
@@ -36,6 +41,8 @@ class LoopState(str, enum.Enum):
     BLOCKED = "blocked"  # inside one callback, the same blocking leaf every sample
     BUSY = "busy"  # inside callbacks, different Python frames each sample: CPU work
     STARVED = "starved"  # loop idle, but every AnyIO worker thread is busy
+    # the loop answers, but tasks wait on one another past the threshold (HD6xx)
+    STUCK = "stuck"
 
 
 class Verdict(str, enum.Enum):
@@ -44,6 +51,7 @@ class Verdict(str, enum.Enum):
     HEALTHY = "healthy"
     BUSY = "busy"
     STARVED = "starved"
+    STUCK = "stuck"
     BLOCKED = "blocked"
 
     @property
@@ -56,11 +64,19 @@ class Verdict(str, enum.Enum):
             LoopState.IDLE: cls.HEALTHY,
             LoopState.BUSY: cls.BUSY,
             LoopState.STARVED: cls.STARVED,
+            LoopState.STUCK: cls.STUCK,
             LoopState.BLOCKED: cls.BLOCKED,
         }[state]
 
 
-_SEVERITY = {Verdict.HEALTHY: 0, Verdict.BUSY: 1, Verdict.STARVED: 2, Verdict.BLOCKED: 3}
+# a blocked loop stops every request; stuck tasks stop the requests that wait on them
+_SEVERITY = {
+    Verdict.HEALTHY: 0,
+    Verdict.BUSY: 1,
+    Verdict.STARVED: 2,
+    Verdict.STUCK: 3,
+    Verdict.BLOCKED: 4,
+}
 
 
 class LoopKind(str, enum.Enum):
@@ -148,6 +164,10 @@ class Snapshot:
     root: str | None = None  # where the target's files are readable: "/proc/PID/root"
     duration_s: float | None = None  # how long taking the sample paused the target
     cwd: str | None = None  # the target's working directory: shows paths relative to it
+    tasks: tuple[Task, ...] = ()
+    # who saw the tasks: "runtime" (in-process), "remote" (CPython 3.14's remote debugging);
+    # None: this source cannot see tasks, so an empty `tasks` says nothing
+    tasks_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,99 @@ class WaitTarget:
     file: str | None = None
     line: int | None = None
     source: str | None = None  # the source line the worker sits on
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """The request a task serves, as the ASGI middleware saw it.
+
+    No query string, headers or body: a report may be logged, scraped or shown on
+    a debug page, and those often carry tokens.
+    """
+
+    method: str
+    path: str
+    route: str | None = None  # the route template, "/items/{id}", when the router set it
+    request_id: str | None = None  # the value of the configured request-id header
+    streaming: bool = False  # the response is an event stream (text/event-stream)
+    disconnected: bool = False  # the client had gone when it was seen
+    age_s: float | None = None  # how long the request had been running then
+
+
+class WaitKind(str, enum.Enum):
+    """What a suspended task's innermost await waits on."""
+
+    LOCK = "lock"  # asyncio.Lock, anyio.Lock
+    SEMAPHORE = "semaphore"  # asyncio.(Bounded)Semaphore, anyio.Semaphore
+    CONDITION = "condition"
+    EVENT = "event"
+    QUEUE = "queue"  # asyncio.Queue get/put
+    STREAM = "stream"  # anyio memory object stream send/receive
+    LIMITER = "limiter"  # anyio CapacityLimiter, the thread limiter's tokens
+    POOL = "pool"  # a connection from a pool: httpcore, aiohttp, SQLAlchemy, asyncpg, redis
+    TASK = "task"  # another task: await task, gather, wait, a TaskGroup
+    FUTURE = "future"  # a bare Future
+    THREAD = "thread"  # a job in a thread: run_in_executor, to_thread
+    RECEIVE = "receive"  # the ASGI `receive` channel: the request body, the disconnect
+    SHUTDOWN = "shutdown"  # the server's graceful shutdown waiting for what is still open
+    SLEEP = "sleep"
+    IO = "io"  # a socket read or write, a StreamReader
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class WaitsOn:
+    """The thing a task waits on (or holds), and what is known about it."""
+
+    kind: WaitKind
+    name: str | None = None  # as the user's code names it: "lock_b", "self.pool"
+    type: str | None = None  # "asyncio.Lock", "httpcore.AsyncConnectionPool"
+    created_at: str | None = None  # "file:line" where it was made, when known
+    # links the waiters and holders of one object within one process: "0x7f3a..." from
+    # in-process identity, "lock:lock_b@api/locks.py" when only the source names it
+    key: str | None = None
+    capacity: int | None = None  # tokens of a semaphore or limiter, connections of a pool
+    in_use: int | None = None
+    waiters: int | None = None
+    detail: str | None = None  # one phrase more: "its reader task ended with OSError(...)"
+
+    def describe(self) -> str:
+        what = self.type or self.kind.value
+        return f"{what} `{self.name}`" if self.name else what
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds what a task waits on, or who would set it: a task, or an open object."""
+
+    task: str  # the task's name, or what holds it when not a task ("an open response")
+    task_id: int | None = None
+    file: str | None = None  # where it took the thing (or opened the connection)
+    line: int | None = None
+    function: str | None = None
+    source: str | None = None
+    since_s: float | None = None  # how long it has held it, when known
+    alive: bool = True
+    exception: str | None = None  # a holder or resolver task that ended with an exception
+    waits_on: WaitsOn | None = None  # what the holder itself waits on: a cycle shows here
+    waits_at: str | None = None  # "file:line" where the holder waits
+
+
+@dataclass(frozen=True)
+class Task:
+    """One asyncio task of a snapshot: its await chain and what it waits on."""
+
+    id: int
+    name: str
+    frames: tuple[Frame, ...]  # the await chain, innermost first
+    waits_on: WaitsOn | None = None  # filled by a source that knows, else by the analysis
+    holds: tuple[WaitsOn, ...] = ()  # locks in an `async with`, tokens, pool connections
+    awaited_by: tuple[int, ...] = ()  # ids of the tasks that await this one
+    request: RequestInfo | None = None
+    waiting_s: float | None = None  # how long its await has not moved, when known
+    loop_tid: int | None = None  # the thread of the loop it runs on
+    done: bool = False
+    exception: str | None = None  # a done task's exception, repr'd
 
 
 @dataclass(frozen=True)
@@ -184,6 +297,15 @@ class Finding:
     user_frame_index: int | None = None  # index in `stack` of the user's frame
     chain: tuple[str, ...] = ()  # scan: call chain across functions
     cwd: str | None = None  # the target's working directory: paths are shown relative to it
+    # HD6xx, tasks that wait on one another: the waiting task and what it waits on
+    task: str | None = None
+    task_id: int | None = None
+    waits_on: WaitsOn | None = None
+    holders: tuple[Holder, ...] = ()
+    waiting_s: float | None = None  # how long the task has waited, when known
+    request: RequestInfo | None = None
+    cycle: tuple[str, ...] = ()  # HD601: the tasks of the cycle, in order
+    tasks_waiting: int | None = None  # how many tasks wait on the same thing
 
 
 @dataclass(frozen=True)
@@ -250,7 +372,9 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-def to_dict(obj: Snapshot | Finding | Frame | Thread | LoopReport) -> dict[str, Any]:
+def to_dict(
+    obj: Snapshot | Finding | Frame | Thread | LoopReport | Task | WaitsOn | Holder,
+) -> dict[str, Any]:
     """Plain-JSON form of any model object."""
     return _to_jsonable(asdict(obj))  # type: ignore[no-any-return]
 
@@ -278,6 +402,36 @@ def thread_from_dict(d: dict[str, Any]) -> Thread:
     )
 
 
+def waits_on_from_dict(d: dict[str, Any] | None) -> WaitsOn | None:
+    if not d:
+        return None
+    return WaitsOn(**{**d, "kind": WaitKind(d["kind"])})
+
+
+def holder_from_dict(d: dict[str, Any]) -> Holder:
+    return Holder(**{**d, "waits_on": waits_on_from_dict(d.get("waits_on"))})
+
+
+def request_from_dict(d: dict[str, Any] | None) -> RequestInfo | None:
+    return RequestInfo(**d) if d else None
+
+
+def task_from_dict(d: dict[str, Any]) -> Task:
+    return Task(
+        id=int(d["id"]),
+        name=d["name"],
+        frames=tuple(frame_from_dict(f) for f in d.get("frames", ())),
+        waits_on=waits_on_from_dict(d.get("waits_on")),
+        holds=tuple(w for w in map(waits_on_from_dict, d.get("holds", ())) if w is not None),
+        awaited_by=tuple(int(x) for x in d.get("awaited_by", ())),
+        request=request_from_dict(d.get("request")),
+        waiting_s=d.get("waiting_s"),
+        loop_tid=d.get("loop_tid"),
+        done=bool(d.get("done", False)),
+        exception=d.get("exception"),
+    )
+
+
 def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
     return Snapshot(
         pid=int(d["pid"]),
@@ -289,6 +443,8 @@ def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
         root=d.get("root"),
         duration_s=d.get("duration_s"),
         cwd=d.get("cwd"),
+        tasks=tuple(task_from_dict(t) for t in d.get("tasks", ())),
+        tasks_source=d.get("tasks_source"),
     )
 
 
@@ -313,6 +469,14 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
         user_frame_index=d.get("user_frame_index"),
         chain=tuple(d.get("chain", ())),
         cwd=d.get("cwd"),
+        task=d.get("task"),
+        task_id=d.get("task_id"),
+        waits_on=waits_on_from_dict(d.get("waits_on")),
+        holders=tuple(holder_from_dict(h) for h in d.get("holders", ())),
+        waiting_s=d.get("waiting_s"),
+        request=request_from_dict(d.get("request")),
+        cycle=tuple(d.get("cycle", ())),
+        tasks_waiting=d.get("tasks_waiting"),
     )
 
 

@@ -1,9 +1,14 @@
-"""pytest plugin: fail an async test that blocks its event loop longer than a threshold.
+"""pytest plugin: fail an async test that blocks its event loop, or that waits for ever.
 
 Turn it on with `--hangdoctor-threshold SECONDS` (or the `hangdoctor_threshold` ini
 key; the flag wins), or per test with `@pytest.mark.hangdoctor(threshold=0.5)`;
 opt a test out with `@pytest.mark.hangdoctor(enabled=False)`. See
 docs/runtime-pytest.md.
+
+`--hangdoctor-stuck-after SECONDS` (the `hangdoctor_stuck_after` ini key, the
+marker's `stuck_after=`) fails an async test still running after that long with
+its task graph: what each task waits on and who holds it (an await deadlock, a
+drained pool, a future nobody resolves), instead of hanging the suite.
 
 How it works. Just before an async test runs, its coroutine function (`item.obj`,
 or the inner test of a Hypothesis test) is swapped for an `async def` wrapper that
@@ -42,12 +47,16 @@ MARKER = "hangdoctor"
 DEFAULT_THRESHOLD = 0.25  # a bare @pytest.mark.hangdoctor with no threshold anywhere
 _OPTION = "--hangdoctor-threshold"
 _INI = "hangdoctor_threshold"
+_STUCK_OPTION = "--hangdoctor-stuck-after"
+_STUCK_INI = "hangdoctor_stuck_after"
 _WATCHER = "hangdoctor-watcher"
 _STOP_TIMEOUT = 5.0  # at most this long for the watchdog to classify a stall the body ended with
 _KEEP = 100  # stall records kept per test (a Hypothesis test runs many examples)
 
 _THRESHOLD_KEY = pytest.StashKey["float | None"]()
+_STUCK_KEY = pytest.StashKey["float | None"]()
 _ITEM_KEY = pytest.StashKey["float | None"]()
+_ITEM_STUCK_KEY = pytest.StashKey["float | None"]()
 
 AsyncTest = Callable[..., Awaitable[Any]]
 
@@ -75,6 +84,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ),
         default="",
     )
+    group.addoption(
+        _STUCK_OPTION,
+        dest="hangdoctor_stuck_after",
+        metavar="SECONDS",
+        default=None,
+        help=(
+            "fail an async test (asyncio) still running after SECONDS with its task graph: "
+            "what each task waits on and who holds it; overrides the hangdoctor_stuck_after "
+            "ini key"
+        ),
+    )
+    parser.addini(
+        _STUCK_INI,
+        help=(
+            "fail an async test still running after this many seconds, with its task graph "
+            f"(empty: off; {_STUCK_OPTION} overrides it)"
+        ),
+        default="",
+    )
 
 
 def _parse_threshold(value: object, where: str) -> float:
@@ -90,13 +118,18 @@ def _parse_threshold(value: object, where: str) -> float:
     return number
 
 
-def _global_threshold(config: pytest.Config) -> float | None:
-    raw: object = config.getoption("hangdoctor_threshold")
-    where = _OPTION
+def _global_threshold(
+    config: pytest.Config,
+    dest: str = "hangdoctor_threshold",
+    option: str = _OPTION,
+    ini: str = _INI,
+) -> float | None:
+    raw: object = config.getoption(dest)
+    where = option
     if raw is None:
-        raw = config.getini(_INI)
+        raw = config.getini(ini)
         inifile = config.inipath.name if config.inipath is not None else "the ini file"
-        where = f"{_INI} (in {inifile})"
+        where = f"{ini} (in {inifile})"
         if isinstance(raw, str) and not raw.strip():
             return None
     try:
@@ -115,16 +148,22 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "help", False):
         return  # `pytest --help` must work whatever the ini file says
     threshold = _global_threshold(config)
+    stuck_after = _global_threshold(config, "hangdoctor_stuck_after", _STUCK_OPTION, _STUCK_INI)
     config.stash[_THRESHOLD_KEY] = threshold
-    if threshold is not None:
-        config.pluginmanager.register(_Watcher(config, threshold), _WATCHER)
+    config.stash[_STUCK_KEY] = stuck_after
+    if threshold is not None or stuck_after is not None:
+        config.pluginmanager.register(_Watcher(config, threshold, stuck_after), _WATCHER)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines: list[str] = []
     threshold = config.stash.get(_THRESHOLD_KEY, None)
-    if threshold is None:
-        return []
-    return [f"hangdoctor: fail async tests that block the event loop > {threshold:g} s"]
+    if threshold is not None:
+        lines.append(f"hangdoctor: fail async tests that block the event loop > {threshold:g} s")
+    stuck_after = config.stash.get(_STUCK_KEY, None)
+    if stuck_after is not None:
+        lines.append(f"hangdoctor: fail async tests still waiting after {stuck_after:g} s")
+    return lines
 
 
 @pytest.hookimpl(trylast=True)
@@ -133,18 +172,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.pluginmanager.has_plugin(_WATCHER):
         return
     if any(item.get_closest_marker(MARKER) is not None for item in items):
-        config.pluginmanager.register(_Watcher(config, None), _WATCHER)
+        config.pluginmanager.register(_Watcher(config, None, None), _WATCHER)
 
 
 # -- per test -----------------------------------------------------------------------------
 
 
-def _marker_threshold(item: pytest.Item, default: float | None) -> float | None:
-    """The threshold for this test (None: not watched); ValueError for a bad marker.
+def _marker_settings(
+    item: pytest.Item, default: float | None, default_stuck: float | None
+) -> tuple[float | None, float | None]:
+    """(threshold, stuck_after) for this test (None: that check is off); ValueError if bad.
 
     Markers are merged closest first: a function's marker overrides its class's,
     which overrides its module's, key by key.
     """
+    stuck_after: float | None = None
+    enabled: bool | None = None
+    for mark in item.iter_markers(MARKER):  # closest first
+        value = mark.kwargs.get("stuck_after")
+        if value is not None and stuck_after is None:
+            stuck_after = _parse_threshold(value, "stuck_after")
+        if enabled is None and isinstance(mark.kwargs.get("enabled"), bool):
+            enabled = mark.kwargs["enabled"]
+    threshold = _marker_threshold(item, default, stuck_only=stuck_after is not None)
+    if enabled is False:
+        return None, None
+    return threshold, stuck_after if stuck_after is not None else default_stuck
+
+
+def _marker_threshold(
+    item: pytest.Item, default: float | None, *, stuck_only: bool = False
+) -> float | None:
+    """The threshold for this test (None: not watched); ValueError for a bad marker."""
     enabled: bool | None = None
     threshold: float | None = None
     marked = False
@@ -157,10 +216,11 @@ def _marker_threshold(item: pytest.Item, default: float | None) -> float | None:
                     "takes one threshold: hangdoctor(0.5) or hangdoctor(threshold=0.5)"
                 )
             kwargs["threshold"] = mark.args[0]
-        unknown = sorted(set(kwargs) - {"threshold", "enabled"})
+        unknown = sorted(set(kwargs) - {"threshold", "enabled", "stuck_after"})
         if unknown:
             raise ValueError(
-                f"unknown argument {', '.join(unknown)} (it takes threshold= and enabled=)"
+                f"unknown argument {', '.join(unknown)} "
+                "(it takes threshold=, stuck_after= and enabled=)"
             )
         if "enabled" in kwargs and enabled is None:
             if not isinstance(kwargs["enabled"], bool):
@@ -174,7 +234,7 @@ def _marker_threshold(item: pytest.Item, default: float | None) -> float | None:
         return threshold
     if default is not None:
         return default
-    return DEFAULT_THRESHOLD if marked else None
+    return DEFAULT_THRESHOLD if marked and not stuck_only else None
 
 
 def _anyio_backend_name(item: pytest.Function) -> str | None:
@@ -212,29 +272,39 @@ def _watch_target(item: pytest.Item) -> tuple[object, str, AsyncTest] | None:
 class _Watcher:
     """The per-test hooks; registered only when a threshold or a marker is in use."""
 
-    def __init__(self, config: pytest.Config, default: float | None) -> None:
+    def __init__(
+        self, config: pytest.Config, default: float | None, default_stuck: float | None
+    ) -> None:
         self._config = config
         self._default = default
+        self._default_stuck = default_stuck
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         try:
-            item.stash[_ITEM_KEY] = _marker_threshold(item, self._default)
+            threshold, stuck_after = _marker_settings(item, self._default, self._default_stuck)
         except ValueError as exc:
-            item.stash[_ITEM_KEY] = None
+            item.stash[_ITEM_KEY] = item.stash[_ITEM_STUCK_KEY] = None
             pytest.fail(f"invalid @pytest.mark.{MARKER}(...): {exc}", pytrace=False)
+        item.stash[_ITEM_KEY] = threshold
+        item.stash[_ITEM_STUCK_KEY] = stuck_after
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         threshold = item.stash.get(_ITEM_KEY, None)
-        target = _watch_target(item) if threshold is not None else None
-        if threshold is None or target is None:
+        stuck_after = item.stash.get(_ITEM_STUCK_KEY, None)
+        watched = threshold is not None or stuck_after is not None
+        target = _watch_target(item) if watched else None
+        if target is None:
             return (yield)
         owner, attribute, original = target
-        watch = _Watch(threshold, _code_of(original))
+        watch = _Watch(threshold, _code_of(original), stuck_after=stuck_after)
         setattr(owner, attribute, _watched(original, watch))
+        stuck: _Stuck | None = None
         try:
             result = yield
+        except _Stuck as exc:
+            stuck = exc
         except BaseException:
             if watch.stalls:
                 text = _describe(watch, str(self._config.rootpath), explain=False)
@@ -242,9 +312,18 @@ class _Watcher:
             raise
         finally:
             setattr(owner, attribute, original)
+        if stuck is not None:  # outside the handler: the report alone, no chained traceback
+            report = str(stuck)
+            if watch.stalls:
+                report += "\n" + _describe(watch, str(self._config.rootpath), explain=False)
+            pytest.fail(report, pytrace=False)
         if watch.stalls:
             pytest.fail(_describe(watch, str(self._config.rootpath)), pytrace=False)
         return result
+
+
+class _Stuck(Exception):
+    """Raised in place of the cancellation that ended a test which waited too long."""
 
 
 # -- the watched run ----------------------------------------------------------------------
@@ -254,10 +333,11 @@ class _Watcher:
 class _Watch:
     """What one test's watchdogs saw (a Hypothesis test runs the body once per example)."""
 
-    threshold: float
+    threshold: float | None
     test_code: tuple[str, str] | None = None  # (file, function name) of the test itself
     records: list[StallRecord] = field(default_factory=list)
     stalls: int = 0
+    stuck_after: float | None = None
 
     async def run(self, func: AsyncTest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         import asyncio
@@ -269,17 +349,70 @@ class _Watch:
 
         from hangdoctor.runtime.watchdog import LoopWatchdog
 
-        dog = LoopWatchdog(self.threshold, log=False)
-        dog.start(loop)
+        dog = None
+        if self.threshold is not None:
+            dog = LoopWatchdog(self.threshold, log=False, stuck_after=None)
+            dog.start(loop)
+        timer = None if self.stuck_after is None else _StuckTimer(loop, self.stuck_after)
         try:
             return await func(*args, **kwargs)
+        except asyncio.CancelledError:
+            if timer is not None and timer.report is not None:
+                raise _Stuck(timer.report) from None
+            raise
         finally:
-            # waits (without blocking the loop) until a stall the body ended with is recorded
-            await dog.aclose(timeout=_STOP_TIMEOUT)
-            records = list(dog.records)
-            self.records.extend(records)
-            del self.records[_KEEP:]
-            self.stalls += dog.stalls
+            if timer is not None:
+                timer.stop()
+            if dog is not None:
+                # waits (without blocking the loop) until a stall the body ended with is kept
+                await dog.aclose(timeout=_STOP_TIMEOUT)
+                records = list(dog.records)
+                self.records.extend(records)
+                del self.records[_KEEP:]
+                self.stalls += dog.stalls
+
+
+class _StuckTimer:
+    """Reads the loop's tasks while a test runs; past `stuck_after`, reports and cancels it.
+
+    The tasks are read a few times (cheaply) so that a wait that never moved can
+    be told from one that keeps moving, and fully once at the deadline, on the
+    loop's own thread. The test's task is then cancelled; its wrapper turns that
+    cancellation into the report.
+    """
+
+    def __init__(self, loop: Any, stuck_after: float) -> None:
+        import asyncio
+
+        from hangdoctor.runtime.tasks import TaskTracker
+
+        self.report: str | None = None
+        self._loop = loop
+        self._task = asyncio.current_task()
+        self._tracker = TaskTracker()
+        self._tracker.waits(loop)
+        self._started = loop.time()
+        self._stuck_after = stuck_after
+        step = max(stuck_after / 4, 0.05)
+        self._handles = [loop.call_later(step * i, self._tracker.waits, loop) for i in range(1, 4)]
+        self._handles.append(loop.call_later(stuck_after, self._fire))
+
+    def stop(self) -> None:
+        for handle in self._handles:
+            handle.cancel()
+
+    def _fire(self) -> None:
+        try:
+            self.report = _stuck_report(
+                self._tracker.snapshot(self._loop),
+                self._stuck_after,
+                self._loop.time() - self._started,
+                exclude=self._task,
+            )
+        except Exception as exc:  # never lose the timeout for a failed report
+            self.report = f"(the task graph could not be read: {exc!r})"
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _code_of(func: AsyncTest) -> tuple[str, str] | None:
@@ -298,6 +431,59 @@ def _watched(func: AsyncTest, watch: _Watch) -> AsyncTest:
 
 
 # -- the message --------------------------------------------------------------------------
+
+
+def _stuck_report(tasks: Any, stuck_after: float, waited: float, *, exclude: object = None) -> str:
+    """The test's task graph as a failure message: the HD6xx causes, else every wait."""
+    import os
+    import time
+
+    from hangdoctor.analysis.source import SourceReader
+    from hangdoctor.analysis.tasks import age, judge_tasks
+    from hangdoctor.model import Snapshot
+
+    mine = tuple(t for t in tasks if exclude is None or t.id != id(exclude) or t.frames)
+    snap = Snapshot(
+        pid=os.getpid(),
+        taken_at=time.time(),
+        threads=(),
+        tasks=mine,
+        tasks_source="runtime",
+        cwd=os.getcwd(),
+    )
+    reader = SourceReader(cwd=os.getcwd())
+    # a wait that did not move over most of the test's time counts as stuck here
+    judged = judge_tasks(os.getpid(), [snap], reader, stuck_after=stuck_after / 2)
+    lines = [
+        f"the test was still waiting after {_seconds(waited)} s (stuck-after {stuck_after:g} s)"
+    ]
+    for finding in judged.findings:
+        lines.append(
+            f"{finding.code} {_rule_name(finding.code)} at {finding.file}:{finding.line} "
+            f"in {finding.function}: {finding.message}"
+        )
+        for holder in finding.holders:
+            took = f" took it at {holder.file}:{holder.line}" if holder.file else ""
+            waits = f"; now waits at {holder.waits_at}" if holder.waits_at else ""
+            lines.append(f"  task `{holder.task}`{took}{waits} [{age(holder.since_s)}]")
+    if not judged.findings:
+        lines.append("no task waits on another; what each task waits on:")
+        for task in judged.tasks:
+            where = next((f for f in task.frames if not f.file.startswith("<")), None)
+            on = task.waits_on.describe() if task.waits_on else "?"
+            at = f" at {reader.display(where.file)}:{where.line}" if where else ""
+            lines.append(f"  task `{task.name}` waits on {on}{at} [{age(task.waiting_s)}]")
+    codes = sorted({f.code for f in judged.findings})
+    if codes:
+        commands = ", ".join(f"`hangdoctor explain {code}`" for code in codes)
+        lines.append(f"(cause and fix: {commands})")
+    return "\n".join(lines)
+
+
+def _rule_name(code: str) -> str:
+    from hangdoctor.catalog import get_rule
+
+    return get_rule(code).name
 
 
 def _seconds(value: float) -> str:
@@ -353,7 +539,7 @@ def _describe(watch: _Watch, rootdir: str, *, explain: bool = True) -> str:
         places.setdefault(key, []).append(record)
     lines: list[str] = []
     for stalls in places.values():
-        lines.append(_stall_line(stalls, watch.threshold, rootdir))
+        lines.append(_stall_line(stalls, watch.threshold or 0.0, rootdir))
         first = stalls[0]
         via = _test_frame(first, watch.test_code)
         if via is not None:

@@ -13,6 +13,7 @@ from hangdoctor.errors import UnknownRuleError
 REQUIRED = {
     "HD101", "HD102", "HD201", "HD202", "HD203", "HD204", "HD205", "HD206", "HD207",
     "HD301", "HD302", "HD401", "HD501", "HD900",
+    "HD601", "HD602", "HD603", "HD604", "HD605", "HD606",
 }  # fmt: skip
 
 
@@ -36,7 +37,15 @@ def test_entry_is_complete(rule) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "rule",
-    [r for r in all_rules() if r.live and r.code not in ("HD401", "HD501", "HD900")],
+    [
+        r
+        for r in all_rules()
+        if r.live
+        and r.code not in ("HD401", "HD501", "HD900")
+        # HD6xx: recognised from a process's tasks (their await chains, what each waits
+        # on, who holds it: analysis/tasks.py), not from thread stacks, so no signature
+        and not r.code.startswith("HD6")
+    ],
     ids=lambda r: r.code,
 )
 def test_live_rules_have_a_signature(rule) -> None:  # type: ignore[no-untyped-def]

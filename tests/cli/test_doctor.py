@@ -184,3 +184,39 @@ def test_a_doctor_run_leaves_no_server_log(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert server_logs(tmp_path) == []
+
+
+@pytest.mark.e2e
+def test_doctor_reports_requests_stuck_on_a_healthy_loop(tmp_path: Path) -> None:
+    """GIVEN the lock-order deadlock app on the host's Python WHEN doctor sends both routes as
+    --request THEN exit 1 with the stuck-request reason, a note that the tasks need 3.14 or
+    the runtime, and the report's comparison counts the stuck requests; no stream clients ran."""
+    port = free_port()
+    report = tmp_path / "doctor.html"
+    proc = run_hangdoctor(
+        "doctor", "--request", "POST /transfer", "--request", "POST /close-day",
+        "--request-timeout", "1.5", "--duration", "3", "--baseline", "0.5", "--fix",
+        "--report", str(report),
+        "--", sys.executable, "-m", "uvicorn", "stuck_app:app",
+        "--app-dir", str(ROOT / "tests" / "py314" / "apps"), "--port", str(port),
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    text = " ".join(proc.stdout.split())
+    assert re.search(
+        r"\d+ of \d+ POST /transfer requests got no answer within 1\.5 s while /health answered "
+        r"in [\d.]+ ms: requests stuck on a healthy loop",
+        text,
+    ), text
+    assert "can be read from outside only on CPython 3.14+" in text
+    assert "no stream clients" in text
+    page = report.read_text(encoding="utf-8")
+    cell = re.search(r'<td data-run="0" data-key="requests_stuck">(\d+) of (\d+)</td>', page)
+    assert cell is not None and int(cell.group(1)) >= 2, page[:2000]
+
+
+def test_doctor_needs_a_stream_or_a_request() -> None:
+    """With neither --stream nor --request there is nothing to probe: a usage error."""
+    proc = run_hangdoctor("doctor", "--", sys.executable, "-c", "pass", "--port", "9")
+    assert proc.returncode == 2
+    assert "--stream PATH" in proc.stderr and "--request PATH" in proc.stderr

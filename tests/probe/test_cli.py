@@ -24,8 +24,10 @@ TOP_KEYS = [
     "exit_code",
     "summary",
     "stalls",
+    "request_stats",
     "diagnosis",
     "diagnosis_t",
+    "diagnosis_kind",
     "pid",
     "notes",
     "resources",
@@ -34,6 +36,7 @@ TOP_KEYS = [
     "elapsed_s",
     "health",
     "streams",
+    "requests",
     "baseline",
 ]
 

@@ -8,13 +8,13 @@ records are written to a folder bind-mounted from the host.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import expected
+from tests.jsonl import whole_records
 from tests.py314.conftest import Start314, uvicorn_argv
 
 from hangdoctor.probe.http import abort_stream, timed_get
@@ -29,8 +29,7 @@ def _records(out: Path, code: str, timeout: float = 20.0) -> list[dict[str, Any]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if out.is_file():
-            lines = [x for x in out.read_text(encoding="utf-8").splitlines() if x.strip()]
-            found = [r for r in map(json.loads, lines) if r["code"] == code]
+            found = [r for r in whole_records(out) if r["code"] == code]
             if found:
                 return found
         time.sleep(0.1)

@@ -30,7 +30,8 @@ TOP = [
 FINDING = [
     "code", "name", "summary", "message", "file", "line", "function", "pid", "thread", "tid",
     "blocked_for_s", "state", "source", "col", "waits_for", "stack", "user_frame_index", "chain",
-    "cwd",
+    "cwd", "task", "task_id", "waits_on", "holders", "waiting_s", "request", "cycle",
+    "tasks_waiting",
 ]  # fmt: skip
 
 

@@ -8,7 +8,6 @@ line tests/data/newsroom_lines.json names for it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import expected, gunicorn_argv, newsroom_argv, run_hangdoctor
+from tests.jsonl import whole_records
 from tests.runtime.conftest import start_server
 
 from hangdoctor.probe.http import timed_get
@@ -61,13 +61,13 @@ def _watch_argv(out: Path, server: list[str]) -> list[str]:
 def _records(out: Path, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
     """The first `count` stall records the workers wrote (waits for them, bounded)."""
     deadline = time.monotonic() + timeout
-    lines: list[str] = []
+    records: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        lines = [x for x in out.read_text(encoding="utf-8").splitlines() if x.strip()]
-        if len(lines) >= count:
+        records = whole_records(out)
+        if len(records) >= count:
             break
         time.sleep(0.1)
-    return [json.loads(x) for x in lines]
+    return records
 
 
 def _at(record: dict[str, Any], tag: str) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from hangdoctor.analysis import cpu
+from hangdoctor.analysis import tasks as tasks_rule
 from hangdoctor.analysis.classify import Classification, classify_callback, user_frame_index
 from hangdoctor.analysis.frames import frame_matches, is_user_frame
 from hangdoctor.analysis.loops import LoopView, loop_view, worker_state
@@ -68,9 +69,18 @@ class _Sample:
 
 
 def analyze(
-    snapshots: Sequence[Snapshot], *, anyio_limit: int = 40, source_root: str | None = None
+    snapshots: Sequence[Snapshot],
+    *,
+    anyio_limit: int = 40,
+    source_root: str | None = None,
+    stuck_after: float = tasks_rule.DEFAULT_STUCK_AFTER_S,
 ) -> Diagnosis:
-    """Analyse snapshots of one or more processes (grouped by pid, in time order)."""
+    """Analyse snapshots of one or more processes (grouped by pid, in time order).
+
+    Where the snapshots carry tasks, a loop that answers is also judged by them:
+    tasks that wait on one another past `stuck_after` seconds (a deadlock at once)
+    make it `stuck` (HD6xx).
+    """
     by_pid: dict[int, list[Snapshot]] = {}
     for snap in snapshots:
         by_pid.setdefault(snap.pid, []).append(snap)
@@ -83,7 +93,9 @@ def analyze(
             series.sort(key=lambda s: s.taken_at or 0.0)
             spans.append((series[-1].taken_at or 0.0) - (series[0].taken_at or 0.0))
         reader = SourceReader(root=series[-1].root, source_root=source_root, cwd=series[-1].cwd)
-        p_loops, p_findings, p_notes = _analyze_process(pid, series, reader, anyio_limit)
+        p_loops, p_findings, p_notes = _analyze_process(
+            pid, series, reader, anyio_limit, stuck_after
+        )
         loops.extend(p_loops)
         findings.extend(p_findings)
         notes.extend(p_notes)
@@ -124,7 +136,11 @@ def _loop_series(series: list[Snapshot]) -> dict[int, list[_Sample]]:
 
 
 def _analyze_process(
-    pid: int, series: list[Snapshot], reader: SourceReader, anyio_limit: int
+    pid: int,
+    series: list[Snapshot],
+    reader: SourceReader,
+    anyio_limit: int,
+    stuck_after: float = tasks_rule.DEFAULT_STUCK_AFTER_S,
 ) -> tuple[list[LoopReport], list[Finding], list[str]]:
     loops: list[LoopReport] = []
     findings: list[Finding] = []
@@ -168,6 +184,20 @@ def _analyze_process(
                     cpu=report.cpu,
                 )
                 finding = _with_loop(finding, report)
+        if report.state is LoopState.IDLE:
+            judged = tasks_rule.judge_tasks(
+                pid,
+                series,
+                reader,
+                stuck_after=stuck_after,
+                loop_thread=report.thread,
+                loop_tid=tid,
+                loop_count=len(loop_series),
+            )
+            notes.extend(judged.notes)
+            if judged.findings:
+                report = replace(report, state=LoopState.STUCK)
+                findings.extend(judged.findings)
         loops.append(report)
         if finding is not None:
             findings.append(finding)

@@ -12,6 +12,7 @@ code, the code whose line a diagnosis must name.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -74,6 +75,9 @@ FRAMEWORK_PACKAGES = frozenset(
 _STDLIB_NAMES = frozenset(sys.stdlib_module_names)
 
 
+# pure in `path`, and asked for the same few hundred paths over and over (every frame of
+# every task of a snapshot): cached
+@functools.lru_cache(maxsize=4096)
 def _relative(path: str) -> tuple[str | None, str | None]:
     """(kind, path relative to its root); kind is 'stdlib', 'site' or None (user)."""
     m = _SITE.search(path)
@@ -127,6 +131,7 @@ _NATIVE_FILE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_native_file(path: str) -> bool:
     """True for the file of a native frame (a C source or a shared library)."""
     return bool(_NATIVE_FILE.search(path))
@@ -139,7 +144,14 @@ def is_native_frame(frame: Frame) -> bool:
 
 def is_user_frame(frame: Frame) -> bool:
     """True for the user's own code: neither the standard library, a package, nor native code."""
-    return lib_path(frame) is None and not is_native_frame(frame)
+    return _is_user_place(frame.file, frame.short_file, frame.module is not None)
+
+
+# asked for every frame of every task of a snapshot, of a few hundred distinct places
+@functools.lru_cache(maxsize=8192)
+def _is_user_place(file: str, short_file: str | None, native_module: bool) -> bool:
+    frame = Frame(function="", file=file, line=0, short_file=short_file)
+    return lib_path(frame) is None and not native_module and not is_native_file(file)
 
 
 def package_of(frame: Frame) -> str | None:

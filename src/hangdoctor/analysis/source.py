@@ -98,6 +98,11 @@ class SourceReader:
         self._cache[file] = parsed
         return parsed
 
+    def tree(self, file: str) -> ast.Module | None:
+        """The file's syntax tree, None when it cannot be read or parsed."""
+        parsed = self._parsed(file)
+        return None if parsed is None else parsed.tree
+
     def line(self, file: str, line: int) -> str | None:
         parsed = self._parsed(file)
         if parsed is None or not 1 <= line <= len(parsed.lines):

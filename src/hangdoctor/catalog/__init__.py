@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
-from hangdoctor.catalog import blocking, executors, scheduling, streaming
+from hangdoctor.catalog import blocking, executors, scheduling, streaming, tasks
 from hangdoctor.catalog.rule import FramePattern, Rule
 from hangdoctor.errors import UnknownRuleError
 
@@ -19,7 +19,7 @@ __all__ = ["RULES", "FramePattern", "Rule", "all_rules", "get_rule"]
 
 def _build() -> Mapping[str, Rule]:
     rules: dict[str, Rule] = {}
-    for module in (executors, blocking, streaming, scheduling):
+    for module in (executors, blocking, streaming, scheduling, tasks):
         family = module.__doc__.split(":", 1)[1].strip() if module.__doc__ else ""
         for rule in module.RULES:
             if rule.code in rules:  # a cause is written down once

@@ -51,6 +51,9 @@ class Rule:
     calls: tuple[str, ...] = ()  # fully qualified callables: "time.sleep"
     methods: tuple[str, ...] = ()  # method names on objects of unknown type: "acquire"
     live: bool = True  # can be seen in a capture of a running process
+    # seen in the tasks of a running process (await chains, waits, holders), not a thread
+    # stack: the runtime on any Python, `diagnose` from outside on CPython 3.14+
+    tasks: bool = False
     static: bool = True  # can be found by `scan`
     # the static scan (docs/scan.md): a name "pkg.Type.*" matches every method of the type
     scan_calls: tuple[str, ...] | None = None  # what `scan` reports; None: the same as `calls`

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hangdoctor.cli.options import FiniteFloatRange
-from hangdoctor.cli.probe import abort_range
+from hangdoctor.cli.probe import abort_range, request_options, stream_clients
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM, HangdoctorError
 from hangdoctor.model import Finding
 from hangdoctor.probe.engine import probe
@@ -131,6 +131,18 @@ def _recommend(console: Console, finding: Finding) -> None:
     console.print(f"hangdoctor explain {finding.code} shows the example.")
 
 
+def _manual(console: Console, finding: Finding) -> None:
+    """--fix on a cause without an automatic fix: say so, so nobody waits for a second run."""
+    if finding.code.startswith("HD6"):
+        console.print(
+            f"There is no automatic fix for {finding.code}: requests that wait on one another "
+            "need a change to how the code takes and releases what they wait on. The fix is "
+            "manual; apply the one above by hand and run doctor again."
+        )
+    else:
+        console.print(f"{finding.code} has no automatic fix; apply it by hand.")
+
+
 def _before_after(before: ProbeResult, after: ProbeResult) -> Table:
     """The figures of the run before the fix and the run after it, side by side."""
     from hangdoctor.probe.terminal import format_seconds
@@ -151,6 +163,10 @@ def _before_after(before: ProbeResult, after: ProbeResult) -> Table:
     def slowdown(r: ProbeResult) -> str:
         return "-" if r.summary.slowdown is None else f"{r.summary.slowdown:.1f} times"
 
+    def stuck(r: ProbeResult) -> str:
+        sent = sum(s.sent for s in r.request_stats)
+        return f"{sum(s.stuck for s in r.request_stats)} of {sent}"
+
     rows: list[tuple[str, Callable[[ProbeResult], str | Text]]] = [
         ("verdict", verdict),
         ("health p50", lambda r: format_seconds(r.summary.p50_s)),
@@ -162,6 +178,8 @@ def _before_after(before: ProbeResult, after: ProbeResult) -> Table:
         ("streams dropped", lambda r: str(r.summary.streams_aborted)),
         ("caught in the act", cause),
     ]
+    if before.config.requests:
+        rows.insert(-1, ("requests stuck", stuck))
     for label, value in rows:
         table.add_row(label, value(before), value(after))
     return table
@@ -273,6 +291,7 @@ def _write_report(
     metavar="SECONDS",
     help="Seconds of health-only timing before the streams start (0: no baseline check).",
 )
+@request_options
 @click.option("--seed", type=int, help="Seed of the random abort moments, to repeat a run.")
 @click.option(
     "--ready-timeout",
@@ -303,6 +322,9 @@ def command(
     stall_threshold: float,
     max_slowdown: float,
     baseline_s: float,
+    requests: tuple[str, ...],
+    request_timeout: float,
+    request_interval: float,
     seed: int | None,
     ready_timeout: float,
     fix: bool,
@@ -315,8 +337,12 @@ def command(
     hangdoctor doctor --stream /news/stream -- uvicorn app.main:app --port 8000
     hangdoctor doctor --stream /events --fix -- gunicorn -k uvicorn.workers.UvicornWorker \\
         -w 2 -b 127.0.0.1:8000 app.main:app
+    hangdoctor doctor --request 'POST /transfer' -- uvicorn app.main:app --port 8000
 
-    The probe options mean what they mean for `hangdoctor probe`. The server's
+    The probe options mean what they mean for `hangdoctor probe`; with
+    --request and no --stream, no stream clients run. Requests stuck on a
+    healthy loop (HD6xx) have no automatic fix: doctor shows the manual one.
+    The server's
     output goes to a log in the temporary directory, removed when doctor ends;
     it is kept (and its path named) only when the server is why doctor failed.
 
@@ -326,8 +352,10 @@ def command(
     argv = [a for a in server if a != "--"] if server and server[0] == "--" else list(server)
     if not argv:
         raise click.UsageError("Give the server command after `--`.")
-    if not streams:
-        raise click.UsageError("Give at least one --stream PATH to open and drop.")
+    if not streams and not requests:
+        raise click.UsageError(
+            "Give at least one --stream PATH to open and drop, or a --request PATH to time."
+        )
     if report is not None:
         from hangdoctor.cli.probe import check_report_path, require_report_module
 
@@ -337,7 +365,7 @@ def command(
         url=_base_url(url, argv),
         streams=streams,
         health=health,
-        clients=clients,
+        clients=stream_clients(ctx, clients, streams, requests),
         duration_s=duration,
         abort_min_s=abort_after[0],
         abort_max_s=abort_after[1],
@@ -347,6 +375,9 @@ def command(
         max_slowdown=max_slowdown,
         baseline_s=baseline_s,
         seed=seed,
+        requests=requests,
+        request_timeout_s=request_timeout,
+        request_interval_s=request_interval,
     )
     console = TrimmedConsole(highlight=False, soft_wrap=False)  # no padded line ends
     before = _run_once(console, argv, config, ready_timeout, "probe")
@@ -366,7 +397,7 @@ def command(
         else:
             _recommend(console, finding)
             if fix:
-                console.print(f"{finding.code} has no automatic fix; apply it by hand.")
+                _manual(console, finding)
     if report is not None:
         fixed = finding.file if diff is not None and finding is not None else None
         _write_report(console, report, before, after, diff, fixed)

@@ -117,6 +117,18 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     help="AnyIO worker thread limit of the target (starvation threshold).",
 )
 @click.option(
+    "--stuck-after",
+    type=FiniteFloatRange(0.0, 3600.0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help=(
+        "CPython 3.14+ targets: read their tasks over SECONDS (the samples are spread over "
+        "it) and report a request whose await did not move in that time, on a lock, a "
+        "pool, a limiter or a future, as stuck (HD602-HD605). Without it only what needs "
+        "no waiting is reported: an await deadlock (HD601) and a shutdown that waits (HD606)."
+    ),
+)
+@click.option(
     "--format", "fmt", type=_FORMATS, default="text", show_default=True, help=_FORMAT_HELP
 )
 @click.option(
@@ -138,6 +150,7 @@ def diagnose(
     nonblocking: bool,
     timeout: float,
     anyio_limit: int,
+    stuck_after: float | None,
     fmt: str,
     save: Path | None,
     all_frames: bool,
@@ -148,6 +161,10 @@ def diagnose(
     granian server (and lists them if there are several). Every Python child
     process is examined too, so multi-worker servers are covered. Takes
     SAMPLES stack samples INTERVAL seconds apart with py-spy (about a second).
+
+    On CPython 3.14+ it also reads every asyncio task from outside, so requests
+    that hang while the loop answers (an await deadlock, a drained pool, a
+    future nobody resolves) are found too: verdict `stuck`.
     """
     from hangdoctor.capture.dumps import check_save_path, save_capture
     from hangdoctor.capture.procs import resolve_targets
@@ -166,6 +183,7 @@ def diagnose(
         timeout=timeout,
         reveal_secrets=show_secrets,
         anyio_limit=anyio_limit,
+        stuck_after=stuck_after,
     )
     result = diagnose_processes(targets, options)
     footer = (

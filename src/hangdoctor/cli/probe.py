@@ -1,14 +1,17 @@
 """`hangdoctor probe URL --stream PATH`: reproduce a hang on purpose, and prove a fix holds.
 
 Exit status: 0 the service stayed responsive, 1 it did not (a health request
-timed out or p99 passed the threshold), 2 it could not be probed.
+timed out or p99 passed the threshold, a --request got no answer within its
+deadline), 2 it could not be probed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,13 +24,55 @@ from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
 from hangdoctor.report.console import TrimmedConsole
 
 __all__ = [
+    "REQUEST_HELP",
+    "REQUEST_INTERVAL_HELP",
+    "REQUEST_TIMEOUT_HELP",
     "abort_range",
     "check_report_path",
     "command",
     "require_report_module",
+    "stream_clients",
     "write_html",
     "write_report",
 ]
+
+
+def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--request, --request-timeout and --request-interval: probe and doctor take the same."""
+    for option in reversed(
+        (
+            click.option(
+                "--request", "requests", multiple=True, metavar="'[METHOD] PATH'", help=REQUEST_HELP
+            ),
+            click.option(
+                "--request-timeout",
+                type=FiniteFloatRange(0.05, 300.0),
+                default=5.0,
+                show_default=True,
+                help=REQUEST_TIMEOUT_HELP,
+            ),
+            click.option(
+                "--request-interval",
+                type=FiniteFloatRange(0.05, 60.0),
+                default=0.5,
+                show_default=True,
+                help=REQUEST_INTERVAL_HELP,
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+REQUEST_HELP = (
+    "A request sent beside the health checks with a deadline, as PATH (a GET) or "
+    "'METHOD PATH' (repeatable). One that gets no answer in time while health answers is "
+    "stuck on a healthy loop: the run fails and the server's tasks are read (3.14+)."
+)
+REQUEST_TIMEOUT_HELP = "Deadline of each --request, in seconds: later is no answer."
+REQUEST_INTERVAL_HELP = (
+    "Seconds between two sends of each --request path (at most 4 of a path wait at once)."
+)
 
 _REPORT_MODULE = "hangdoctor.report.html"
 
@@ -55,6 +100,16 @@ def _headers(
             raise click.BadParameter(f"{item!r} is not 'Name: value'")
         out.append((name.strip(), text.strip()))
     return tuple(out)
+
+
+def stream_clients(
+    ctx: click.Context, clients: int, streams: tuple[str, ...], requests: tuple[str, ...]
+) -> int:
+    """--clients, but 0 when only --request paths are given and --clients was left alone."""
+    explicit = ctx.get_parameter_source("clients") is not click.core.ParameterSource.DEFAULT
+    if requests and not streams and not explicit:
+        return 0
+    return clients
 
 
 def require_report_module() -> None:
@@ -179,6 +234,7 @@ def check_report_path(path: Path) -> None:
     help="Seconds of health-only timing before the streams start (0: no baseline, no "
     "--max-slowdown check).",
 )
+@request_options
 @click.option("--pid", type=int, metavar="PID", help="The server process to capture a stall in.")
 @click.option("--no-capture", is_flag=True, help="Do not capture the server's stacks on a stall.")
 @click.option(
@@ -230,6 +286,9 @@ def command(
     stall_threshold: float,
     max_slowdown: float,
     baseline_s: float,
+    requests: tuple[str, ...],
+    request_timeout: float,
+    request_interval: float,
     pid: int | None,
     no_capture: bool,
     headers: tuple[tuple[str, str], ...],
@@ -246,6 +305,7 @@ def command(
     hangdoctor probe http://127.0.0.1:8000 --stream /news/stream
     hangdoctor probe http://127.0.0.1:8000/health --stream /a --stream /b --clients 50
     hangdoctor probe https://staging.example --stream /events --header 'Authorization: Bearer T'
+    hangdoctor probe http://127.0.0.1:8000 --request 'POST /transfer' --request /orders
 
     URL is the service's base URL; a path in it is the health path (unless
     --health is given, then the URL must have none). Each client opens a
@@ -260,8 +320,15 @@ def command(
     P99-THRESHOLD, and the p99 is at most MAX-SLOWDOWN times the baseline's.
     Percentiles count every health request, one with no answer at the deadline.
 
+    Each --request path is sent every REQUEST-INTERVAL with its own deadline,
+    REQUEST-TIMEOUT. One with no answer by then fails the run; when health
+    answered under P99-THRESHOLD all the while, the request is stuck on a
+    healthy loop, and the server's tasks are read right then (CPython 3.14+).
+    With --request and no --stream, no stream clients run.
+
     Exit status: 0 pass, 1 fail (a health request timed out, p99 was over the
-    threshold or too far over the baseline), 2 the service could not be probed.
+    threshold or too far over the baseline, a --request got no answer in
+    time), 2 the service could not be probed.
     """
     from hangdoctor.probe.terminal import LiveProgress
 
@@ -275,7 +342,7 @@ def command(
         url=endpoint.base_url,
         streams=streams,
         health=health_path,
-        clients=clients,
+        clients=stream_clients(ctx, clients, streams, requests),
         duration_s=duration,
         abort_min_s=abort_after[0],
         abort_max_s=abort_after[1],
@@ -290,6 +357,9 @@ def command(
         headers=headers,
         body=body,
         insecure=insecure,
+        requests=requests,
+        request_timeout_s=request_timeout,
+        request_interval_s=request_interval,
     )
     with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)

@@ -3,8 +3,9 @@
 The command becomes the server (exec): signals, exit status and the terminal
 are the server's own, so nothing is left behind on Ctrl-C. Every Python
 process it starts loads the watchdog through `sitecustomize` (see
-`hangdoctor.runtime.autoinstall`) and reports each stall to stderr, or as one
-JSON line to `--out`.
+`hangdoctor.runtime.autoinstall`) and reports each stall, and each request
+stuck on a healthy loop (`--stuck-after`), to stderr, or as one JSON line to
+`--out`.
 
 Before it becomes the server, watch leaves a small process behind (detached,
 in a session of its own) that waits for the first watchdog to start: when the
@@ -31,7 +32,14 @@ import click
 import hangdoctor
 from hangdoctor.cli.options import FiniteFloatRange
 from hangdoctor.errors import HangdoctorError
-from hangdoctor.runtime.autoinstall import ENV_OUT, ENV_PACKAGE, ENV_READY, ENV_THRESHOLD
+from hangdoctor.runtime.autoinstall import (
+    DEFAULT_STUCK_AFTER_S,
+    ENV_OUT,
+    ENV_PACKAGE,
+    ENV_READY,
+    ENV_STUCK_AFTER,
+    ENV_THRESHOLD,
+)
 
 __all__ = ["READY_WAIT_S", "command", "watch_environment"]
 
@@ -42,9 +50,15 @@ _POLL_S = 0.1
 
 
 def watch_environment(
-    base: dict[str, str], threshold: float, out: Path | None, ready: Path | None = None
+    base: dict[str, str],
+    threshold: float,
+    out: Path | None,
+    ready: Path | None = None,
+    stuck_after: float = DEFAULT_STUCK_AFTER_S,
 ) -> dict[str, str]:
     """The environment that makes every Python process of a command install the watchdog.
+
+    `stuck_after` 0 turns the stuck-request check off.
 
     Only the hook's folder goes on `PYTHONPATH`; the hook finds the `hangdoctor` package
     itself (`ENV_PACKAGE`) when the server's environment has none, so none of the other
@@ -54,6 +68,7 @@ def watch_environment(
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(_INJECT) + (os.pathsep + path if path else "")
     env[ENV_THRESHOLD] = repr(threshold)
+    env[ENV_STUCK_AFTER] = repr(float(stuck_after))
     env[ENV_PACKAGE] = str(Path(hangdoctor.__file__).resolve().parent)
     for name, value in ((ENV_OUT, out), (ENV_READY, ready)):
         if value is not None:
@@ -91,12 +106,29 @@ def _resolve(argv: Sequence[str]) -> str:
     help="Report a stall when the event loop does not answer for this many seconds.",
 )
 @click.option(
+    "--stuck-after",
+    type=FiniteFloatRange(0.0, 86400.0),
+    default=DEFAULT_STUCK_AFTER_S,
+    show_default=True,
+    metavar="SECONDS",
+    help=(
+        "Report requests stuck on a healthy loop (an await deadlock, a drained pool, a "
+        "future nobody resolves, a shutdown that waits for ever) once a task has waited "
+        "this long; deadlocks as soon as a check sees them. 0 turns it off."
+    ),
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Append each stall as one JSON line to FILE instead of printing it on stderr.",
+    help=(
+        "Append each stall and each stuck request as one JSON line to FILE (its `record` "
+        'key says "stall" or "stuck") instead of printing it on stderr.'
+    ),
 )
 @click.argument("server", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
-def command(threshold: float, out: Path | None, server: tuple[str, ...]) -> None:
+def command(
+    threshold: float, stuck_after: float, out: Path | None, server: tuple[str, ...]
+) -> None:
     """Run a server with the loop watchdog in every worker, without changing its code.
 
     \b
@@ -105,8 +137,12 @@ def command(threshold: float, out: Path | None, server: tuple[str, ...]) -> None
 
     Each stall is reported when it ends: its duration, the catalog code, your
     file:line, what the loop waited for and the request that was running (with
-    HangdoctorMiddleware installed). The server's Python must be 3.10 or newer
-    and must honour PYTHONPATH (not `python -I` or `-E`).
+    HangdoctorMiddleware installed). Requests stuck while the loop stays healthy
+    (HD601-HD606: tasks waiting on one another, a shutdown waiting for open
+    streams) are reported once per episode, `--stuck-after` seconds after they
+    stopped moving: which tasks, what each waits on, who holds it, at which
+    lines. The server's Python must be 3.10 or newer and must honour PYTHONPATH
+    (not `python -I` or `-E`).
     """
     argv = list(server)
     if argv and argv[0] == "--":
@@ -123,7 +159,7 @@ def command(threshold: float, out: Path | None, server: tuple[str, ...]) -> None
             out.touch()
         except OSError as exc:
             raise HangdoctorError(
-                f"Cannot write the stall log {str(out)!r}: {exc.strerror or exc}.",
+                f"Cannot write the record log {str(out)!r}: {exc.strerror or exc}.",
                 "Choose a writable path for --out.",
             ) from None
     sys.stdout.flush()
@@ -140,7 +176,7 @@ def command(threshold: float, out: Path | None, server: tuple[str, ...]) -> None
             with contextlib.suppress(OSError):
                 ready.parent.rmdir()
         ready = None
-    env = watch_environment(dict(os.environ), threshold, out, ready)
+    env = watch_environment(dict(os.environ), threshold, out, ready, stuck_after)
     try:
         os.execve(program, argv, env)
     except OSError as exc:

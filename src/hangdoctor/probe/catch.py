@@ -14,6 +14,13 @@ call stuck from the first sample to the last. The probe knows more. A health
 request answered between two of those samples means the loop came back in
 between, so what the samples saw was many short blocking calls on that line
 (`time.sleep(0.05)` in twenty stream generators), and `with_health` says so.
+
+A request stuck on a healthy loop (past its deadline while health answers) is
+caught the same way, once per run, but what it waits on lives in its task, not
+on a thread's stack: that capture reads the tasks too, over a short span
+(`LiveOptions.stuck_after`), which CPython 3.14+ allows from outside. On an
+older server there is nothing to read from outside, so no stacks are taken and
+a note says how to get the task view (the runtime, `hangdoctor watch`).
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from hangdoctor.capture.procs import ProcessInfo, expand_targets, listening_pids, process_info
+from hangdoctor.capture.remote_tasks import supports_remote_tasks, target_version
 from hangdoctor.errors import HangdoctorError
 from hangdoctor.live import LiveOptions, diagnose_processes
 from hangdoctor.model import Diagnosis, Verdict
 from hangdoctor.probe.timeline import HealthSample
 
-__all__ = ["Capture", "Catcher", "server_pids", "with_health"]
+__all__ = ["STALL", "STUCK", "Capture", "Catcher", "server_pids", "with_health"]
 
 MAX_CAPTURES = 2  # one per stall window, at most this many per run
+MAX_STUCK_CAPTURES = 1  # the first moment requests are stuck on a healthy loop
+STALL = "stall"  # a health request passed the stall threshold
+STUCK = "stuck"  # a --request passed its deadline while health answered
 # py-spy pauses the target while it reads a sample; an answer this close to a sample may
 # have been sent just before that pause or just after it
 _SAMPLE_MARGIN_S = 0.02
@@ -49,6 +60,7 @@ class Capture:
     error: str | None = None
     elapsed_s: float = 0.0
     samples: tuple[tuple[int, float], ...] = ()  # (pid, probe time) of every snapshot taken
+    kind: str = STALL  # what triggered it: STALL or STUCK
 
 
 def _ancestry(pid: int) -> set[int]:
@@ -93,27 +105,36 @@ class Catcher:
     ) -> None:
         self.pids = tuple(pids)
         self._clock = clock
-        self._limit = limit
+        self._limits = {STALL: limit, STUCK: MAX_STUCK_CAPTURES}
         self._options = options or LiveOptions()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[tuple[str, threading.Thread]] = []
         self._lock = threading.Lock()
         self.captures: list[Capture] = []
 
     @property
     def busy(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
+        return any(t.is_alive() for _, t in self._threads)
 
     @property
     def started(self) -> int:
         return len(self._threads)
 
-    def trigger(self) -> bool:
-        """Start a capture now unless one is running or the limit is reached."""
-        if self.busy or len(self._threads) >= self._limit:
+    def trigger(self, kind: str = STALL, *, stuck_after: float | None = None) -> bool:
+        """Start a capture now unless one is running or the limit of its kind is reached.
+
+        A STUCK capture reads the tasks over `stuck_after` seconds, so a wait that did
+        not move over that span is named (HD6xx); a cycle needs no waiting.
+        """
+        if self.busy or sum(k == kind for k, _ in self._threads) >= self._limits[kind]:
             return False
+        options = self._options
+        if kind == STUCK:
+            options = replace(options, stuck_after=stuck_after)
         t = self._clock()
-        thread = threading.Thread(target=self._run, args=(t,), name="hangdoctor-catch", daemon=True)
-        self._threads.append(thread)
+        thread = threading.Thread(
+            target=self._run, args=(t, kind, options), name="hangdoctor-catch", daemon=True
+        )
+        self._threads.append((kind, thread))
         thread.start()
         return True
 
@@ -128,31 +149,37 @@ class Catcher:
                     out.append(info)
         return out
 
-    def _run(self, t: float) -> None:
+    def _run(self, t: float, kind: str, options: LiveOptions) -> None:
         started = time.monotonic()
         offset = time.time() - self._clock()  # snapshots carry wall-clock times
         try:
-            result = diagnose_processes(self._targets(), self._options)
-            samples = tuple(
-                sorted(
-                    (snap.pid, snap.taken_at - offset)
-                    for snap in result.snapshots
-                    if snap.taken_at is not None
+            targets = self._targets()
+            if kind == STUCK and not any(supports_remote_tasks(p.pid) for p in targets):
+                capture = Capture(t, None, _no_task_view(targets), 0.0, kind=kind)
+            else:
+                result = diagnose_processes(targets, options)
+                samples = tuple(
+                    sorted(
+                        (snap.pid, snap.taken_at - offset)
+                        for snap in result.snapshots
+                        if snap.taken_at is not None
+                    )
                 )
-            )
-            capture = Capture(t, result.diagnosis, None, time.monotonic() - started, samples)
+                elapsed = time.monotonic() - started
+                capture = Capture(t, result.diagnosis, None, elapsed, samples, kind)
         except HangdoctorError as exc:
             text = f"{exc.message} {exc.remedy}".strip()
-            capture = Capture(t, None, text, time.monotonic() - started)
+            capture = Capture(t, None, text, time.monotonic() - started, kind=kind)
         except Exception as exc:  # a capture must never take the probe down with it
-            capture = Capture(t, None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+            error = f"{type(exc).__name__}: {exc}"
+            capture = Capture(t, None, error, time.monotonic() - started, kind=kind)
         with self._lock:
             self.captures.append(capture)
 
     def wait(self, timeout: float) -> bool:
         """Wait for running captures up to `timeout` s; False if one is still running."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for _, thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not self.busy
 
@@ -172,14 +199,25 @@ class Catcher:
         shown = self.best()
         out = []
         for c in done:
-            if c.error is not None:
+            if c.error is not None and c.kind == STUCK:
+                out.append(
+                    f"requests were stuck on a healthy loop at t={c.t:.1f} s, but what they "
+                    f"wait on was not read: {c.error}"
+                )
+            elif c.error is not None:
                 out.append(f"catch-in-the-act at t={c.t:.1f} s failed: {c.error}")
             elif c is not shown and c.diagnosis is not None:
                 out.append(
                     f"another capture at t={c.t:.1f} s found the server {c.diagnosis.verdict.value}"
                 )
         shown_verdict = shown.diagnosis.verdict if shown and shown.diagnosis else None
-        if shown is not None and shown_verdict is Verdict.HEALTHY:
+        if shown is not None and shown_verdict is Verdict.HEALTHY and shown.kind == STUCK:
+            out.append(
+                f"the tasks read at t={shown.t:.1f} s named no cause for the stuck requests: "
+                "they may wait on something outside the server (an upstream call without a "
+                "timeout), or on a wait that moved between the samples"
+            )
+        elif shown is not None and shown_verdict is Verdict.HEALTHY:
             out.append(
                 f"the capture at t={shown.t:.1f} s found every event loop answering: "
                 "the stall had ended, or its cause is outside the server process"
@@ -187,6 +225,24 @@ class Catcher:
         if self.busy:
             out.append("a capture was still running when the probe ended; it was not waited for")
         return out
+
+
+def _no_task_view(targets: Sequence[ProcessInfo]) -> str:
+    """Why the tasks of `targets` cannot be read from outside, and how to see them anyway."""
+    versions = sorted(
+        {f"{v[0]}.{v[1]}" for v in (target_version(p.pid) for p in targets) if v is not None}
+    )
+    runs = (
+        f"the server runs Python {', '.join(versions)}"
+        if versions
+        else "the server's Python version is unknown"
+    )
+    return (
+        f"{runs}, and the tasks of a running process can be read from outside only on "
+        "CPython 3.14+. To see what its requests wait on, run it on 3.14, or under "
+        "`hangdoctor watch --stuck-after 10` or with the hangdoctor runtime "
+        "(HangdoctorMiddleware with LoopWatchdog(stuck_after=...)): docs/stuck-requests.md."
+    )
 
 
 def with_health(

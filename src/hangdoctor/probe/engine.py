@@ -11,10 +11,17 @@ clients' load never delays a measurement. A health request still waiting at
 in a thread. Every request and stream lands in the timeline; `summarize`
 gives the verdict.
 
+Beside the health checks, each `--request` path is sent every
+`request_interval_s` (at most `MAX_REQUESTS_IN_FLIGHT` at once per path) from
+this loop, each with its own deadline. One that gets no answer within it while
+the health checks answer promptly is a request stuck on a healthy loop: the
+first such moment triggers a capture that reads the server's tasks (CPython
+3.14+, from outside; see `catch`).
+
 The run is bounded: it ends at `duration_s` plus the deadline of the health
-requests still in flight, or earlier when the service cannot be probed (the
-server went away, a stream path is not an event stream), which raises
-`ProbeError` (exit 2).
+requests (and `--request`s) still in flight, or earlier when the service cannot
+be probed (the server went away, a stream path is not an event stream), which
+raises `ProbeError` (exit 2).
 """
 
 from __future__ import annotations
@@ -33,26 +40,35 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hangdoctor.capture.procs import process_info
-from hangdoctor.probe.catch import Catcher, server_pids, with_health
+from hangdoctor.probe.catch import STUCK, Catcher, server_pids, with_health
 from hangdoctor.probe.clock import ClockConfig, describe_error
 from hangdoctor.probe.clock_process import ClockProcess
 from hangdoctor.probe.errors import ProbeError, describe_connect_error
 from hangdoctor.probe.resources import SAMPLE_EVERY_S, SETTLE_S, ResourceWatch
 from hangdoctor.probe.sse_client import Exchange, ResponseHead, build_request, open_exchange
-from hangdoctor.probe.target import Endpoint, parse_target, request_path
+from hangdoctor.probe.target import Endpoint, parse_request, parse_target, request_path
 from hangdoctor.probe.timeline import (
     HealthSample,
     ProbeConfig,
     ProbeResult,
     ProbeVerdict,
+    RequestSample,
     StreamRecord,
+    health_was_fine,
+    split_request,
     summarize,
+    summarize_requests,
+    with_stuck,
 )
 
 __all__ = ["MAX_CLIENTS", "ProbeError", "ProbeProgress", "probe", "run_probe"]
 
 MAX_CLIENTS = 2000
 MAX_DURATION_S = 3600.0
+MAX_REQUEST_PATHS = 20
+MAX_REQUESTS_IN_FLIGHT = 4  # per --request path: a tick with this many waiting is skipped
+MAX_STUCK_CAPTURE_S = 3.0  # the span over which a stuck capture reads the tasks
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _PROGRESS_EVERY_S = 0.2
 _RETRY_AFTER_FAILURE_S = 0.1  # a stream that failed is retried after this pause
 _CAPTURE_WAIT_S = 20.0  # the longest the end of a run waits for a running capture
@@ -79,11 +95,19 @@ class ProbeProgress:
     captures: int  # catch-in-the-act captures started
     capturing: bool
     done: bool = False
+    requests: int = 0  # --request requests ended so far
+    request_timeouts: int = 0  # of those, no answer within --request-timeout
 
 
-def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
+def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...], tuple[str, ...]]:
     endpoint, health = parse_target(config.url, config.health)
     streams = tuple(request_path(p, endpoint, what="--stream") for p in config.streams)
+    requests = tuple(dict.fromkeys(parse_request(r, endpoint) for r in config.requests))
+    if len(requests) > MAX_REQUEST_PATHS:
+        raise ProbeError(
+            f"{len(requests)} --request paths are too many.",
+            f"Pass at most {MAX_REQUEST_PATHS}: the ones whose requests hang.",
+        )
     if not 0 <= config.clients <= MAX_CLIENTS:
         raise ProbeError(
             f"{config.clients} clients is out of range.", f"Use 0 to {MAX_CLIENTS} clients."
@@ -108,6 +132,7 @@ def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
         "--health-timeout": config.health_timeout_s,
         "--p99-threshold": config.p99_threshold_s,
         "--stall-threshold": config.stall_threshold_s,
+        "--request-timeout": config.request_timeout_s,
     }
     for name, value in positive.items():
         if not value > 0:
@@ -127,6 +152,11 @@ def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
             "A health interval under 10 ms would flood the service.",
             "Pass --health-interval 0.05 or more.",
         )
+    if requests and config.request_interval_s < 0.05:
+        raise ProbeError(
+            "A request interval under 50 ms would flood the service.",
+            "Pass --request-interval 0.1 or more.",
+        )
     if not _TOKEN.match(config.method):
         raise ProbeError(f"{config.method!r} is not an HTTP method.", "Pass --method GET or POST.")
     for header, text in config.headers:
@@ -134,7 +164,7 @@ def _validate(config: ProbeConfig) -> tuple[Endpoint, str, tuple[str, ...]]:
             raise ProbeError(
                 f"The header {header!r} is not valid.", "Pass --header 'Name: value' on one line."
             )
-    return endpoint, health, streams
+    return endpoint, health, streams, requests
 
 
 def _ensure_fds(needed: int) -> None:
@@ -164,6 +194,7 @@ class _Run:
         self.config = config
         self.endpoint = endpoint
         self.stream_paths = stream_paths
+        self.request_names = config.requests  # "METHOD /path", validated
         self.on_progress = on_progress
         self.ssl = endpoint.ssl_context(insecure=config.insecure)
         self.address = endpoint.host
@@ -184,6 +215,23 @@ class _Run:
             )
             for p in stream_paths
         }
+        self.request_bytes = {
+            name: build_request(
+                method,
+                path,
+                endpoint.host_header,
+                headers=headers,
+                body=b"" if method in _BODY_METHODS else None,
+            )
+            for name in self.request_names
+            for method, path in [split_request(name)]
+        }
+        self.requests: list[RequestSample] = []
+        self._requests_in_flight: dict[str, int] = dict.fromkeys(self.request_names, 0)
+        self._request_answered: dict[str, bool] = dict.fromkeys(self.request_names, False)
+        self._request_tasks: set[asyncio.Task[None]] = set()
+        self._request_timeouts = 0
+        self._stuck_caught = False  # a capture was started for requests stuck on a healthy loop
         self.health_path = health_path
         self.t0 = 0.0
         self.health: list[HealthSample] = []
@@ -310,6 +358,7 @@ class _Run:
         clock = ClockProcess(self._on_clock_report)
         await clock.start()  # before t0: the child is up and has imported what it needs
         clients: list[asyncio.Task[None]] = []
+        senders: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
         try:
             self.t0 = time.monotonic()
@@ -320,22 +369,30 @@ class _Run:
                 for i in range(self.config.clients)
             ]
             ticker = asyncio.create_task(self._ticker())
+            senders = [asyncio.create_task(self._send_requests(n)) for n in self.request_names]
             self._resource_task = asyncio.create_task(self._watch_resources())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
             self._draining = True
-            await _cancel_all(clients)
+            await _cancel_all([*clients, *senders])
             if self._fatal is None:
                 # health requests still in flight end by their own deadline: a stall at the
                 # very end is measured, not cut short
                 await clock.wait_end(self.config.health_timeout_s + 5.0)
+            if self._fatal is None and self._request_tasks:
+                # so do the --requests: a request stuck at the very end still counts
+                await asyncio.wait(
+                    set(self._request_tasks), timeout=self.config.request_timeout_s + 5.0
+                )
             if self._fatal is not None:
                 raise self._fatal
             await self._wait_for_capture()
         finally:
             self._stopping = True
             await clock.aclose()
-            await _cancel_all([*clients, *([ticker] if ticker else [])])
+            await _cancel_all(
+                [*clients, *senders, *self._request_tasks, *([ticker] if ticker else [])]
+            )
         if self.on_progress is not None:
             self.on_progress(self.progress(done=True))
         return started_at, self.now()
@@ -466,6 +523,99 @@ class _Run:
         if self.catcher.trigger():
             self._window_open = True
             self._window_started = self.now()
+
+    # -- requests with a deadline --------------------------------------------
+
+    async def _send_requests(self, name: str) -> None:
+        """Send `name` at t = k * interval until the duration ends, each with its deadline.
+
+        A tick with MAX_REQUESTS_IN_FLIGHT of them still waiting is skipped: requests that
+        hang pile up at the server, and a few are enough to show it.
+        """
+        interval = self.config.request_interval_s
+        k = 0
+        while not self._draining and not self._stopping:
+            due = k * interval
+            if due >= self.config.duration_s:
+                return
+            delay = due - self.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if self._requests_in_flight[name] < MAX_REQUESTS_IN_FLIGHT:
+                task = asyncio.create_task(self._request_once(name))
+                self._request_tasks.add(task)
+                task.add_done_callback(self._request_tasks.discard)
+            # fallen behind: skip the missed ticks, never burst
+            k = max(k + 1, int(self.now() / interval) + 1)
+
+    async def _request_once(self, name: str) -> None:
+        """One request to a --request path, from connect to the end of the body or its deadline."""
+        deadline = self.config.request_timeout_s
+        t = self.now()
+        started = time.monotonic()
+        status: int | None = None
+        timed_out = False
+        error: str | None = None
+        self._requests_in_flight[name] += 1
+        try:
+            status = await asyncio.wait_for(self._exchange(name, deadline), deadline)
+        except asyncio.TimeoutError:
+            timed_out = True
+        except ConnectionRefusedError:
+            error = "connection refused"
+            self._refused()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            error = describe_error(exc)
+        finally:
+            self._requests_in_flight[name] -= 1
+        latency = time.monotonic() - started
+        self.requests.append(RequestSample(name, t, latency, status, timed_out, error))
+        self._request_timeouts += timed_out
+        if status is not None:
+            self._check_request_status(name, status)
+        if timed_out:
+            self._on_request_timeout(t)
+
+    async def _exchange(self, name: str, deadline: float) -> int:
+        exchange = await open_exchange(
+            self.address,
+            self.endpoint.port,
+            self.request_bytes[name],
+            ssl_context=self.ssl,
+            server_hostname=self.endpoint.host,
+            timeout=deadline,
+        )
+        try:
+            head = await exchange.head
+            await exchange.done
+            return head.status
+        finally:
+            exchange.close()
+
+    def _check_request_status(self, name: str, status: int) -> None:
+        """A path or method the server does not have is a typo, not a hang: stop at once."""
+        if status in (404, 405) and not self._request_answered[name]:
+            self._fail(
+                ProbeError(
+                    f"The request {name} returned HTTP {status}: the server has no such "
+                    + ("route." if status == 404 else "method on that route."),
+                    "Check it with curl and pass the right --request 'METHOD PATH'.",
+                )
+            )
+        elif 200 <= status < 400:
+            self._request_answered[name] = True
+
+    def _on_request_timeout(self, t_sent: float) -> None:
+        """A --request got no answer in time. With health fine all the while: read the tasks."""
+        if self.catcher is None or self._stuck_caught or self._stopping:
+            return
+        now = self.now()
+        if self._late or not health_was_fine(self.health, t_sent, now, self.config.p99_threshold_s):
+            return  # the loop itself was slow: a stall, caught as one
+        span = min(self.config.request_timeout_s, MAX_STUCK_CAPTURE_S)
+        if self.catcher.trigger(STUCK, stuck_after=span):
+            self._stuck_caught = True
 
     # -- streams -----------------------------------------------------------
 
@@ -624,6 +774,8 @@ class _Run:
             captures=self.catcher.started if self.catcher else 0,
             capturing=self.catcher.busy if self.catcher else False,
             done=done,
+            requests=len(self.requests),
+            request_timeouts=self._request_timeouts,
         )
 
 
@@ -702,8 +854,9 @@ async def run_probe(
     the probe's event loop: it must return quickly. Raises `ProbeError` when
     the service cannot be probed.
     """
-    endpoint, health_path, stream_paths = _validate(config)
-    _ensure_fds(config.clients + 64)
+    endpoint, health_path, stream_paths, requests = _validate(config)
+    config = replace(config, requests=requests)
+    _ensure_fds(config.clients + len(requests) * MAX_REQUESTS_IN_FLIGHT + 64)
     run = _Run(config, endpoint, health_path, stream_paths, on_progress)
     await run.preflight()
     # reads a few /proc files once, before the run starts: not worth a thread
@@ -720,6 +873,10 @@ async def run_probe(
     resources = run.resources.report() if run.resources is not None else None
     if resources is not None and resources.growth:
         verdict = ProbeVerdict.FAIL  # a fix that trades the hang for a leak is no fix
+    sent = with_stuck(config, tuple(sorted(run.requests, key=lambda r: r.t)), health)
+    request_stats = summarize_requests(config, sent, health)
+    if any(r.timeouts for r in request_stats):
+        verdict = ProbeVerdict.FAIL  # a request past its deadline: hung, whatever health says
     shown = catcher.best() if catcher else None
     if shown is not None:
         # answers or events between its samples: many short calls, not one
@@ -741,6 +898,9 @@ async def run_probe(
         notes=tuple(notes),
         baseline=baseline,
         resources=resources,
+        request_stats=request_stats,
+        requests=sent,
+        diagnosis_kind=shown.kind if shown else None,
     )
 
 

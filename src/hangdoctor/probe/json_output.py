@@ -23,8 +23,10 @@ _ORDER = (
     "exit_code",
     "summary",
     "stalls",
+    "request_stats",
     "diagnosis",
     "diagnosis_t",
+    "diagnosis_kind",
     "pid",
     "notes",
     "resources",
@@ -33,6 +35,7 @@ _ORDER = (
     "elapsed_s",
     "health",
     "streams",
+    "requests",
     "baseline",
 )
 

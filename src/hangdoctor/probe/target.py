@@ -13,6 +13,7 @@ health path is `/health`.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from urllib.parse import urlsplit
 
 from hangdoctor.probe.errors import ProbeError
 
-__all__ = ["DEFAULT_HEALTH", "Endpoint", "parse_target", "request_path"]
+__all__ = ["DEFAULT_HEALTH", "Endpoint", "parse_request", "parse_target", "request_path"]
 
 DEFAULT_HEALTH = "/health"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _URL_REMEDY = "Pass the server's base URL, like http://127.0.0.1:8000."
+_METHOD = re.compile(r"^[A-Za-z]+$")
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,27 @@ def request_path(value: str, endpoint: Endpoint, *, what: str) -> str:
     if any(c in text for c in " \r\n\t"):
         raise ProbeError(f"{what} {value!r} contains whitespace.", "Percent-encode it (%20).")
     return text if text.startswith("/") else "/" + text
+
+
+def parse_request(value: str, endpoint: Endpoint) -> str:
+    """`--request`: "PATH" (a GET) or "METHOD PATH", as "METHOD /path".
+
+    The path is what `request_path` takes: `/transfer`, `transfer` or a full URL of
+    the same origin.
+    """
+    parts = value.split()
+    if len(parts) == 1:
+        method, path = "GET", parts[0]
+    elif len(parts) == 2:
+        method, path = parts
+    else:
+        raise ProbeError(
+            f"--request {value!r} is not PATH or 'METHOD PATH'.",
+            "Pass --request /orders or --request 'POST /transfer'.",
+        )
+    if not _METHOD.match(method):
+        raise ProbeError(
+            f"--request {value!r}: {method!r} is not an HTTP method.",
+            "Pass --request 'POST /transfer' (or a path alone for a GET).",
+        )
+    return f"{method.upper()} {request_path(path, endpoint, what='--request')}"

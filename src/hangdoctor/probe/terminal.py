@@ -51,6 +51,8 @@ def _progress_text(p: ProbeProgress, *, markup: bool) -> str:
         f"aborted {p.streams_aborted}",
         f"failed {p.streams_failed}",
     ]
+    if p.requests:
+        parts.append(f"requests {p.requests}, no answer {p.request_timeouts}")
     if p.stalled:
         parts.append("[bold red]STALL[/]" if markup else "STALL")
     if p.capturing:
@@ -171,6 +173,8 @@ def verdict_reasons(result: ProbeResult) -> list[str]:
         reasons.append(slower)
     if result.resources is not None:  # threads or fds that grew with the drops (resources.py)
         reasons += [growth.message for growth in result.resources.growth]
+    # --request paths whose requests got no answer in time; stuck on a healthy loop, or not
+    reasons += [r.message for r in result.request_stats if r.message]
     if not reasons:
         text = (
             f"no health request timed out and p99 {format_seconds(s.p99_s)} is under "
@@ -181,6 +185,8 @@ def verdict_reasons(result: ProbeResult) -> list[str]:
                 f", {s.slowdown:.1f} times {_baseline_ref(result)} (limit {c.max_slowdown:g} times)"
             )
         reasons.append(text)
+        if result.request_stats:
+            reasons.append(f"every request was answered within {c.request_timeout_s:g} s")
     return reasons
 
 
@@ -193,8 +199,14 @@ def _header(result: ProbeResult) -> Text:
     )
     line = Text("Probe of ", style="bold")
     line.append(c.url, style="bold cyan")
+    sent = ""
+    if c.requests:
+        sent = (
+            f", {', '.join(c.requests)} every {format_seconds(c.request_interval_s)} "
+            f"(deadline {c.request_timeout_s:g} s)"
+        )
     line.append(
-        f"  {what}{c.health} every {format_seconds(c.health_interval_s)} "
+        f"  {what}{c.health} every {format_seconds(c.health_interval_s)}{sent} "
         f"for {result.elapsed_s:.1f} s",
         style="dim",
     )
@@ -256,6 +268,36 @@ def _latency_table(result: ProbeResult) -> RenderableType:
     return Group(table, legend)
 
 
+def _requests_table(result: ProbeResult) -> RenderableType:
+    """One row per --request path: its latencies, and how many got no answer in time."""
+    c = result.config
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    table.add_column("request", style="bold", no_wrap=True)
+    for name in ("p50", "p99", "max"):
+        table.add_column(name, justify="right")
+    for name in ("sent", "answered", "timeouts", "stuck", "errors"):
+        table.add_column(name, justify="right")
+    for r in result.request_stats:
+        table.add_row(
+            r.request,
+            format_seconds(r.p50_s),
+            format_seconds(r.p99_s),
+            format_seconds(r.max_s),
+            str(r.sent),
+            str(r.answered),
+            Text(str(r.timeouts), style="bold red" if r.timeouts else ""),
+            Text(str(r.stuck), style="bold red" if r.stuck else ""),
+            str(r.errors),
+        )
+    legend = Text(
+        f"  each path every {format_seconds(c.request_interval_s)}, deadline "
+        f"{c.request_timeout_s:g} s; stuck: no answer in time while {c.health} answered "
+        f"under {format_seconds(c.p99_threshold_s)}",
+        style="dim",
+    )
+    return Group(table, legend)
+
+
 def _streams_line(result: ProbeResult) -> Text:
     s = result.summary
     line = Text("streams", style="bold")
@@ -313,16 +355,20 @@ def render_summary(result: ProbeResult, *, width: int | None = None) -> Renderab
         Text(),
         _latency_table(result),
         _stalls(result),
-        _streams_line(result),
-        Text(),
     ]
+    if result.request_stats:
+        parts.append(_requests_table(result))
+    if not result.config.requests or result.config.clients or result.streams:
+        parts.append(_streams_line(result))  # no stream clients to speak of beside requests
+    parts.append(Text())
     if result.diagnosis is not None:
         from hangdoctor.report.terminal import render_terminal
 
         caught = Text("Caught in the act", style="bold")
         caught.append(
             f" at t={result.diagnosis_t or 0.0:.1f} s"
-            + (f" (pid {result.pid} and its workers)" if result.pid else ""),
+            + (f" (pid {result.pid} and its workers)" if result.pid else "")
+            + (", while requests were stuck" if result.diagnosis_kind == "stuck" else ""),
         )
         parts += [caught, render_terminal(result.diagnosis.without_locals(), width=width)]
     for note in result.notes:

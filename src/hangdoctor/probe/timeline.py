@@ -22,13 +22,17 @@ The numbers have one definition each, and the renderers say it:
   run fails when its p99 is more than `max_slowdown` times the baseline p99
   (baselines under `BASELINE_FLOOR_S` count as that much: a ratio of two
   sub-millisecond figures is noise, not a slowdown).
+- A request to a `--request` path that got no answer within its deadline fails
+  the run. It is a stuck request when, all the while it waited, every health
+  request answered under the p99 threshold (and at least one did): the loop was
+  fine, yet this request never finished, so its task waits on something (HD6xx).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hangdoctor.model import Diagnosis
@@ -41,11 +45,17 @@ __all__ = [
     "ProbeResult",
     "ProbeSummary",
     "ProbeVerdict",
+    "RequestSample",
+    "RequestStats",
     "StallWindow",
     "StreamRecord",
     "counted_latency",
+    "health_was_fine",
     "percentile",
+    "split_request",
     "summarize",
+    "summarize_requests",
+    "with_stuck",
 ]
 
 BASELINE_FLOOR_S = 0.01
@@ -78,6 +88,10 @@ class ProbeConfig:
     insecure: bool = False  # https: do not verify the server's certificate
     max_slowdown: float = 10.0  # fail when p99 is more than this many times the baseline p99
     baseline_s: float = 1.0  # health-only timing before the streams start (0: none)
+    # requests sent beside the health checks, each "METHOD /path" (see split_request)
+    requests: tuple[str, ...] = ()
+    request_timeout_s: float = 5.0  # deadline of each of them
+    request_interval_s: float = 0.5  # each request path is sent this often
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,37 @@ class StreamRecord:
     status: int | None = None
     aborted: bool = False  # the client dropped it on purpose
     error: str | None = None  # why it failed, if it did
+
+
+@dataclass(frozen=True)
+class RequestSample:
+    """One request to a `--request` path: when it started, how long it took, what came back."""
+
+    request: str  # "METHOD /path", as in ProbeConfig.requests
+    t: float  # start, seconds since the probe started
+    latency_s: float  # until the full response, or until the deadline on timeout
+    status: int | None  # HTTP status; None on timeout or error
+    timed_out: bool = False
+    error: str | None = None
+    stuck: bool = False  # timed out while every health request answered promptly
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """The figures of one request path over the run, and why it failed the run, if it did."""
+
+    request: str  # "METHOD /path"
+    sent: int
+    answered: int  # got a response (any status) within the deadline
+    ok: int  # of those, 2xx or 3xx
+    timeouts: int
+    errors: int  # failed without an answer and without timing out (reset, refused)
+    stuck: int  # timeouts while the health checks answered under the p99 threshold
+    p50_s: float | None  # percentiles as for health: an unanswered request at the deadline
+    p99_s: float | None
+    max_s: float | None
+    health_p99_s: float | None = None  # health p99 while the stuck requests waited
+    message: str | None = None  # why the run fails because of this path; None: it does not
 
 
 @dataclass(frozen=True)
@@ -154,6 +199,9 @@ class ProbeResult:
     notes: tuple[str, ...] = field(default=())
     baseline: tuple[HealthSample, ...] = ()  # before the streams; t from the baseline's start
     resources: ResourceReport | None = None  # the server's threads and open files (resources.py)
+    request_stats: tuple[RequestStats, ...] = ()  # one per --request path, in config order
+    requests: tuple[RequestSample, ...] = ()  # every request to a --request path, by start
+    diagnosis_kind: str | None = None  # what triggered the capture shown: "stall" or "stuck"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -259,3 +307,113 @@ def summarize(
         and (slowdown is None or slowdown <= config.max_slowdown)
     )
     return summary, stalls, ProbeVerdict.PASS if ok else ProbeVerdict.FAIL
+
+
+def split_request(text: str) -> tuple[str, str]:
+    """("POST", "/transfer") of "POST /transfer"; a bare path is a GET."""
+    method, sep, path = text.strip().partition(" ")
+    if not sep:
+        return "GET", method
+    return method, path.strip()
+
+
+def _format_latency(value_s: float) -> str:
+    if value_s < 0.01:
+        return f"{value_s * 1000:.1f} ms"
+    if value_s < 1.0:
+        return f"{value_s * 1000:.0f} ms"
+    return f"{value_s:.2f} s"
+
+
+def _overlapping(
+    health: tuple[HealthSample, ...] | list[HealthSample], start: float, end: float
+) -> list[HealthSample]:
+    return [h for h in health if h.t <= end and h.t + h.latency_s >= start]
+
+
+def health_was_fine(
+    health: tuple[HealthSample, ...] | list[HealthSample],
+    start: float,
+    end: float,
+    threshold_s: float,
+) -> bool:
+    """Every health request in flight between `start` and `end` answered under `threshold_s`.
+
+    At least one must have: without a health answer there is no evidence that the loop
+    was fine. The health request sent just before `start` counts too: its answer came
+    while the request waited.
+    """
+    seen = _overlapping(health, start, end)
+    return bool(seen) and all(h.status is not None and h.latency_s < threshold_s for h in seen)
+
+
+def with_stuck(
+    config: ProbeConfig,
+    requests: tuple[RequestSample, ...],
+    health: tuple[HealthSample, ...],
+) -> tuple[RequestSample, ...]:
+    """The requests, each timed-out one marked stuck when health was fine all the while."""
+    return tuple(
+        replace(
+            r,
+            stuck=r.timed_out
+            and health_was_fine(health, r.t, r.t + r.latency_s, config.p99_threshold_s),
+        )
+        for r in requests
+    )
+
+
+def summarize_requests(
+    config: ProbeConfig,
+    requests: tuple[RequestSample, ...],
+    health: tuple[HealthSample, ...],
+) -> tuple[RequestStats, ...]:
+    """The figures of each request path, with the reason it fails the run (module docstring)."""
+    deadline = config.request_timeout_s
+    out: list[RequestStats] = []
+    for name in config.requests:
+        mine = [r for r in requests if r.request == name]
+        counted = [r.latency_s if r.status is not None else deadline for r in mine]
+        timeouts = [r for r in mine if r.timed_out]
+        stuck = [r for r in timeouts if r.stuck]
+        during = [
+            counted_latency(h, config.health_timeout_s)
+            for h in health
+            if any(h.t <= r.t + r.latency_s and h.t + h.latency_s >= r.t for r in stuck)
+        ]
+        health_p99 = percentile(during, 99)
+        message = None
+        within = f"within {deadline:g} s"
+        if stuck:
+            message = (
+                f"{len(stuck)} of {len(mine)} {name} requests got no answer {within} while "
+                f"{config.health} answered in {_format_latency(health_p99 or 0.0)}: requests "
+                "stuck on a healthy loop"
+            )
+            if len(timeouts) > len(stuck):
+                message += (
+                    f" ({len(timeouts) - len(stuck)} more timed out while {config.health} "
+                    "was slow too)"
+                )
+        elif timeouts:
+            message = (
+                f"{len(timeouts)} of {len(mine)} {name} requests got no answer {within}, "
+                f"while {config.health} was slow too"
+            )
+        out.append(
+            RequestStats(
+                request=name,
+                sent=len(mine),
+                answered=sum(1 for r in mine if r.status is not None),
+                ok=sum(1 for r in mine if r.status is not None and 200 <= r.status < 400),
+                timeouts=len(timeouts),
+                errors=sum(1 for r in mine if r.status is None and not r.timed_out),
+                stuck=len(stuck),
+                p50_s=percentile(counted, 50),
+                p99_s=percentile(counted, 99),
+                max_s=max(counted, default=None),
+                health_p99_s=health_p99,
+                message=message,
+            )
+        )
+    return tuple(out)

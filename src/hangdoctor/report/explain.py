@@ -27,7 +27,13 @@ _INDENT = 2
 def seen_in(rule: Rule) -> list[str]:
     """Where this cause shows up: a live capture, the static scan, or both."""
     places: list[str] = []
-    if rule.live:
+    if rule.tasks:
+        places.append(
+            "Tasks of a running process: the runtime (`hangdoctor watch`, the middleware, the "
+            "pytest plugin) on any Python, and `hangdoctor diagnose` from outside on CPython "
+            "3.14+. A thread dump (py-spy, `hangdoctor analyze`) cannot show it."
+        )
+    elif rule.live:
         places.append(
             "Live capture: `hangdoctor diagnose` on a running process and `hangdoctor "
             "analyze` on a saved dump."
@@ -61,7 +67,16 @@ def signature(rule: Rule) -> list[Evidence]:
     if rule.methods:
         methods = tuple(f".{m}()" for m in rule.methods)
         parts.append(Evidence("A method call, on an object of unknown type, named any of", methods))
-    if not parts and rule.live:
+    if not parts and rule.tasks:
+        parts.append(
+            Evidence(
+                "No thread-stack signature: hangdoctor reads each task's await chain, what "
+                "its innermost await waits on (a lock, a pool, a future...) and who holds "
+                "it, and reports a cycle at once and other waits once they pass the "
+                "stuck-after threshold"
+            )
+        )
+    elif not parts and rule.live:
         parts.append(
             Evidence(
                 "No frame or call signature: hangdoctor assigns this cause from how the "

@@ -27,10 +27,27 @@ from pathlib import Path
 
 from hangdoctor import __version__
 from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path
+from hangdoctor.analysis.tasks import age
 from hangdoctor.catalog import Rule, get_rule
 from hangdoctor.errors import UnknownRuleError
-from hangdoctor.model import Diagnosis, Finding, Frame, LoopReport, LoopState, Verdict, WaitTarget
-from hangdoctor.probe.timeline import BASELINE_FLOOR_S, HealthSample, ProbeResult, ProbeVerdict
+from hangdoctor.model import (
+    Diagnosis,
+    Finding,
+    Frame,
+    Holder,
+    LoopReport,
+    LoopState,
+    Verdict,
+    WaitsOn,
+    WaitTarget,
+)
+from hangdoctor.probe.timeline import (
+    BASELINE_FLOOR_S,
+    HealthSample,
+    ProbeResult,
+    ProbeVerdict,
+    RequestSample,
+)
 from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
 __all__ = ["render_doctor_html", "render_probe_html", "verdict_reason", "write_probe_html"]
@@ -166,6 +183,9 @@ def _comparison(before: ProbeResult, after: ProbeResult | None) -> str:
             "timeouts": f"{s.timeouts} of {s.requests}",
             "longest_stall": _secs(s.longest_stall_s),
             "streams_aborted": str(s.streams_aborted),
+            "requests_stuck": (
+                f"{sum(q.stuck for q in r.request_stats)} of {sum(q.sent for q in r.request_stats)}"
+            ),
             "cause": (
                 r.diagnosis.findings[0].code
                 if r.diagnosis is not None and r.diagnosis.findings
@@ -184,8 +204,11 @@ def _comparison(before: ProbeResult, after: ProbeResult | None) -> str:
         "timeouts": "timed out",
         "longest_stall": "longest stall window",
         "streams_aborted": "streams dropped",
+        "requests_stuck": "requests stuck",
         "cause": "caught in the act",
     }
+    if not before.config.requests:
+        del labels["requests_stuck"]
     cols = [figures(r) for _, r in runs]
     head = "".join(f'<th scope="col">{_e(name)}</th>' for name, _ in runs)
     rows = "".join(
@@ -240,6 +263,8 @@ def verdict_reason(result: ProbeResult) -> str:
             parts[-1] += (
                 f" and {s.slowdown:.1f} times the baseline p99 (limit {cfg.max_slowdown:g})"
             )
+        if result.request_stats:
+            parts.append("every request was answered before its deadline")
     elif s.timeouts:
         # a timeout already puts the p99 at the deadline: saying so again adds nothing
         parts.append(
@@ -261,6 +286,8 @@ def verdict_reason(result: ProbeResult) -> str:
         parts.append(f"{_plural(s.errors, 'health check')} failed with an error")
     if result.resources is not None:  # threads or open files that grew with the drops
         parts += [growth.message for growth in result.resources.growth]
+    # --request paths that got no answer in time (stuck on a healthy loop, or not)
+    parts += [r.message for r in result.request_stats if r.message]
     if not parts:
         parts.append(f"the run {result.verdict.value}ed")
     if result.verdict is ProbeVerdict.FAIL and s.longest_stall_s > 0:
@@ -363,6 +390,15 @@ def _run_facts(result: ProbeResult, key: str = "") -> str:
     ]
     if not _has_streams(result):
         rows[2:] = [("streams", "none: health timing only")]
+    if cfg.requests:
+        names = ", ".join(f"<code>{_e(name)}</code>" for name in cfg.requests)
+        rows.append(
+            (
+                "requests",
+                f"{names} every {_setting(cfg.request_interval_s)}, "
+                f"deadline {_setting(cfg.request_timeout_s)}",
+            )
+        )
     rows += [
         ("duration", f"{_secs(result.elapsed_s)} (asked for {cfg.duration_s:g} s)"),
         ("started", _e(started.strftime("%Y-%m-%d %H:%M:%S %Z"))),
@@ -405,6 +441,7 @@ def _scale(result: ProbeResult) -> _Scale:
     ends += [h.t + h.latency_s for h in result.health]
     ends += [s.t_end if s.t_end is not None else s.t_open for s in result.streams]
     ends += [w.t_end for w in result.stalls]
+    ends += [r.t + r.latency_s for r in result.requests]
     if result.diagnosis_t is not None:
         ends.append(result.diagnosis_t)
     t_max = max(ends) if max(ends) > 0 else max(cfg.duration_s, 1.0)
@@ -437,6 +474,11 @@ def _chart_card(result: ProbeResult, key: str = "") -> str:
     )
     if _has_streams(result):
         hint += " Below: when streams were opened and dropped, on the same time axis."
+    if result.config.requests:
+        hint += (
+            " A lane per request path: each request a bar from its send to its answer; red, "
+            "one that got no answer before its deadline while health answered (stuck)."
+        )
     return (
         '<section class="card chart-card"><h2>Health latency over time</h2>'
         f'<p class="hint">{hint}</p>'
@@ -463,7 +505,8 @@ def _timeline_svg(result: ProbeResult, key: str = "") -> str:
             )
         )
     lanes_top = _BOTTOM + 14
-    lanes_bottom = lanes_top + len(lanes) * (_LANE_H + _LANE_GAP) - _LANE_GAP if lanes else _BOTTOM
+    rows = len(lanes) + len(cfg.requests)
+    lanes_bottom = lanes_top + rows * (_LANE_H + _LANE_GAP) - _LANE_GAP if rows else _BOTTOM
     height = lanes_bottom + 50
     timeouts = [h for h in result.health if h.timed_out]
     points = [h for h in result.health if not h.timed_out]
@@ -473,7 +516,7 @@ def _timeline_svg(result: ProbeResult, key: str = "") -> str:
         f'data-requests="{len(result.health)}" data-points="{len(points)}" '
         f'data-timeouts="{len(timeouts)}" data-stalls="{len(result.stalls)}" '
         f'data-stream-opens="{len(opened)}" data-stream-aborts="{len(aborted)}" '
-        f'data-stream-fails="{len(failed)}" '
+        f'data-stream-fails="{len(failed)}" data-request-lanes="{len(cfg.requests)}" '
         f'data-capture="{int(result.diagnosis_t is not None)}">',
         f'<title id="{key}timeline-title">Health latency over {_secs(sc.t_max)}: '
         f"{_e(verdict_reason(result))}</title>",
@@ -490,6 +533,9 @@ def _timeline_svg(result: ProbeResult, key: str = "") -> str:
     parts += [_timeout_mark(sc, h) for h in timeouts]
     for i, (label, cls, times) in enumerate(lanes):
         parts += _lane(sc, lanes_top + i * (_LANE_H + _LANE_GAP), label, cls, times)
+    for j, name in enumerate(cfg.requests):
+        y = lanes_top + (len(lanes) + j) * (_LANE_H + _LANE_GAP)
+        parts += _request_lane(sc, y, name, [r for r in result.requests if r.request == name])
     if result.diagnosis_t is not None:
         parts.append(_capture_mark(sc, result.diagnosis_t, lanes_bottom))
     parts += _axes(sc, lanes_bottom, height)
@@ -608,6 +654,47 @@ def _lane(sc: _Scale, y: float, label: str, cls: str, times: Iterable[float]) ->
     return out
 
 
+def _request_class(r: RequestSample) -> str:
+    if r.stuck:
+        return "request stuck"
+    if r.timed_out:
+        return "request timeout"
+    if r.status is None or not 200 <= r.status < 400:
+        return "request error"
+    return "request ok"
+
+
+def _request_lane(sc: _Scale, y: float, name: str, requests: Sequence[RequestSample]) -> list[str]:
+    """One --request path: a bar per request from its send to its answer (or its deadline)."""
+    stuck = sum(r.stuck for r in requests)
+    out = [
+        f'<g class="request-lane" data-request="{_e(name)}" data-sent="{len(requests)}" '
+        f'data-stuck="{stuck}">',
+        f'<rect class="lane-bg" x="{_LEFT:g}" y="{_num(y)}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_LANE_H:g}"/>',
+    ]
+    for r in requests:
+        x0, x1 = sc.x(r.t), sc.x(r.t + r.latency_s)
+        if r.stuck:
+            what = "no answer before the deadline while health answered: stuck"
+        elif r.timed_out:
+            what = "no answer before the deadline"
+        else:
+            what = f"HTTP {r.status}" if r.status is not None else (r.error or "error")
+        tip = f"{name} · t {r.t:.2f} s · {_latency(r.latency_s)} · {what}"
+        out.append(
+            f'<rect class="{_request_class(r)}" x="{_num(x0)}" y="{_num(y + 2)}" '
+            f'width="{_num(max(x1 - x0, 1.5))}" height="{_LANE_H - 4:g}">'
+            f"<title>{_e(tip)}</title></rect>"
+        )
+    # the path is written inside its lane: "POST /close-day" is wider than the margin
+    out.append(
+        f'<text class="lane-label request-label" x="{_LEFT + 4:g}" '
+        f'y="{_num(y + _LANE_H - 3)}">{_e(name)}</text></g>'
+    )
+    return out
+
+
 def _capture_mark(sc: _Scale, t: float, lanes_bottom: float) -> str:
     x = _num(sc.x(t))
     anchor = "end" if sc.x(t) > _RIGHT - 160 else "start"
@@ -687,6 +774,24 @@ def _legend(result: ProbeResult) -> str:
         items.insert(2, item('<circle class="lg-point error" cx="9" cy="7" r="3.5"/>', "error"))
     if any(s.error is not None and not s.aborted for s in result.streams):
         items.append(item('<line class="lg-fail" x1="9" x2="9" y1="1" y2="13"/>', "stream failed"))
+    if any(not r.timed_out for r in result.requests):
+        items.append(
+            item('<rect class="request ok" x="1" y="4" width="16" height="6"/>', "request answered")
+        )
+        if any(r.stuck for r in result.requests):
+            items.append(
+                item(
+                    '<rect class="request stuck" x="1" y="4" width="16" height="6"/>',
+                    "request stuck (no answer while health answered)",
+                )
+            )
+        if any(r.timed_out and not r.stuck for r in result.requests):
+            items.append(
+                item(
+                    '<rect class="request timeout" x="1" y="4" width="16" height="6"/>',
+                    "request timed out",
+                )
+            )
     if result.diagnosis_t is not None:
         items.append(item('<path class="lg-capture" d="M9 1l5 6l-5 6l-5 -6z"/>', "stacks captured"))
     return f'<ul class="legend">{"".join(items)}</ul>'
@@ -760,7 +865,51 @@ def _stats(result: ProbeResult, key: str = "") -> str:
         + table("Health latency", latency)
         + table("Health requests", requests)
         + (table("Streams", streams) if _has_streams(result) else "")
-        + "</div></section>"
+        + "</div>"
+        + _requests_table(result)
+        + "</section>"
+    )
+
+
+def _requests_table(result: ProbeResult) -> str:
+    """One row per --request path: sent, answered, timed out, stuck, latencies."""
+    if not result.request_stats:
+        return ""
+    cfg = result.config
+    columns = (
+        ("sent", "sent"),
+        ("answered", "answered"),
+        ("timeouts", "timed out"),
+        ("stuck", "stuck"),
+        ("errors", "errors"),
+        ("p50", "p50"),
+        ("p99", "p99"),
+        ("max", "max"),
+    )
+    head = "".join(f'<th scope="col">{label}</th>' for _, label in columns)
+    rows = []
+    for r in result.request_stats:
+        values = {
+            "sent": str(r.sent),
+            "answered": str(r.answered),
+            "timeouts": str(r.timeouts),
+            "stuck": str(r.stuck),
+            "errors": str(r.errors),
+            "p50": _latency(r.p50_s),
+            "p99": _latency(r.p99_s),
+            "max": _latency(r.max_s),
+        }
+        cls = ' class="bad"' if r.timeouts else ""
+        cells = "".join(
+            f'<td data-request="{_e(r.request)}" data-key="{k}">{values[k]}</td>'
+            for k, _ in columns
+        )
+        rows.append(f'<tr{cls}><th scope="row"><code>{_e(r.request)}</code></th>{cells}</tr>')
+    return (
+        f'<table class="stats requests" id="requests"><caption>Requests with a deadline '
+        f"({_setting(cfg.request_timeout_s)}); stuck: no answer in time while health answered "
+        f"under {_setting(cfg.p99_threshold_s)}</caption>"
+        f'<tr><th scope="col">request</th>{head}</tr>{"".join(rows)}</table>'
     )
 
 
@@ -770,6 +919,7 @@ _VERDICT_HEADLINE = {
     Verdict.HEALTHY: "every event loop was answering",
     Verdict.BUSY: "an event loop was busy with CPU work; its requests waited",
     Verdict.STARVED: "the worker threads were all taken; sync routes queued",
+    Verdict.STUCK: "the loop answered, but requests waited on one another and never finished",
     Verdict.BLOCKED: "an event loop was blocked; every request to it waited",
 }
 _LOOP_MACHINERY = frozenset({"asyncio", "runpy", "selectors", "threading"})
@@ -851,7 +1001,9 @@ def _finding(f: Finding, diag: Diagnosis) -> str:
         parts.append(f"<h4>Why it hangs</h4><p>{_prose(rule.why)}</p>")
     if f.stack:
         title = (
-            "Stack of one busy worker thread"
+            f"Await chain of task <code>{_e(f.task)}</code>"
+            if f.task is not None
+            else "Stack of one busy worker thread"
             if f.state is LoopState.STARVED
             else f"Stack of {_e(f.thread or 'the loop thread')}"
         )
@@ -882,14 +1034,59 @@ def _facts(f: Finding, loop: LoopReport | None) -> str:
         rows.append(("via", _e(" → ".join(f.chain))))
     if f.waits_for is not None:
         rows.append(("waits for", _wait(f.waits_for, f.cwd)))
+    if f.task is not None:
+        task = f"<code>{_e(f.task)}</code>"
+        if f.request is not None:
+            task += f" {_e(f.request.method)} {_e(f.request.route or f.request.path)}"
+            if f.request.disconnected:
+                task += " <strong>(client gone)</strong>"
+        if f.waiting_s is not None:
+            task += f' <span class="muted">[{_e(age(f.waiting_s))}]</span>'
+        rows.append(("task", task))
+    if f.waits_on is not None:
+        rows.append(("waits on", _waits_on(f.waits_on)))
+    if f.holders:
+        items = "".join(f"<li>{_holder(h, f.cwd)}</li>" for h in f.holders)
+        rows.append(("cycle" if f.cycle else "held by", f'<ul class="holders">{items}</ul>'))
     cells = "".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
     return f'<table class="finding-facts">{cells}</table>'
+
+
+def _waits_on(waits: WaitsOn) -> str:
+    out = _prose(waits.describe())
+    if waits.capacity is not None:
+        used = "?" if waits.in_use is None else str(waits.in_use)
+        out += f' <span class="muted">{_e(used)} of {_e(waits.capacity)} in use</span>'
+    if waits.detail:
+        out += f"<br>{_prose(waits.detail)}"
+    return out
+
+
+def _holder(holder: Holder, cwd: str | None) -> str:
+    out = f"<code>{_e(holder.task)}</code>"
+    if holder.file:
+        where = _location(holder.file, holder.line, cwd)
+        out += f' took it at <code class="loc">{_e(where)}</code>'
+    if holder.waits_on is not None or holder.waits_at:
+        out += "; now waits"
+        if holder.waits_on is not None:
+            out += f" on {_prose(holder.waits_on.describe())}"
+        if holder.waits_at:
+            out += f' at <code class="loc">{_e(holder.waits_at)}</code>'
+    if holder.since_s is not None:
+        out += f' <span class="muted">[{_e(age(holder.since_s))}]</span>'
+    return out
 
 
 def _state_text(f: Finding, loop: LoopReport | None) -> str:
     state = f.state
     assert state is not None
     cls = f'class="state {state.value}"'
+    if state is LoopState.STUCK:
+        if f.cycle:
+            return f"<span {cls}>loop answers; these tasks wait on each other for ever</span>"
+        waited = f" for {_e(age(f.waiting_s))}" if f.waiting_s else ""
+        return f"<span {cls}>loop answers; the task has waited{waited}</span>"
     if state is LoopState.STARVED:
         text = "loop idle, but no worker thread is free"
         if loop is not None and loop.busy_workers is not None:
@@ -1137,6 +1334,15 @@ svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; font
 .stream-open { stroke: var(--open); stroke-width: 1.2; stroke-opacity: 0.8; }
 .stream-abort { stroke: var(--abort); stroke-width: 1.2; stroke-opacity: 0.9; }
 .stream-fail { stroke: var(--bad); stroke-width: 2; }
+.request { fill-opacity: 0.55; }
+.request.ok { fill: var(--ok); }
+.request.stuck, .request.timeout { fill: var(--bad); fill-opacity: 0.7; }
+.request.timeout { fill: var(--slow); }
+.request.error { fill: none; stroke: var(--bad); stroke-width: 1; }
+.request-label { font-size: 11px; fill: var(--fg); paint-order: stroke; stroke: var(--card);
+  stroke-width: 3px; stroke-linejoin: round; }
+table.stats.requests { margin-top: 12px; }
+table.stats.requests td { text-align: right; }
 .capture-line { stroke: var(--capture); stroke-width: 2; stroke-dasharray: 5 3; }
 .capture-mark { fill: var(--capture); }
 .capture-label { fill: var(--capture); font-weight: 700; paint-order: stroke;
@@ -1168,7 +1374,7 @@ table.stats { width: 100%; }
 .badge, .code-badge { display: inline-block; padding: 1px 8px; border-radius: 5px; font-weight: 700;
   color: #fff; background: var(--muted); font-family: inherit;
   -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.badge.blocked, .code-badge.blocked { background: var(--bad); }
+.badge.blocked, .code-badge.blocked, .badge.stuck, .code-badge.stuck { background: var(--bad); }
 .badge.busy, .badge.starved, .code-badge.busy, .code-badge.starved { background: var(--slow); }
 .badge.healthy { background: var(--ok); }
 .diag-verdict { font-size: 1.08rem; font-weight: 600; }
@@ -1179,7 +1385,8 @@ table.stats { width: 100%; }
 .finding-facts th { text-align: left; vertical-align: top; color: var(--muted);
   font-weight: 400; padding: 4px 16px 4px 0; white-space: nowrap; }
 .finding-facts td { padding: 4px 0; }
-.state.blocked { color: var(--bad); font-weight: 700; }
+.state.blocked, .state.stuck { color: var(--bad); font-weight: 700; }
+ul.holders { margin: 0; padding-left: 1.1em; }
 .state.busy, .state.starved { color: var(--slow); font-weight: 700; }
 .state.idle { color: var(--ok); }
 pre { background: var(--code-bg); border-radius: 6px; padding: 8px 12px; margin: 6px 0;

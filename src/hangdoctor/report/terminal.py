@@ -22,14 +22,17 @@ from hangdoctor.analysis.frames import (
     FRAMEWORK_PACKAGES,
     display_path,
 )
+from hangdoctor.analysis.tasks import age
 from hangdoctor.catalog import Rule, get_rule
 from hangdoctor.errors import UnknownRuleError
 from hangdoctor.model import (
     Diagnosis,
     Finding,
+    Holder,
     LoopReport,
     LoopState,
     Verdict,
+    WaitsOn,
     WaitTarget,
 )
 from hangdoctor.report.stack_fold import FoldedRun, fold_plan
@@ -44,24 +47,28 @@ _VERDICT_BADGE = {
     Verdict.HEALTHY: "bold black on green",
     Verdict.BUSY: "bold black on yellow",
     Verdict.STARVED: "bold black on yellow",
+    Verdict.STUCK: "bold white on magenta",
     Verdict.BLOCKED: "bold white on red",
 }
 _VERDICT_COLOR = {
     Verdict.HEALTHY: "green",
     Verdict.BUSY: "yellow",
     Verdict.STARVED: "yellow",
+    Verdict.STUCK: "magenta",
     Verdict.BLOCKED: "red",
 }
 _VERDICT_HEADLINE = {
     Verdict.HEALTHY: "every event loop is answering",
     Verdict.BUSY: "an event loop is busy with CPU work; its requests wait",
     Verdict.STARVED: "the worker threads are all taken; sync routes queue",
+    Verdict.STUCK: "the loop answers, but requests wait on one another and never finish",
     Verdict.BLOCKED: "an event loop is blocked; every request to it waits",
 }
 _STATE_STYLE = {
     LoopState.IDLE: "green",
     LoopState.BUSY: "yellow",
     LoopState.STARVED: "yellow",
+    LoopState.STUCK: "bold magenta",
     LoopState.BLOCKED: "bold red",
 }
 _LABEL = "bold"
@@ -119,8 +126,19 @@ def render_terminal(
     library frames.
     """
     parts: list[RenderableType] = [_verdict(diagnosis), Text()]
+    explained: set[str] = set()
     for finding in diagnosis.findings:
-        parts.append(_finding(finding, diagnosis, width=width, show_all_frames=show_all_frames))
+        # several tasks stuck the same way: why and how to fix it are said once
+        parts.append(
+            _finding(
+                finding,
+                diagnosis,
+                width=width,
+                show_all_frames=show_all_frames,
+                explain=finding.code not in explained,
+            )
+        )
+        explained.add(finding.code)
     reported = {(f.pid, f.tid) for f in diagnosis.findings}
     others = [lp for lp in diagnosis.loops if (lp.pid, lp.tid) not in reported]
     if others:
@@ -158,7 +176,13 @@ def _verdict(diagnosis: Diagnosis) -> Text:
         counts: dict[LoopState, int] = {}
         for lp in diagnosis.loops:
             counts[lp.state] = counts.get(lp.state, 0) + 1
-        order = (LoopState.BLOCKED, LoopState.BUSY, LoopState.STARVED, LoopState.IDLE)
+        order = (
+            LoopState.BLOCKED,
+            LoopState.STUCK,
+            LoopState.BUSY,
+            LoopState.STARVED,
+            LoopState.IDLE,
+        )
         states = ", ".join(f"{counts[s]} {s.value}" for s in order if s in counts)
         facts.append(f"{_plural(len(diagnosis.loops), 'event loop')}: {states}")
     if diagnosis.pids:
@@ -190,7 +214,12 @@ def _loop_of(finding: Finding, diagnosis: Diagnosis) -> LoopReport | None:
 
 
 def _finding(
-    finding: Finding, diagnosis: Diagnosis, *, width: int | None, show_all_frames: bool
+    finding: Finding,
+    diagnosis: Diagnosis,
+    *,
+    width: int | None,
+    show_all_frames: bool,
+    explain: bool = True,
 ) -> RenderableType:
     rule = _rule_or_none(finding.code)
     title = Text()
@@ -204,19 +233,19 @@ def _finding(
     parts.append(prose(finding.message))
     parts.append(Text())
     parts.append(Padding(_facts(finding, _loop_of(finding, diagnosis)), (0, 0, 1, _INDENT)))
-    if rule is not None:
+    if rule is not None and explain:
         parts.append(_section("Why it hangs", prose(rule.why)))
     if finding.stack:
         parts.append(_section(_stack_title(finding), _stack(finding, width, show_all_frames)))
     user_locals = _user_locals(finding, redacted=diagnosis.secrets_redacted)
     if user_locals is not None:
         parts.append(user_locals)
-    if rule is not None:
+    if rule is not None and explain:
         fix: list[RenderableType] = [prose(rule.fix)]
         if rule.good:
             fix.extend([Text(), code_block(rule.good)])
         parts.append(_section("Fix", Group(*fix)))
-    hint = Text("Full entry: ", style=_DIM)
+    hint = Text("Full entry: " if explain else "Why and how to fix it: above, and ", style=_DIM)
     hint.append(f"hangdoctor explain {finding.code}", style=_CODE)
     parts.extend([hint, Text()])
     return Group(*parts)
@@ -256,6 +285,12 @@ def _duration(finding: Finding, loop: LoopReport | None) -> Text:
     state = finding.state
     style = _STATE_STYLE.get(state, "") if state else ""
     secs = finding.blocked_for_s
+    if state is LoopState.STUCK:
+        if finding.cycle:
+            return Text("loop answers; these tasks wait on each other for ever", style=style)
+        waited = finding.waiting_s
+        how_long = f" for {age(waited)}" if waited else ""
+        return Text(f"loop answers; the task has waited{how_long}", style=style)
     if state is LoopState.STARVED:
         text = "loop idle, but no worker thread is free"
         if loop is not None and loop.busy_workers is not None:
@@ -293,7 +328,64 @@ def _facts(finding: Finding, loop: LoopReport | None) -> Table:
         grid.add_row("via", Text(" → ".join(finding.chain)))
     if finding.waits_for is not None:
         grid.add_row("waits for", _wait(finding.waits_for, finding.cwd))
+    if finding.task is not None:
+        grid.add_row("task", _task_line(finding))
+    if finding.waits_on is not None:
+        grid.add_row("waits on", _waits_on(finding.waits_on))
+    if finding.holders:
+        label = "cycle" if finding.cycle else "held by"
+        grid.add_row(label, Group(*(_holder(h, finding.cwd) for h in finding.holders)))
     return grid
+
+
+def _task_line(finding: Finding) -> Text:
+    line = Text(f"`{finding.task}`", style=_CODE)
+    req = finding.request
+    if req is not None:
+        line.append(f"  {req.method} {req.route or req.path}")
+        if req.disconnected:
+            line.append(" (client gone)", style="bold")
+    if finding.waiting_s is not None:
+        line.append(f"  [{age(finding.waiting_s)}]", style=_DIM)
+    if finding.tasks_waiting and finding.tasks_waiting > 1:
+        line.append(f"  + {finding.tasks_waiting - 1} more waiting the same", style=_DIM)
+    return line
+
+
+def _waits_on(waits: WaitsOn) -> Text:
+    text = prose(waits.describe())
+    if waits.capacity is not None:
+        used = "?" if waits.in_use is None else str(waits.in_use)
+        text.append(f"  {used} of {waits.capacity} in use", style=_DIM)
+    if waits.waiters:
+        text.append(f", {waits.waiters} waiting", style=_DIM)
+    if waits.detail:
+        text.append("\n")
+        text.append_text(prose(waits.detail))
+    return text
+
+
+def _holder(holder: Holder, cwd: str | None) -> Text:
+    line = Text(f"`{holder.task}`", style=_CODE)
+    if holder.file:
+        line.append(" took it at ", style=_DIM)
+        line.append(_location(holder.file, holder.line, cwd=cwd), style=_LOCATION)
+        if holder.function:
+            line.append(f" in {holder.function}", style=_DIM)
+    if holder.waits_on is not None or holder.waits_at:
+        line.append("; now waits", style=_DIM)
+        if holder.waits_on is not None:
+            line.append(" on ")
+            line.append_text(prose(holder.waits_on.describe()))
+        if holder.waits_at:
+            line.append(" at ", style=_DIM)
+            line.append(holder.waits_at, style=_LOCATION)
+    if holder.since_s is not None:
+        line.append(f"  [{age(holder.since_s)}]", style=_DIM)
+    if not holder.alive:
+        line.append(" (ended", style="bold")
+        line.append(f": {holder.exception})" if holder.exception else ")", style="bold")
+    return line
 
 
 def _place(
@@ -330,6 +422,8 @@ def _wait(target: WaitTarget, cwd: str | None = None) -> RenderableType:
 
 
 def _stack_title(finding: Finding) -> str:
+    if finding.task is not None:
+        return f"Await chain of task `{finding.task}`, innermost first"
     if finding.state is LoopState.STARVED:
         return "Stack of one busy worker thread, innermost first"
     return f"Stack of {finding.thread or 'the loop thread'}, innermost first"

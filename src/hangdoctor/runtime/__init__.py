@@ -16,6 +16,7 @@ from hangdoctor._lazy import lazy_attributes
 if TYPE_CHECKING:
     from hangdoctor.runtime.middleware import HangdoctorMiddleware
     from hangdoctor.runtime.stall import RequestInfo, StallRecord, recent_stalls
+    from hangdoctor.runtime.stuck import StuckRecord, recent_stuck
     from hangdoctor.runtime.watchdog import LoopWatchdog
 
 _LAZY = {
@@ -24,8 +25,18 @@ _LAZY = {
     "RequestInfo": "hangdoctor.runtime.stall",
     "StallRecord": "hangdoctor.runtime.stall",
     "recent_stalls": "hangdoctor.runtime.stall",
+    "StuckRecord": "hangdoctor.runtime.stuck",
+    "recent_stuck": "hangdoctor.runtime.stuck",
 }
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
-__all__ = ["HangdoctorMiddleware", "LoopWatchdog", "RequestInfo", "StallRecord", "recent_stalls"]
+__all__ = [
+    "HangdoctorMiddleware",
+    "LoopWatchdog",
+    "RequestInfo",
+    "StallRecord",
+    "StuckRecord",
+    "recent_stalls",
+    "recent_stuck",
+]

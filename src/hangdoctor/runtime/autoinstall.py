@@ -10,7 +10,10 @@ which binds it when uvloop is imported, so the wrap has to come first). A loop
 that starts running gets a `LoopWatchdog`; one that stops loses it. Forked
 workers (gunicorn) inherit the wrap; spawned ones (uvicorn --workers) run this
 again. The first watchdog of each process touches watch's readiness file, so
-watch can say when none ever started (a command that is not Python).
+watch can say when none ever started (a command that is not Python). Each
+watchdog also looks for requests stuck on a healthy loop after
+`HANGDOCTOR_WATCH_STUCK_AFTER` seconds (0: not at all); its stuck records go
+where its stall records go.
 
 A record that cannot be appended to `--out` (a full disk) is not lost: it goes
 to stderr as one line, with the reason.
@@ -32,18 +35,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a loop first runs: most processes of a server never do
     from hangdoctor.runtime.stall import StallRecord
+    from hangdoctor.runtime.stuck import StuckRecord
     from hangdoctor.runtime.watchdog import LoopWatchdog
+
+    Record = StallRecord | StuckRecord
 
 __all__ = [
     "ENV_OUT",
     "ENV_PACKAGE",
     "ENV_READY",
+    "ENV_STUCK_AFTER",
     "ENV_THRESHOLD",
     "install",
     "install_from_env",
 ]
 
 ENV_THRESHOLD = "HANGDOCTOR_WATCH_THRESHOLD"
+ENV_STUCK_AFTER = "HANGDOCTOR_WATCH_STUCK_AFTER"  # seconds; 0 turns the stuck-task check off
+DEFAULT_STUCK_AFTER_S = 30.0  # analysis.tasks's default, not imported: this loads in every process
 ENV_OUT = "HANGDOCTOR_WATCH_OUT"
 ENV_READY = "HANGDOCTOR_WATCH_READY"  # a file the first watchdog of each process touches
 # the hangdoctor package directory the start-up hook loads when the server's environment
@@ -65,15 +74,34 @@ def install_from_env() -> bool:
     except ValueError:
         sys.stderr.write(f"hangdoctor watch: {ENV_THRESHOLD}={raw!r} is not a number\n")
         return False
-    install(threshold, out=os.environ.get(ENV_OUT) or None)
+    stuck_after: float | None = DEFAULT_STUCK_AFTER_S
+    raw_stuck = os.environ.get(ENV_STUCK_AFTER)
+    if raw_stuck:
+        try:
+            stuck_after = float(raw_stuck)
+        except ValueError:
+            sys.stderr.write(
+                f"hangdoctor watch: {ENV_STUCK_AFTER}={raw_stuck!r} is not a number; "
+                f"stuck requests are looked for after {DEFAULT_STUCK_AFTER_S:g} s\n"
+            )
+        else:
+            if not 0 < stuck_after < float("inf"):
+                stuck_after = None  # 0 (or anything not a positive time): off
+    install(threshold, out=os.environ.get(ENV_OUT) or None, stuck_after=stuck_after)
     return True
 
 
-def install(threshold: float = 0.25, *, out: str | None = None) -> None:
+def install(
+    threshold: float = 0.25,
+    *,
+    out: str | None = None,
+    stuck_after: float | None = DEFAULT_STUCK_AFTER_S,
+) -> None:
     """Watch every event loop this process runs from now on; report to `out` or stderr.
 
-    `out` is a JSONL file: one `StallRecord` per line, appended with one write
-    each, so the worker processes of one server can share it.
+    `out` is a JSONL file: one record per line (`StallRecord`, `StuckRecord`: the
+    `record` key tells them apart), appended with one write each, so the worker
+    processes of one server can share it. `stuck_after` None: no stuck-task check.
     """
     if _installed:
         return
@@ -84,7 +112,7 @@ def install(threshold: float = 0.25, *, out: str | None = None) -> None:
     def set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
         original(loop)
         try:
-            _follow(loop, threshold, report)
+            _follow(loop, threshold, report, stuck_after)
         except Exception as exc:  # watching is best effort; the server must run
             sys.stderr.write(f"hangdoctor watch: not watching this loop ({exc})\n")
 
@@ -95,7 +123,8 @@ def install(threshold: float = 0.25, *, out: str | None = None) -> None:
 def _follow(
     loop: asyncio.AbstractEventLoop | None,
     threshold: float,
-    report: Callable[[StallRecord], object],
+    report: Callable[[Record], object],
+    stuck_after: float | None,
 ) -> None:
     ident = threading.get_ident()
     current = _by_thread.pop(ident, None)
@@ -105,7 +134,7 @@ def _follow(
         return
     from hangdoctor.runtime.watchdog import LoopWatchdog
 
-    dog = LoopWatchdog(threshold, report, log=False)
+    dog = LoopWatchdog(threshold, report, log=False, stuck_after=stuck_after, on_stuck=report)
     _by_thread[ident] = dog
     # Start with the loop's first turn: a server's first step imports the app (seconds of
     # module loading before it listens), which is start-up, not a stall of a serving loop.
@@ -122,9 +151,10 @@ def _start(dog: LoopWatchdog, loop: asyncio.AbstractEventLoop, threshold: float)
         return
     _announced[os.getpid()] = True
     _mark_ready()
+    stuck = "off" if dog.stuck_after is None else f"{dog.stuck_after:g} s"
     sys.stderr.write(
         f"hangdoctor watch: watching the event loop of pid {os.getpid()} "
-        f"({threading.current_thread().name}, threshold {threshold:g} s)\n"
+        f"({threading.current_thread().name}, threshold {threshold:g} s, stuck after {stuck})\n"
     )
 
 
@@ -138,7 +168,7 @@ def _mark_ready() -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-def _stderr_writer(record: StallRecord) -> None:
+def _stderr_writer(record: Record) -> None:
     lines = [f"hangdoctor watch: pid {record.pid}: {record.summary()}", f"  {record.message}"]
     if record.source:
         lines.append(f"  {record.line} | {record.source}")
@@ -147,8 +177,8 @@ def _stderr_writer(record: StallRecord) -> None:
     sys.stderr.flush()
 
 
-def _jsonl_writer(path: str) -> Callable[[StallRecord], None]:
-    def write(record: StallRecord) -> None:
+def _jsonl_writer(path: str) -> Callable[[Record], None]:
+    def write(record: Record) -> None:
         text = record.to_json()
         try:
             _append(path, (text + "\n").encode("utf-8"))
@@ -158,7 +188,7 @@ def _jsonl_writer(path: str) -> Callable[[StallRecord], None]:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write(
                     f"hangdoctor watch: pid {record.pid}: cannot append to {path} ({reason}); "
-                    f"the stall record: {text}\n"
+                    f"the {record.KIND} record: {text}\n"
                 )
                 sys.stderr.flush()
 

@@ -158,9 +158,20 @@ class InFlight:
             route=template if isinstance(template, str) else None,
             request_id=request_id,
             streaming=self.streaming,
-            disconnected=self.disconnected,
+            disconnected=self.disconnected or _server_saw_disconnect(self.server_send),
             age_s=None if at is None else round(max(0.0, at - self.started), 3),
         )
+
+
+def _server_saw_disconnect(send: Send) -> bool:
+    """Whether the server knows the client left, though the app never asked.
+
+    An app that streams without reading `receive` learns nothing: uvicorn drops what it
+    sends after a disconnect without an error. Its per-request cycle (the `send` it hands
+    out is a bound method of it) keeps a `disconnected` flag; read only when a report is
+    made, never per request.
+    """
+    return getattr(getattr(send, "__self__", None), "disconnected", None) is True
 
 
 def _is_event_stream(start: Message) -> bool:

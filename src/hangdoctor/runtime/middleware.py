@@ -7,10 +7,14 @@ and `send` only to note when a response is an event stream and when the
 client went away. Messages pass through untouched and unbuffered, so an SSE
 stream reaches the client byte for byte, at the moment it is sent.
 
-An optional debug endpoint lists the recent stalls. It is off by default; on,
-it demands a bearer token (compared as bytes, in constant time) and shows no
-locals, no query strings and no headers; stall records come with secret-looking
-values in source lines already scrubbed (see `stall`).
+An optional debug endpoint lists the recent stalls and stuck requests. It is
+off by default; on, it demands a bearer token (compared as bytes, in constant
+time) and shows no locals, no query strings and no headers; records come with
+secret-looking values in source lines already scrubbed (see `stall`, `stuck`).
+
+At the lifespan shutdown it tells the watchdog the server is shutting down (so
+what the shutdown waits for is reported, HD606) and stops it once the app's
+own shutdown is complete.
 
 Standard library only: this runs inside production services.
 """
@@ -18,6 +22,7 @@ Standard library only: this runs inside production services.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hmac
 import json
 import time
@@ -28,6 +33,7 @@ from hangdoctor.runtime import inflight
 from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN, Message, Receive, Send
 from hangdoctor.runtime.inflight import InFlight as _InFlight
 from hangdoctor.runtime.stall import recent_stalls
+from hangdoctor.runtime.stuck import recent_stuck
 from hangdoctor.runtime.watchdog import LoopWatchdog
 
 __all__ = ["HangdoctorMiddleware", "StreamObserver"]
@@ -36,6 +42,14 @@ _monotonic = time.monotonic
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _Default(enum.Enum):
+    WATCHDOG = "the watchdog's own setting"
+
+
+_WATCHDOGS_OWN = _Default.WATCHDOG
+_SHUTDOWN_DONE = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
 class StreamObserver(Protocol):
@@ -56,7 +70,9 @@ class HangdoctorMiddleware:
     when lifespan is off) and stops it at shutdown. An `observer` (such as
     `HangdoctorMetrics`) hears about streams and, if it has `watch()`, is
     attached to the watchdog. `debug_path` (e.g. "/_hangdoctor/stalls") turns
-    the debug endpoint on and then needs `debug_token`.
+    the debug endpoint on and then needs `debug_token`. `stuck_after` (seconds,
+    None: off) is passed to the watchdog it starts; by default the watchdog
+    keeps its own (30 s unless it was made with another).
     """
 
     def __init__(
@@ -68,7 +84,10 @@ class HangdoctorMiddleware:
         debug_token: str | None = None,
         observer: StreamObserver | None = None,
         watchdog: LoopWatchdog | None = None,
+        stuck_after: float | _Default | None = _WATCHDOGS_OWN,
     ) -> None:
+        if watchdog is not None and stuck_after is not _WATCHDOGS_OWN:
+            watchdog.set_stuck_after(stuck_after)  # checked here: a bad value fails at once
         if debug_path is not None and not debug_token:
             raise ValueError(
                 "HangdoctorMiddleware: debug_path needs debug_token; the stall list is never "
@@ -101,7 +120,8 @@ class HangdoctorMiddleware:
         # every request passes here: a handful of operations, no avoidable calls
         if scope["type"] != "http":
             if scope["type"] == "lifespan" and self.watchdog is not None:
-                receive = self._lifespan_receive(receive)
+                await self._lifespan(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         if self._pending:
@@ -140,19 +160,33 @@ class HangdoctorMiddleware:
     def _client_gone(self) -> None:
         self.disconnects += 1
 
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        async def wrapped() -> Message:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the watchdog at startup; at shutdown, watch the shutdown, then stop it."""
+
+        async def wrapped_receive() -> Message:
             message = await receive()
             kind = message.get("type")
             if kind == "lifespan.startup":
                 self._start_watching()
             elif kind == "lifespan.shutdown" and self.watchdog is not None and self._watching:
-                self._watching = False
-                self._pending = True
-                await self.watchdog.aclose()
+                self.watchdog.shutdown_started("the lifespan shutdown")
             return message
 
-        return wrapped
+        async def wrapped_send(message: Message) -> None:
+            if message.get("type") in _SHUTDOWN_DONE:
+                await self._stop_watching()  # the app's own shutdown is over
+            await send(message)
+
+        try:
+            await self.app(scope, wrapped_receive, wrapped_send)
+        finally:
+            await self._stop_watching()
+
+    async def _stop_watching(self) -> None:
+        if self.watchdog is not None and self._watching:
+            self._watching = False
+            self._pending = True
+            await self.watchdog.aclose()
 
     def _start_watching(self) -> None:
         """Start the watchdog on this worker's loop: after a fork, in the worker, not the master."""
@@ -174,8 +208,9 @@ class HangdoctorMiddleware:
             await _json(send, 401, {"error": "a bearer token is required"}, bearer=True)
             return
         stalls = [r.to_dict() for r in recent_stalls()]
+        stuck = [r.to_dict() for r in recent_stuck()]
         in_flight = inflight.in_flight(asyncio.get_running_loop())
-        await _json(send, 200, {"stalls": stalls, "in_flight": in_flight})
+        await _json(send, 200, {"stalls": stalls, "stuck": stuck, "in_flight": in_flight})
 
 
 def _is_header_token(token: str) -> bool:

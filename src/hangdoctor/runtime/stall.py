@@ -19,29 +19,14 @@ import json
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from threading import Lock
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from hangdoctor.capture.redact import redact_text
-from hangdoctor.model import Frame, WaitTarget, frame_from_dict
+from hangdoctor.model import Frame, RequestInfo, WaitTarget, frame_from_dict
 
-__all__ = ["RequestInfo", "StallRecord", "recent_stalls"]
+__all__ = ["Recent", "RequestInfo", "StallRecord", "recent_stalls"]
 
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """The request a stalled task was serving, as the ASGI middleware saw it.
-
-    No query string, headers or body: a stall report may be logged, scraped or
-    shown on a debug page, and those often carry tokens.
-    """
-
-    method: str
-    path: str
-    route: str | None = None  # the route template, "/items/{id}", when the router set it
-    request_id: str | None = None  # the value of the configured request-id header
-    streaming: bool = False  # the response is an event stream (text/event-stream)
-    disconnected: bool = False  # the client had gone when the stall was seen
-    age_s: float | None = None  # how long the request had been running when the stall began
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -87,8 +72,10 @@ class StallRecord:
         if self.notes:
             object.__setattr__(self, "notes", tuple(redact_text(n) for n in self.notes))
 
+    KIND = "stall"  # the `record` key of its JSON: task records say "stuck" (see `stuck`)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"record": self.KIND, **asdict(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
@@ -129,18 +116,31 @@ class StallRecord:
         return text
 
 
-# Every watchdog of the process adds here: the debug endpoint and tests read it.
-_RECENT: deque[StallRecord] = deque(maxlen=100)
-_RECENT_LOCK = Lock()
+class Recent(Generic[R]):
+    """The last records of every watchdog of the process, bounded, safe across threads.
+
+    The debug endpoint and tests read them; the watchdogs' own threads add to them.
+    """
+
+    def __init__(self, maxlen: int = 100) -> None:
+        self._items: deque[R] = deque(maxlen=maxlen)
+        self._lock = Lock()
+
+    def add(self, record: R) -> None:
+        with self._lock:
+            self._items.append(record)
+
+    def last(self, limit: int = 100) -> list[R]:
+        """The last `limit` records, oldest first."""
+        with self._lock:
+            items = list(self._items)
+        return items[-limit:] if limit > 0 else []
 
 
-def _remember(record: StallRecord) -> None:
-    with _RECENT_LOCK:
-        _RECENT.append(record)
+_RECENT: Recent[StallRecord] = Recent()
+_remember = _RECENT.add
 
 
 def recent_stalls(limit: int = 100) -> list[StallRecord]:
     """The last `limit` stalls seen by any watchdog of this process, oldest first."""
-    with _RECENT_LOCK:
-        items = list(_RECENT)
-    return items[-limit:] if limit > 0 else []
+    return _RECENT.last(limit)

@@ -30,6 +30,24 @@ began between the previous heartbeat and the one that was due, up to one
 `interval` before it. `detected_after` runs from that due time to the first
 capture: about `threshold`.
 
+Tasks stuck on a healthy loop (`stuck_after`, 30 s by default; None turns it
+off). The loop may answer while some requests wait for ever on one another: an
+await deadlock, a drained pool, a future nobody resolves. No thread stack shows
+that, so a check runs *on the loop*, between callbacks, every
+`min(stuck_after / 4, 5 s)` (at least 0.25 s): first a cheap pass that only
+notes, per task, whether it is still parked on the same future
+(`TaskTracker.waits`: no frames, no locals); then, only when some task has
+newly waited longer than `stuck_after`, when `stuck_after` has passed since the
+last full look (a deadlock is reported whatever its age), or while the server
+shuts down, the full snapshot of every task (`snapshot_tasks`) judged by
+`judge_tasks`, the analysis `hangdoctor diagnose` uses. Each episode (the same
+cause, the same tasks, the same await) becomes one `StuckRecord`, once; it is
+reported again only after it ended and came back. A shutdown (SIGTERM/SIGINT,
+seen through the server's own handlers, which are chained, never replaced; or
+the lifespan shutdown the middleware passes on) is looked at at once and at
+every check while it lasts: what it waits for is HD606. Records are handed to
+the monitor thread, which logs them and calls `on_stuck`, never on the loop.
+
 C code that holds the GIL (a catastrophic regex, a C extension that never
 releases it) stops every Python thread, the monitor included: nothing can be
 captured during such a stall. The heartbeat still measures it exactly; the
@@ -48,14 +66,15 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from hangdoctor.analysis import cpu as cpu_rule
@@ -64,6 +83,7 @@ from hangdoctor.analysis.diagnose import analyze
 from hangdoctor.analysis.frames import display_path, is_user_frame
 from hangdoctor.analysis.loops import loop_view
 from hangdoctor.analysis.source import SourceReader
+from hangdoctor.analysis.tasks import DEFAULT_STUCK_AFTER_S, judge_tasks
 from hangdoctor.capture import schedstat
 from hangdoctor.capture.inprocess import frames_of, snapshot_of_threads, thread_cpu_seconds
 from hangdoctor.catalog import get_rule
@@ -79,12 +99,16 @@ from hangdoctor.model import (
 )
 from hangdoctor.runtime import inflight
 from hangdoctor.runtime.stall import RequestInfo, StallRecord, _remember
+from hangdoctor.runtime.stuck import StuckRecord
+from hangdoctor.runtime.stuck import _remember as _remember_stuck
+from hangdoctor.runtime.tasks import TaskTracker
 
-__all__ = ["LoopWatchdog"]
+__all__ = ["LoopWatchdog", "check_period"]
 
 logger = logging.getLogger("hangdoctor")
 
 StallCallback = Callable[[StallRecord], object]
+StuckCallback = Callable[[StuckRecord], object]
 LagCallback = Callable[[float], object]
 
 # Wake this long before a stall can be declared, and capture if the loop is stuck then:
@@ -104,6 +128,19 @@ _FREE_THREADED = (
 )
 
 
+# the stuck-task check: how often it looks, and the shutdown signals it listens for
+_CHECK_MIN_S = 0.25
+_CHECK_MAX_S = 5.0
+_SHUTDOWN_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT") if hasattr(signal, name)
+)
+
+
+def check_period(stuck_after: float) -> float:
+    """How often the stuck-task check runs for `stuck_after`: a quarter of it, 0.25 s to 5 s."""
+    return max(_CHECK_MIN_S, min(stuck_after / 4, _CHECK_MAX_S))
+
+
 def _gil_disabled() -> bool:
     """Whether this interpreter runs without a GIL (a free-threaded build, 3.13+)."""
     is_enabled = getattr(sys, "_is_gil_enabled", None)
@@ -117,6 +154,11 @@ class LoopWatchdog:
     with `start()` / `await aclose()` (or the non-waiting `stop()`). Each loop,
     in each thread, gets its own watchdog. `on_stall(record)` and the lag
     listeners are called on the watchdog's own thread, never on the loop.
+
+    It also reports tasks stuck on a healthy loop, `stuck_after` seconds (30 by
+    default; None: not looked for) after they stopped moving, as `StuckRecord`s
+    passed to `on_stuck(record)` (on the watchdog's thread too) and kept in
+    `stuck_records`.
     """
 
     def __init__(
@@ -128,9 +170,12 @@ class LoopWatchdog:
         keep: int = 100,
         max_samples: int = 5,
         log: bool = True,
+        stuck_after: float | None = DEFAULT_STUCK_AFTER_S,
+        on_stuck: StuckCallback | None = None,
     ) -> None:
         if threshold <= 0:
             raise ValueError(f"threshold must be a positive number of seconds, not {threshold!r}")
+        _check_stuck_after(stuck_after)
         if interval <= 0:
             raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
         self.threshold = float(threshold)
@@ -162,8 +207,54 @@ class LoopWatchdog:
         self._beat_handle: asyncio.TimerHandle | None = None
         self._counter: schedstat.SchedCounter | None = None  # the loop thread's schedstat
         self._readings: deque[_Reading] = deque(maxlen=_READINGS_KEPT)  # one per wake-up
+        # tasks stuck on a healthy loop
+        self.stuck_after: float | None = None if stuck_after is None else float(stuck_after)
+        self.stuck_records: deque[StuckRecord] = deque(maxlen=max(1, int(keep)))
+        self.stuck_count = 0
+        self.task_checks = 0  # cheap passes over the tasks (TaskTracker.waits)
+        self.task_looks = 0  # full looks: every task read and judged
+        self.last_check_s: float | None = None  # how long the last full task check held the loop
+        self.max_check_s = 0.0
+        self._stuck_listeners: list[StuckCallback] = [on_stuck] if on_stuck else []
+        self._outbox: deque[StuckRecord] = deque()  # made on the loop, sent by the monitor
+        self._tasks: _TaskCheck | None = None
 
     # -- public API ---------------------------------------------------------------------
+
+    def add_stuck_listener(self, callback: StuckCallback) -> None:
+        """Also call `callback(record)` for every stuck record (on the watchdog's thread)."""
+        self._stuck_listeners.append(callback)
+
+    def set_stuck_after(self, stuck_after: float | None) -> None:
+        """Change `stuck_after` (None: off) before `start()`; a running watchdog keeps its own."""
+        _check_stuck_after(stuck_after)
+        if self.running:
+            raise RuntimeError("set stuck_after before the watchdog starts")
+        self.stuck_after = None if stuck_after is None else float(stuck_after)
+
+    def shutdown_started(self, reason: str = "shutdown") -> None:
+        """The server is shutting down: look at the tasks now and at every check while it lasts.
+
+        The look runs on the loop right after the current callback (any thread may
+        call this). The middleware calls it at the lifespan shutdown; SIGTERM and
+        SIGINT are seen without it. What the shutdown waits for is HD606.
+        """
+        check, loop = self._tasks, self._loop
+        if check is not None and loop is not None and not self._stopping.is_set():
+            # between callbacks, where no task runs: every await chain can be read
+            with contextlib.suppress(RuntimeError):  # a closed loop: nothing left to look at
+                loop.call_soon_threadsafe(check.shutdown_started, reason)
+
+    def check_tasks(self) -> list[StuckRecord]:
+        """Look at every task now (on the loop's thread); the records of new episodes.
+
+        The periodic check does this by itself when it is due; this runs the full
+        look at once, whatever the waits.
+        """
+        check = self._tasks
+        if check is None:
+            return []
+        return check.look(full=True)
 
     def add_stall_listener(self, callback: StallCallback) -> None:
         """Also call `callback(record)` for every stall (metrics, a JSONL writer...)."""
@@ -211,6 +302,11 @@ class LoopWatchdog:
         self._readings.append(self._read())
         self._due = time.monotonic() + self.interval
         self._beat_handle = loop.call_later(self.interval, self._beat)
+        self._outbox.clear()
+        self._tasks = None
+        if self.stuck_after is not None:
+            self._tasks = _TaskCheck(self, loop, self.stuck_after)
+            self._tasks.start()
         self._thread = threading.Thread(
             target=self._run, name=f"hangdoctor-watchdog-{self._loop_name}", daemon=True
         )
@@ -226,13 +322,19 @@ class LoopWatchdog:
         """
         self._stopping.set()
         self._wake.set()
-        handle, loop = self._beat_handle, self._loop
-        if handle is not None and loop is not None:
+        loop = self._loop
+        check = self._tasks
+        handles = [self._beat_handle, check.handle if check is not None else None]
+        for handle in handles:
+            if handle is None or loop is None:
+                continue
             if threading.get_ident() == self._loop_ident:
                 handle.cancel()
             else:
                 with contextlib.suppress(RuntimeError):  # a closed loop runs nothing anyway
                     loop.call_soon_threadsafe(handle.cancel)
+        if check is not None:
+            check.stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -322,6 +424,7 @@ class LoopWatchdog:
                 peek = frames_of(sys._current_frames().get(self._loop_ident))
             now = self._read()
             self._drain(last, now)
+            self._send_stuck()
             if self._stopping.is_set():
                 return
             due = self._due
@@ -451,6 +554,8 @@ class LoopWatchdog:
         use: CpuUse | None = None,
     ) -> StallRecord | None:
         """The stall as a record; None when the loop was only starved of CPU (logged instead)."""
+        if _in_own_check(samples, self._loop_ident):
+            return None  # the task check held the loop: it measures and logs that itself
         diagnosis = analyze(samples)
         finding = next((f for f in diagnosis.findings if f.tid == self._loop_tid), None)
         if use is not None and self._only_starved(diagnosis, finding, samples[-1], use):
@@ -559,6 +664,33 @@ class LoopWatchdog:
             except Exception:  # a broken callback must not kill the watchdog
                 logger.exception("hangdoctor: a stall listener raised")
 
+    def _report_stuck(self, record: StuckRecord) -> None:
+        """On the loop: keep the record; the monitor thread logs it and calls the listeners."""
+        self.stuck_count += 1
+        self.stuck_records.append(record)
+        _remember_stuck(record)
+        self._outbox.append(record)
+
+    def _send_stuck(self) -> None:
+        """On the monitor thread: log the stuck records the loop made and call the listeners."""
+        while self._outbox:
+            record = self._outbox.popleft()
+            if self._log:
+                logger.warning(record.summary(), extra={"hangdoctor_stuck": record.to_dict()})
+            for callback in list(self._stuck_listeners):
+                try:
+                    callback(record)
+                except Exception:  # a broken callback must not kill the watchdog
+                    logger.exception("hangdoctor: a stuck listener raised")
+
+    def _signalled(self, signum: int) -> None:
+        """In a signal handler (see `_SignalChain`): only hand the news to the loop."""
+        loop, check = self._loop, self._tasks
+        if loop is None or check is None or self._stopping.is_set():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to look at
+            loop.call_soon_threadsafe(check.shutdown_started, _signal_name(signum))
+
     def _notify_lag(self, lag: float) -> None:
         for callback in self._lag_listeners:
             try:
@@ -567,6 +699,296 @@ class LoopWatchdog:
                 logger.exception("hangdoctor: a lag listener raised")
                 self._lag_listeners.remove(callback)
                 break
+
+
+def _check_stuck_after(stuck_after: float | None) -> None:
+    if stuck_after is not None and not (0 < stuck_after < math.inf):
+        raise ValueError(
+            f"stuck_after must be a positive number of seconds, or None to turn it off, "
+            f"not {stuck_after!r}"
+        )
+
+
+@dataclass
+class _Episode:
+    """A stuck episode already reported: it is over when its waiting tasks move or end."""
+
+    # task id -> since when it waits (time.monotonic()); empty: only a look can end it
+    waiting: dict[int, float]
+
+
+class _TaskCheck:
+    """The stuck-task check of one watchdog on one loop: runs on the loop, between callbacks."""
+
+    def __init__(self, dog: LoopWatchdog, loop: asyncio.AbstractEventLoop, stuck_after: float):
+        self.dog = dog
+        self.loop = loop
+        self.stuck_after = stuck_after
+        self.period = check_period(stuck_after)
+        self.tracker = TaskTracker()
+        self.handle: asyncio.TimerHandle | None = None
+        self.episodes: dict[Hashable, _Episode] = {}
+        self.judged: dict[int, float] = {}  # long waits already looked at: task id -> since
+        self.last_look = time.monotonic()
+        self.shutdown_since: float | None = None
+        self.shutdown_reason: str | None = None
+        self.failed = False
+        self.stopped = False
+        # a wait that restarted moves its `since` by far more than this; the same wait
+        # measured twice by no more than the time a pass takes
+        self.tolerance = min(0.1, stuck_after / 4)
+
+    def start(self) -> None:
+        self._chain_signals()
+        self.handle = self.loop.call_later(self.period, self._tick)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SHUTDOWN_SIGNALS:
+                current = signal.getsignal(sig)
+                if isinstance(current, _SignalChain) and current.dog() is self.dog:
+                    with contextlib.suppress(ValueError, OSError):
+                        signal.signal(sig, current.previous)
+
+    def shutdown_started(self, reason: str) -> None:
+        if self.stopped:
+            return
+        if self.shutdown_since is None:
+            self.shutdown_since = time.monotonic()
+            self.shutdown_reason = reason
+        self.look(full=True)
+
+    def _tick(self) -> None:
+        """The periodic callback on the loop: look, then come back in one period."""
+        if self.stopped or self.dog._stopping.is_set():
+            return
+        try:
+            self._chain_signals()
+            self.look()
+        finally:
+            if not self.stopped:
+                self.handle = self.loop.call_later(self.period, self._tick)
+
+    def look(self, *, full: bool = False) -> list[StuckRecord]:
+        """The cheap pass; the full look when it is due (or `full`). Never raises."""
+        try:
+            return self._look_at_tasks(full)
+        except Exception:  # a bug here must never take the server down, nor spam its log
+            if not self.failed:
+                self.failed = True
+                logger.exception("hangdoctor: the stuck-task check failed; it goes on")
+            return []
+
+    def _look_at_tasks(self, full: bool) -> list[StuckRecord]:
+        waits = self.tracker.waits(self.loop)
+        self.dog.task_checks += 1
+        now = time.monotonic()
+        since = {tid: now - w for tid, w in waits.items()}
+        self._end_moved(since)
+        long = [tid for tid, w in waits.items() if w >= self.stuck_after]
+        fresh = any(
+            abs(self.judged.get(tid, -math.inf) - since[tid]) > self.tolerance for tid in long
+        )
+        due = now - self.last_look >= self.stuck_after
+        if not (full or fresh or due or self.shutdown_since is not None):
+            return []
+        self.judged = {tid: since[tid] for tid in long}
+        self.last_look = now
+        return self._judge(waits, since)
+
+    def _end_moved(self, since: dict[int, float]) -> None:
+        """Episodes whose waiting tasks moved on (or ended) are over."""
+        for key, episode in list(self.episodes.items()):
+            for tid, was in episode.waiting.items():
+                now = since.get(tid)
+                if now is None or abs(now - was) > self.tolerance:
+                    del self.episodes[key]
+                    break
+
+    def _judge(self, waits: dict[int, float], since: dict[int, float]) -> list[StuckRecord]:
+        dog = self.dog
+        dog.task_looks += 1
+        started = time.perf_counter()
+        tasks = self.tracker.look(self.loop, waits)
+        cwd = _cwd()
+        pid = os.getpid()
+        snap = Snapshot(
+            pid=pid,
+            taken_at=time.time(),
+            threads=(),
+            source="watchdog",
+            python_version=sys.version.split()[0],
+            cwd=cwd,
+            tasks=tasks,
+            tasks_source="runtime",
+        )
+        judgement = judge_tasks(
+            pid,
+            [snap],
+            SourceReader(cwd=cwd),
+            stuck_after=self.stuck_after,
+            loop_thread=dog._loop_name,
+            loop_tid=dog._loop_tid,
+        )
+        held = time.perf_counter() - started
+        dog.last_check_s = held
+        dog.max_check_s = max(dog.max_check_s, held)
+        if held > dog.threshold and dog._log:
+            logger.warning(
+                "hangdoctor: the stuck-task check held the event loop %.3f s (%d tasks)",
+                held,
+                len(tasks),
+            )
+        findings = [f for f in judgement.findings if _actionable(f)]
+        others = [f for f in findings if f.code != "HD606"]
+        found: dict[Hashable, Finding] = {}
+        for finding in findings:
+            if finding.code == "HD606" and not self._worth_reporting(finding, others):
+                continue
+            found.setdefault(_episode_key(finding), finding)
+        for key in list(self.episodes):
+            if key not in found:
+                del self.episodes[key]  # it ended
+        made: list[StuckRecord] = []
+        for key, finding in found.items():
+            if key in self.episodes:
+                continue
+            self.episodes[key] = _Episode(
+                {t: since[t] for t in _waiting_tasks(finding) if t in since}
+            )
+            notes: list[str] = []
+            if finding.code == "HD606":
+                if self.shutdown_reason:
+                    notes.append(f"The shutdown began with {self.shutdown_reason}.")
+                notes.extend(_still_stuck(f) for f in others)
+            if finding.code == "HD606" and self.shutdown_since is not None:
+                # how long the shutdown has waited: its own await moves every few ms
+                lasted = time.monotonic() - self.shutdown_since
+                finding = replace(finding, waiting_s=round(lasted, 3))
+            record = StuckRecord.from_finding(
+                finding, pid=pid, thread=dog._loop_name, tid=dog._loop_tid, notes=tuple(notes)
+            )
+            made.append(record)
+            dog._report_stuck(record)
+        return made
+
+    def _worth_reporting(self, finding: Finding, others: list[Finding]) -> bool:
+        """A shutdown is news when it waits for something named, or has lasted `stuck_after`.
+
+        Every graceful shutdown waits a moment (uvicorn sleeps 0.1 s first); one
+        with nothing left to wait for is not stuck until it has gone on that long.
+        Tasks stuck for another cause (a deadlock) are what it waits for too.
+        """
+        if finding.holders or others:
+            return True
+        began = self.shutdown_since
+        return began is not None and time.monotonic() - began >= self.stuck_after
+
+    def _chain_signals(self) -> None:
+        """Hear SIGTERM/SIGINT through the server's own Python handlers (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _SHUTDOWN_SIGNALS:
+            try:
+                current = signal.getsignal(sig)
+                if isinstance(current, _SignalChain):
+                    if current.dog() is not self.dog:
+                        current.dog = weakref.ref(self.dog)  # a watchdog before this one's
+                elif callable(current):  # not SIG_DFL/SIG_IGN, not a handler set from C
+                    signal.signal(sig, _SignalChain(current, self.dog))
+            except (ValueError, OSError):  # not allowed here: the lifespan still tells us
+                return
+
+
+class _SignalChain:
+    """Stands in for a server's own signal handler: tells the watchdog, then calls that handler.
+
+    It only schedules a look on the loop (`call_soon_threadsafe`: no lock, safe in a
+    handler that may run in the middle of the loop's own code) and never changes what
+    the server's handler does, exceptions (KeyboardInterrupt) included.
+    """
+
+    def __init__(self, previous: Callable[[int, FrameType | None], Any], dog: LoopWatchdog):
+        self.previous = previous
+        self.dog = weakref.ref(dog)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        dog = self.dog()
+        if dog is not None:
+            with contextlib.suppress(Exception):
+                dog._signalled(signum)
+        return self.previous(signum, frame)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _actionable(finding: Finding) -> bool:
+    """Leave out waits that are the server's own protocol, with no line of the user's to fix.
+
+    A lost wakeup (HD603) whose task runs no code of the user's is a server or a
+    library waiting for its own next message: uvicorn's lifespan task waits on a
+    queue for the shutdown message the whole time the server runs.
+    """
+    return finding.code != "HD603" or any(is_user_frame(f) for f in finding.stack)
+
+
+def _still_stuck(finding: Finding) -> str:
+    """A note for HD606: the tasks of another stuck episode, which the shutdown waits for too."""
+    rule_name = get_rule(finding.code).name
+    tasks = [t for t in (finding.cycle or (finding.task,)) if t]
+    which = f" (task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})" if tasks else ""
+    return (
+        f"Still stuck, so the shutdown waits for it too: {finding.code} {rule_name} at "
+        f"{finding.file}:{finding.line}{which}."
+    )
+
+
+def _waiting_tasks(finding: Finding) -> list[int]:
+    """The tasks whose waits make the episode: the cycle's, else the waiting task (not HD606)."""
+    if finding.code == "HD606" or finding.task_id is None:
+        return []  # the shutdown's own await moves while it waits: only a look ends it
+    ids = [finding.task_id]
+    if finding.cycle:
+        ids += [h.task_id for h in finding.holders if h.task_id is not None]
+    return ids
+
+
+def _episode_key(finding: Finding) -> Hashable:
+    """One stuck episode: the cause, the tasks involved, what they wait on."""
+    waits = finding.waits_on.key if finding.waits_on is not None else None
+    if finding.code == "HD606":  # one shutdown: what it waits for shrinks as requests end
+        return (finding.code, finding.task_id, waits)
+    if finding.cycle:  # the same cycle whichever of its tasks the analysis names first
+        members = {(finding.task_id, waits)}
+        members.update((h.task_id, h.waits_on.key if h.waits_on else None) for h in finding.holders)
+        return (finding.code, frozenset(members))
+    tasks = frozenset({finding.task_id, *(h.task_id for h in finding.holders)})
+    return (finding.code, tasks, waits, finding.file, finding.line)
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was removed
+        return None
+
+
+def _in_own_check(samples: list[Snapshot], ident: int) -> bool:
+    """The loop was inside the watchdog's own task check (its cost is measured and logged)."""
+    name = _TaskCheck._look_at_tasks.__name__
+    for snap in samples:
+        thread = _loop_thread(snap, ident)
+        if thread is not None and any(
+            f.file == __file__ and f.function.rsplit(".", 1)[-1] == name for f in thread.frames
+        ):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -662,6 +1084,8 @@ def _after_fork_in_child() -> None:
         dog._wake = threading.Event()
         dog._beat_handle = None
         dog._loop = None
+        dog._tasks = None
+        dog._outbox.clear()
     _LIVE.clear()
 
 

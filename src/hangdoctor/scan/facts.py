@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Await",
     "Call",
     "ClassInfo",
     "Event",
     "FileFacts",
     "FileProblem",
     "FunctionFacts",
+    "Leak",
+    "Lock",
     "Sink",
     "facts_from_json",
     "facts_to_json",
@@ -63,6 +66,47 @@ class Sink:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """An `async with` of a lock-like object (HD601): which lock, where, what is held there."""
+
+    key: str  # "pkg.mod.lock_a", "pkg.mod.Store._lock"; an import to resolve when `kind` is ""
+    kind: str  # the lock's type ("asyncio.Lock"); "" when `key` names an import
+    line: int
+    col: int
+    text: str  # as written: "self._lock"
+    held: tuple[int, ...] = ()  # indices in the function's `locks` of those held here
+    instance: bool = False  # `self.x` set in a method: one lock per object, reached via `self`
+    conditional: bool = False  # under an `if`, a loop body, an `except`: not taken every time
+
+
+@dataclass(frozen=True)
+class Await:
+    """An awaited call (or `async for` / `async with` on a call) that may reach a coroutine."""
+
+    target: str  # dotted, resolved through imports, like `Call.target`
+    line: int
+    col: int
+    text: str
+    held: tuple[int, ...] = ()  # indices in the function's `locks` of those held here
+    on_self: bool = False  # `await self.method()`: the callee's `self` is the caller's
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A pooled connection opened here and not given back on every path (HD602 candidate)."""
+
+    kind: str  # "httpx" | "aiohttp" | "session" | "connection"
+    line: int
+    col: int
+    text: str  # the statement as written (shortened)
+    name: str  # the variable it is bound to ("" when dropped)
+    why: str  # "never" (nothing closes it) | "late" (closed, not in a `finally`) | "dropped"
+    confirm: str = ""  # a dotted module-level object whose type another file must confirm
+    expect: str = ""  # the type `confirm` must have
+
+
+@dataclass(frozen=True)
 class FunctionFacts:
     """One function (or method, or nested function) of the file."""
 
@@ -74,6 +118,9 @@ class FunctionFacts:
     events: tuple[Event, ...] = ()
     calls: tuple[Call, ...] = ()
     stream_loop: Event | None = None  # HD301 candidate: a yielding loop with no disconnect check
+    locks: tuple[Lock, ...] = ()  # HD601: the locks it takes with `async with`, in source order
+    awaits: tuple[Await, ...] = ()  # HD601: the coroutines it awaits
+    leaks: tuple[Leak, ...] = ()  # HD602: pooled connections it does not give back
 
 
 @dataclass(frozen=True)
@@ -95,6 +142,9 @@ class FileFacts:
     sinks: tuple[Sink, ...] = ()
     suppressions: tuple[tuple[int, tuple[str, ...]], ...] = ()  # line -> codes; () = all
     lines: int = 0
+    # module-level names ("lock", "Store.lock" in a class body) bound once, to a constructor:
+    # locks (HD601), session factories and engines (HD602) -> the type
+    objects: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +166,10 @@ def _event_back(v: list[Any]) -> Event:
     return Event(str(v[0]), int(v[1]), int(v[2]), str(v[3]), str(v[4]), str(v[5]))
 
 
+def _flags(*bits: bool) -> int:
+    return sum(int(b) << i for i, b in enumerate(bits))
+
+
 def _function(f: FunctionFacts) -> list[Any]:
     return [
         f.qualname,
@@ -128,6 +182,15 @@ def _function(f: FunctionFacts) -> list[Any]:
             for c in f.calls
         ],
         _event(f.stream_loop) if f.stream_loop else None,
+        [
+            [k.key, k.kind, k.line, k.col, k.text, list(k.held), _flags(k.instance, k.conditional)]
+            for k in f.locks
+        ],
+        [
+            [a.target, a.line, a.col, a.text, list(a.held), _flags(a.on_self, a.conditional)]
+            for a in f.awaits
+        ],
+        [[k.kind, k.line, k.col, k.text, k.name, k.why, k.confirm, k.expect] for k in f.leaks],
     ]
 
 
@@ -145,6 +208,44 @@ def _function_back(v: list[Any]) -> FunctionFacts:
             for c in v[5]
         ),
         stream_loop=_event_back(v[6]) if v[6] else None,
+        locks=tuple(
+            Lock(
+                str(k[0]),
+                str(k[1]),
+                int(k[2]),
+                int(k[3]),
+                str(k[4]),
+                tuple(int(h) for h in k[5]),
+                bool(k[6] & 1),
+                bool(k[6] & 2),
+            )
+            for k in v[7]
+        ),
+        awaits=tuple(
+            Await(
+                str(a[0]),
+                int(a[1]),
+                int(a[2]),
+                str(a[3]),
+                tuple(int(h) for h in a[4]),
+                bool(a[5] & 1),
+                bool(a[5] & 2),
+            )
+            for a in v[8]
+        ),
+        leaks=tuple(
+            Leak(
+                str(k[0]),
+                int(k[1]),
+                int(k[2]),
+                str(k[3]),
+                str(k[4]),
+                str(k[5]),
+                str(k[6]),
+                str(k[7]),
+            )
+            for k in v[9]
+        ),
     )
 
 
@@ -163,6 +264,7 @@ def facts_to_json(facts: FileFacts | FileProblem) -> list[Any]:
         [[s.generator, s.sink, s.line, s.col] for s in facts.sinks],
         [[line, list(codes)] for line, codes in facts.suppressions],
         facts.lines,
+        [list(o) for o in facts.objects],
     ]
 
 
@@ -173,7 +275,19 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         return FileProblem(str(path), str(message), line, col, str(kind))
     if value[0] != "facts":
         raise ValueError("not a facts record")
-    _, module, functions, quiet, classes, aliases, instances, sinks, suppressions, lines = value
+    (
+        _,
+        module,
+        functions,
+        quiet,
+        classes,
+        aliases,
+        instances,
+        sinks,
+        suppressions,
+        lines,
+        objects,
+    ) = value
     return FileFacts(
         module=str(module),
         functions=tuple(_function_back(f) for f in functions),
@@ -184,4 +298,5 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         sinks=tuple(Sink(str(g), str(s), int(ln), int(c)) for g, s, ln, c in sinks),
         suppressions=tuple((int(ln), tuple(str(c) for c in codes)) for ln, codes in suppressions),
         lines=int(lines),
+        objects=tuple((str(a), str(b)) for a, b in objects),
     )

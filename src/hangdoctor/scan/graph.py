@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hangdoctor.catalog import get_rule
-from hangdoctor.scan.facts import Call, Event, FileFacts, FunctionFacts
+from hangdoctor.scan.facts import Await, Call, Event, FileFacts, FunctionFacts, Leak, Lock
+from hangdoctor.scan.holds import LOCK_KINDS, NON_REENTRANT, normal_type
 from hangdoctor.scan.knowledge import PROPAGATING, Knowledge, canonical
 
 __all__ = ["RawFinding", "Step", "find"]
@@ -78,6 +79,7 @@ class _Resolver:
         self.classes: list[dict[str, tuple[str, ...]]] = []
         self.aliases: list[dict[str, str]] = []
         self.instances: list[dict[str, str]] = []
+        self.objects: list[dict[str, str]] = []
         for i, f in enumerate(files):
             if f is None:
                 self.funcs.append({})
@@ -85,6 +87,7 @@ class _Resolver:
                 self.classes.append({})
                 self.aliases.append({})
                 self.instances.append({})
+                self.objects.append({})
                 continue
             seen.setdefault(f.module, []).append(i)
             self.funcs.append({fn.qualname: fn for fn in f.functions})
@@ -92,6 +95,7 @@ class _Resolver:
             self.classes.append({c.qualname: c.bases for c in f.classes})
             self.aliases.append(dict(f.aliases))
             self.instances.append(dict(f.instances))
+            self.objects.append(dict(f.objects))
         # a module name two files share (two scripts called app.py) resolves to neither
         self.modules = {m: ix[0] for m, ix in seen.items() if len(ix) == 1}
         self.roots = {m.split(".", 1)[0] for m in seen}
@@ -150,6 +154,60 @@ class _Resolver:
         if found is not None:
             return found
         return ("ext", canonical(f"{typ}.{method}"))
+
+    def resolve_object(
+        self, target: str, origin: int, typed: bool = True, depth: int = 0
+    ) -> tuple[str, str] | None:
+        """(stable key, type) of a module-level object (`pkg.locks.lock_a`), through
+        re-exports; None when no scanned module defines it. Only objects bound once, to
+        a constructor (`FileFacts.objects`), unless `typed`: then any of a known type."""
+        if depth > _MAX_DEPTH or target.split(".", 1)[0] not in self.roots:
+            return None
+        own = self.files[origin]
+        if own is not None and target.startswith(own.module + "."):
+            found = self._object_in(origin, target[len(own.module) + 1 :], typed, depth)
+            if found is not None:
+                return found
+        parts = target.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            index = self.modules.get(".".join(parts[:i]))
+            if index is not None:
+                return self._object_in(index, ".".join(parts[i:]), typed, depth)
+        return None
+
+    def _object_in(self, index: int, rest: str, typed: bool, depth: int) -> tuple[str, str] | None:
+        typ = self.objects[index].get(rest)
+        if typ is None and typed:
+            typ = self.instances[index].get(rest)
+        if typ:
+            return (self.object_key(index, rest), normal_type(typ, ""))
+        head, _, tail = rest.partition(".")
+        alias = self.aliases[index].get(head)
+        if alias is not None:
+            following = f"{alias}.{tail}" if tail else alias
+            return self.resolve_object(following, index, typed, depth + 1)
+        return None
+
+    def object_key(self, index: int, rest: str) -> str:
+        """The key of the object `rest` of file `index`; unique even when two files share a
+        module name (two scripts called app.py)."""
+        own = self.files[index]
+        module = own.module if own is not None else ""
+        if self.modules.get(module) == index:
+            return f"{module}.{rest}"
+        return f"{index}:{module}.{rest}"
+
+    def lock_key(self, lock: Lock, index: int) -> tuple[str, str] | None:
+        """(stable key, kind) of a lock entered in file `index`; None when not a known lock."""
+        own = self.files[index]
+        if lock.kind:
+            if own is None:
+                return None
+            return (self.object_key(index, lock.key[len(own.module) + 1 :]), lock.kind)
+        found = self.resolve_object(lock.key, index, typed=False)
+        if found is None or found[1] not in LOCK_KINDS:
+            return None
+        return found
 
     def _method(
         self, index: int, cls: str, method: str, depth: int
@@ -264,6 +322,10 @@ def find(
                 )
     out.extend(_chains(funcs, own, callers, edges, enabled, suppressed, display))
     out.extend(_streams(files, funcs, resolver, enabled, display))
+    if enabled("HD601"):
+        out.extend(_LockOrder(funcs, resolver, display).findings())
+    if enabled("HD602"):
+        out.extend(_leaks(funcs, resolver))
     return out
 
 
@@ -390,4 +452,269 @@ def _streams(
                 f"(streamed by {short} at {display(i)}:{sink.line})"
             )
             out.append(RawFinding(key[0], fn.qualname, "HD301", loop.line, loop.col, message))
+    return out
+
+
+# ---- HD601: locks taken in opposite orders, or again by the task that holds them -------
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """Where a function, holding `outer`, takes the lock `inner` (itself or in a callee)."""
+
+    func: FuncKey
+    outer: Lock
+    line: int  # the inner `async with`, or the awaited call that leads to it
+    col: int
+    hops: tuple[Step, ...]  # a chain: the awaits from `func` to the callee that takes it
+    inner: Lock
+    inner_func: FuncKey  # the function whose `async with` takes it (`func` when direct)
+    gates: frozenset[str]  # the other locks held meanwhile: two sides holding one never meet
+
+
+_Reach = dict[str, tuple[tuple[Step, ...], FuncKey, Lock]]
+
+
+class _LockOrder:
+    """Pairs (outer, inner) of locks taken nested, per function, through awaited calls."""
+
+    def __init__(
+        self,
+        funcs: dict[FuncKey, FunctionFacts],
+        resolver: _Resolver,
+        display: Callable[[int], str],
+    ) -> None:
+        self.funcs = funcs
+        self.resolver = resolver
+        self.display = display
+        self.keys: dict[FuncKey, list[tuple[str, str] | None]] = {}
+        self._edges: dict[FuncKey, list[tuple[Await, FuncKey]]] = {}
+        self._reach: dict[tuple[FuncKey, bool], _Reach] = {}
+
+    def key(self, func: FuncKey, index: int) -> tuple[str, str] | None:
+        """(stable key, kind) of the function's `index`-th lock, or None."""
+        keys = self.keys.get(func)
+        if keys is None:
+            keys = [self.resolver.lock_key(k, func[0]) for k in self.funcs[func].locks]
+            self.keys[func] = keys
+        return keys[index]
+
+    def edges(self, func: FuncKey) -> list[tuple[Await, FuncKey]]:
+        """The project coroutines `func` awaits."""
+        found = self._edges.get(func)
+        if found is None:
+            found = []
+            for aw in self.funcs[func].awaits:
+                target = self.resolver.resolve(aw.target, func[0])
+                if target is None or target[0] != "func":
+                    continue
+                callee = target[1]
+                assert isinstance(callee, tuple)
+                fn = self.funcs.get(callee)
+                if fn is not None and fn.is_async:
+                    found.append((aw, callee))
+            self._edges[func] = found
+        return found
+
+    def reach(self, start: FuncKey, same_self: bool) -> _Reach:
+        """The locks a call of `start` takes every time it runs, with the shortest way there.
+
+        Only unconditional `async with`s and awaits count (a lock taken under an `if` may be
+        skipped on purpose); a per-instance lock only through `self.method()` calls, from a
+        start itself reached through `self` (`same_self`): then it is the caller's object's.
+        """
+        memo = self._reach.get((start, same_self))
+        if memo is not None:
+            return memo
+        out: _Reach = {}
+        queue: deque[tuple[FuncKey, bool, tuple[Step, ...]]] = deque([(start, same_self, ())])
+        seen = {(start, same_self)}
+        while queue:
+            func, on_self, hops = queue.popleft()
+            fn = self.funcs[func]
+            for i, lock in enumerate(fn.locks):
+                found = self.key(func, i)
+                if found is None or lock.conditional or (lock.instance and not on_self):
+                    continue
+                out.setdefault(found[0], (hops, func, lock))
+            for aw, callee in self.edges(func):
+                nxt = on_self and aw.on_self
+                if aw.conditional or (callee, nxt) in seen or (callee, True) in seen:
+                    continue
+                seen.add((callee, nxt))
+                step = Step(func[0], fn.qualname, aw.line, aw.col, aw.text)
+                queue.append((callee, nxt, (*hops, step)))
+        self._reach[(start, same_self)] = out
+        return out
+
+    def pairs(self) -> dict[tuple[str, str], list[_Taken]]:
+        """(outer, inner) -> every place a function holding `outer` takes `inner`."""
+        out: dict[tuple[str, str], list[_Taken]] = {}
+        for func in sorted(self.funcs):
+            fn = self.funcs[func]
+            if not fn.locks:
+                continue  # holds nothing, so takes nothing in an order
+            for i, lock in enumerate(fn.locks):
+                inner = self.key(func, i)
+                for h in lock.held if inner is not None else ():
+                    outer = self.key(func, h)
+                    if inner is not None and outer is not None:
+                        gates = self._gates(func, lock.held, h)
+                        taken = _Taken(
+                            func, fn.locks[h], lock.line, lock.col, (), lock, func, gates
+                        )
+                        out.setdefault((outer[0], inner[0]), []).append(taken)
+            callees = {(aw.line, aw.col, aw.target): c for aw, c in self.edges(func)}
+            for aw in fn.awaits:
+                callee = callees.get((aw.line, aw.col, aw.target)) if aw.held else None
+                if callee is None:
+                    continue
+                first = Step(func[0], fn.qualname, aw.line, aw.col, aw.text)
+                for key, (hops, end, lock) in sorted(self.reach(callee, aw.on_self).items()):
+                    for h in aw.held:
+                        outer = self.key(func, h)
+                        if outer is None:
+                            continue
+                        gates = self._gates(func, aw.held, h)
+                        taken = _Taken(
+                            func, fn.locks[h], aw.line, aw.col, (first, *hops), lock, end, gates
+                        )
+                        out.setdefault((outer[0], key), []).append(taken)
+        return out
+
+    def _gates(self, func: FuncKey, held: tuple[int, ...], outer: int) -> frozenset[str]:
+        keys = (self.key(func, g) for g in held if g != outer)
+        return frozenset(k[0] for k in keys if k is not None)
+
+    def findings(self) -> list[RawFinding]:
+        if not any(fn.locks for fn in self.funcs.values()):
+            return []
+        pairs = self.pairs()
+        kinds = {k[0]: k[1] for keys in self.keys.values() for k in keys if k is not None}
+        out: list[RawFinding] = []
+        for (a, b), sides in sorted(pairs.items()):
+            if a == b:
+                if kinds.get(a) in NON_REENTRANT:
+                    out.extend(self._again(t) for t in sides)
+                continue
+            for taken in sides:
+                # the first opposite pair that no lock held on both sides keeps apart
+                other = next((t for t in pairs.get((b, a), ()) if not t.gates & taken.gates), None)
+                if other is not None:
+                    out.append(self._inversion(taken, other, f"{kinds.get(a)} {kinds.get(b)}"))
+        return out
+
+    def _where(self, taken: _Taken) -> str:
+        return f"{self.display(taken.inner_func[0])}:{taken.inner.line}"
+
+    def _via(self, taken: _Taken) -> str:
+        """`in `helper()``, or `in `deep`, through `helper()`` for a longer chain."""
+        call = f"`{taken.hops[0].text}()`"
+        if len(taken.hops) == 1:
+            return f"in {call}"
+        return f"in `{self.funcs[taken.inner_func].qualname}`, through {call}"
+
+    def _side(self, taken: _Taken) -> str:
+        head = f"`{self.funcs[taken.func].qualname}` takes `{taken.outer.text}` then "
+        head += f"`{taken.inner.text}`"
+        if taken.hops:
+            head += f" {self._via(taken)}"
+        return f"{head} ({self._where(taken)})"
+
+    def _finding(self, taken: _Taken, message: str) -> RawFinding:
+        fn = self.funcs[taken.func]
+        chain: tuple[str, ...] = ()
+        steps: tuple[Step, ...] = ()
+        if taken.hops:
+            end = self.funcs[taken.inner_func].qualname
+            last = f"async with {taken.inner.text}"
+            chain = (*(h.function for h in taken.hops), end, last)
+            inner = taken.inner
+            steps = (*taken.hops, Step(taken.inner_func[0], end, inner.line, inner.col, last))
+        return RawFinding(
+            taken.func[0], fn.qualname, "HD601", taken.line, taken.col, message, chain, steps
+        )
+
+    def _inversion(self, taken: _Taken, other: _Taken, kinds: str) -> RawFinding:
+        effect = "two requests running them at once can wait on each other for ever"
+        if "Semaphore" in kinds:
+            effect = (
+                "requests running them at once can wait on each other for ever once the "
+                "semaphore's tokens are all taken"
+            )
+        return self._finding(taken, f"{self._side(taken)}; {self._side(other)}: {effect}")
+
+    def _again(self, taken: _Taken) -> RawFinding:
+        name = self.funcs[taken.func].qualname
+        outer_at = f"{self.display(taken.func[0])}:{taken.outer.line}"
+        effect = "an `asyncio.Lock` is not re-entrant, so the task waits for itself for ever"
+        if not taken.hops:
+            message = (
+                f"`{name}` takes `{taken.inner.text}` while it already holds it "
+                f"(`async with {taken.outer.text}` at {outer_at}): {effect}"
+            )
+        else:
+            message = (
+                f"`{name}` holds `{taken.outer.text}` ({outer_at}) and takes it again "
+                f"{self._via(taken)} (`async with {taken.inner.text}`, {self._where(taken)}): "
+                f"{effect}"
+            )
+        return self._finding(taken, message)
+
+
+# ---- HD602: pooled connections not given back ------------------------------------------
+
+_LEAK_WHAT = {
+    "httpx": ("the streamed response", "`async with client.stream(...)`", "`await {}.aclose()`"),
+    "aiohttp": ("the response", "`async with session.get(...)`", "`{}.release()`"),
+    "session": ("the session", "`async with`", "`await {}.close()`"),
+    "connection": ("the connection", "`async with engine.connect()`", "`await {}.close()`"),
+}
+
+
+def _leak_message(leak: Leak) -> str:
+    what, use, close = _LEAK_WHAT[leak.kind]
+    close = close.format(leak.name or "response")
+    opened = f"`{leak.text}`"
+    if leak.kind == "aiohttp":
+        return (
+            f"{opened} keeps a pooled connection until the response is read or released: "
+            f"nothing reads, releases or closes `{leak.name}` here, so the connection stays "
+            f"checked out until the response is garbage-collected; use {use} or {close} "
+            "in a `finally`"
+        )
+    held = "keeps a pooled connection until it is closed"
+    until = "for ever"  # httpx has no finalizer that gives the connection back
+    if leak.kind in ("session", "connection"):
+        until = f"until {what} is garbage-collected"
+    if leak.kind == "session":
+        held = "keeps a pooled connection from its first query until it is closed"
+    if leak.why == "dropped":
+        return (
+            f"{opened} {held}, and {what} is dropped unclosed: the connection stays "
+            f"checked out {until}; use {use}"
+        )
+    if leak.why == "late":
+        ended = "read to its end or closed" if leak.kind == "httpx" else "closed"
+        return (
+            f"{opened} {held}, and {what} is {ended} only when nothing goes wrong: an error "
+            f"or a cancellation (a client that disconnects) leaves the connection checked "
+            f"out {until}; use {use}, or {close} in a `finally`"
+        )
+    return (
+        f"{opened} {held}, and nothing closes {what} on every path: no {use}, no {close} in "
+        f"a `finally`, not returned or handed on; the connection stays checked out {until}"
+    )
+
+
+def _leaks(funcs: dict[FuncKey, FunctionFacts], resolver: _Resolver) -> list[RawFinding]:
+    out: list[RawFinding] = []
+    for key, fn in funcs.items():
+        for leak in fn.leaks:
+            if leak.confirm:
+                found = resolver.resolve_object(leak.confirm, key[0])
+                if found is None or found[1] != leak.expect:
+                    continue
+            message = _leak_message(leak)
+            out.append(RawFinding(key[0], fn.qualname, "HD602", leak.line, leak.col, message))
     return out

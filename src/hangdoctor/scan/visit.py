@@ -29,8 +29,31 @@ import builtins
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from hangdoctor.scan.facts import Call, ClassInfo, Event, FileFacts, FunctionFacts, Sink
+from hangdoctor.scan.facts import (
+    Await,
+    Call,
+    ClassInfo,
+    Event,
+    FileFacts,
+    FunctionFacts,
+    Leak,
+    Lock,
+    Sink,
+)
+from hangdoctor.scan.holds import (
+    AIOHTTP,
+    AIOHTTP_METHODS,
+    ASYNC_SELF,
+    ENGINE,
+    HTTPX,
+    LOCK_KINDS,
+    SESSION_CLASSES,
+    SESSION_FACTORY,
+    normal_type,
+    release,
+)
 from hangdoctor.scan.knowledge import Knowledge, canonical
 from hangdoctor.scan.names import dotted_parts, import_bindings, iter_scope, safe_unparse
 
@@ -42,11 +65,20 @@ _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _PATH = "pathlib.Path"
 _ATTRIBUTE_TYPES = {f"{_PATH}.parent": _PATH}
 _TEXT_LIMIT = 80
+_STATEMENTS = frozenset({ast.Assign, ast.AnnAssign, ast.Expr})  # where a resource is opened
+_OBJECT_KINDS = frozenset({*LOCK_KINDS, SESSION_FACTORY, ENGINE})
 
 # flags of a node, given by its parent
 _AWAITED = 1  # the value of an `await`
 _ASYNC_CTX = 2  # an `async with` item or an `async for` iterable
 _ARGUMENT = 4  # an argument of a call
+# ... and inherited by everything below it
+_COND = 8  # in a branch, a loop body or an `except`: may not run every time
+_CTX_SHIFT = 4  # the bits above: which `async with` body it is in (0: none)
+_INHERITED = ~(_AWAITED | _ASYNC_CTX | _ARGUMENT)
+_TRY: tuple[type[ast.AST], ...] = tuple(
+    t for t in (ast.Try, getattr(ast, "TryStar", None)) if t is not None
+)
 
 
 @dataclass(frozen=True)
@@ -161,35 +193,143 @@ def _children(node: ast.AST) -> list[ast.AST]:
     return out
 
 
-def _walk_flagged(node: ast.AST) -> Iterator[tuple[ast.AST, int]]:
-    """Like `_scope_body`, with each node's flags from its parent (awaited, argument)."""
+# how `_walk_flagged` goes into a node: 0 its children as they are, -1 not at all (a scope
+# of its own), else the kind of node whose children get flags of their own
+_WALK: dict[type[ast.AST], int] = {
+    ast.FunctionDef: -1,
+    ast.AsyncFunctionDef: -1,
+    ast.ClassDef: -1,
+    ast.Lambda: -1,
+    ast.Await: 1,
+    ast.Call: 2,
+    ast.AsyncWith: 3,
+    ast.AsyncFor: 4,
+    ast.If: 5,
+    ast.While: 5,
+    ast.IfExp: 5,
+    ast.For: 6,
+    **{t: 7 for t in _TRY},
+    ast.Match: 8,
+    ast.BoolOp: 9,
+}
+
+
+def _walk_flagged(
+    node: ast.AST, withs: list[tuple[ast.AsyncWith, int]] | None = None
+) -> Iterator[tuple[ast.AST, int]]:
+    """Like `_scope_body`, with each node's flags: from its parent (awaited, argument), and
+    inherited from above (in a branch that may not run; the `async with` it is in).
+
+    The `async with` blocks are appended to `withs` as they are met, with their own
+    flags; a node inside the body of the n-th one has `flags >> _CTX_SHIFT == n`.
+    """
     body: list[ast.stmt] = getattr(node, "body", [])
-    stack: list[tuple[ast.AST, int]] = [(s, 0) for s in reversed(body)]
+    stack: list[tuple[Any, int]] = [(s, 0) for s in reversed(body)]  # Any: fields by kind
+    walk = _WALK
     while stack:
         cur, flags = stack.pop()
         yield cur, flags
-        if isinstance(cur, (*_FUNCS, ast.ClassDef, ast.Lambda)):
+        how = walk.get(type(cur), 0)
+        if how == 0:
+            nodes = _children(cur)
+            if nodes:
+                keep = flags & _INHERITED
+                nodes.reverse()
+                stack.extend([(c, keep) for c in nodes])
             continue
-        children: list[tuple[ast.AST, int]] = []
-        if isinstance(cur, ast.Await):
-            children.append((cur.value, _AWAITED))
-        elif isinstance(cur, ast.Call):
-            children.append((cur.func, 0))
-            children.extend((a, _ARGUMENT) for a in cur.args)
-            children.extend((k.value, _ARGUMENT) for k in cur.keywords)
-        elif isinstance(cur, ast.AsyncWith):
+        if how < 0:
+            continue
+        keep = flags & _INHERITED
+        children: list[tuple[ast.AST, int]]
+        if how == 1:
+            children = [(cur.value, _AWAITED | keep)]
+        elif how == 2:
+            children = [(cur.func, keep)]
+            children.extend((a, _ARGUMENT | keep) for a in cur.args)
+            children.extend((k.value, _ARGUMENT | keep) for k in cur.keywords)
+        elif how == 3:
+            inner = keep
+            if withs is not None:
+                withs.append((cur, flags))
+                inner = (keep & _COND) | (len(withs) << _CTX_SHIFT)
+            children = []
             for item in cur.items:
-                children.append((item.context_expr, _ASYNC_CTX))
+                children.append((item.context_expr, _ASYNC_CTX | keep))
                 if item.optional_vars is not None:
-                    children.append((item.optional_vars, 0))
-            children.extend((s, 0) for s in cur.body)
-        elif isinstance(cur, ast.AsyncFor):
-            children.append((cur.target, 0))
-            children.append((cur.iter, _ASYNC_CTX))
-            children.extend((s, 0) for s in (*cur.body, *cur.orelse))
+                    children.append((item.optional_vars, keep))
+            children.extend((s, inner) for s in cur.body)
+        elif how == 4:
+            children = [(cur.target, keep), (cur.iter, _ASYNC_CTX | keep)]
+            children.extend((s, keep | _COND) for s in (*cur.body, *cur.orelse))
+        elif how == 5:
+            children = [(cur.test, keep)]
+            branches: list[ast.AST] = [*_as_list(cur.body), *_as_list(cur.orelse)]
+            children.extend((s, keep | _COND) for s in branches)
+        elif how == 6:
+            children = [(cur.target, keep), (cur.iter, keep)]
+            children.extend((s, keep | _COND) for s in (*cur.body, *cur.orelse))
+        elif how == 7:
+            fields = vars(cur)
+            children = [(s, keep) for s in fields["body"]]
+            children.extend((s, keep | _COND) for s in (*fields["handlers"], *fields["orelse"]))
+            children.extend((s, keep) for s in fields["finalbody"])
+        elif how == 8:
+            children = [(cur.subject, keep)]
+            children.extend((c, keep | _COND) for c in cur.cases)
         else:
-            children.extend((c, 0) for c in _children(cur))
-        stack.extend(reversed(children))
+            children = [(cur.values[0], keep)]
+            children.extend((v, keep | _COND) for v in cur.values[1:])
+        children.reverse()
+        stack.extend(children)
+
+
+def _as_list(part: ast.AST | list[ast.stmt]) -> list[ast.AST]:
+    return list(part) if isinstance(part, list) else [part]
+
+
+def _object_kind(value: _Value) -> str | None:
+    """The kind of object a constructor's value is, for `FileFacts.objects`, or None."""
+    if value.kind == "inst":
+        kind = normal_type(value.name, "")
+    elif value.kind == "unknown" and value.origin:
+        kind = normal_type("", value.origin)
+    else:
+        return None
+    return kind if kind in _OBJECT_KINDS else None
+
+
+def _try_locked(flagged: list[tuple[ast.AST, int]]) -> set[tuple[int, str]]:
+    """(id of the `async with`, lock as written) for `if not x.locked(): async with x:`."""
+    out: set[tuple[int, str]] = set()
+    for n, _ in flagged:
+        if not isinstance(n, ast.If):
+            continue
+        test = n.test
+        if not (isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)):
+            continue
+        call = test.operand
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "locked"
+        ):
+            continue
+        text = _text(call.func.value)
+        for stmt in n.body:
+            if isinstance(stmt, ast.AsyncWith):
+                out.add((id(stmt), text))
+    return out
+
+
+def _awaited_receivers(flagged: list[tuple[ast.AST, int]]) -> set[str]:
+    """Names whose methods are awaited in the function: `await session.execute(...)`."""
+    out: set[str] = set()
+    for n, _ in flagged:
+        if isinstance(n, ast.Await) and isinstance(n.value, ast.Call):
+            func = n.value.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                out.add(func.value.id)
+    return out
 
 
 def _in_scope(stmts: list[ast.stmt]) -> Iterator[ast.AST]:
@@ -237,6 +377,11 @@ class _FileAnalyzer:
         self.class_infos: list[ClassInfo] = []
         self.sinks: list[Sink] = []
         self.nonblocking_attrs = self._self_setup(tree, lines, kb)
+        self.root: _Scope | None = None
+        # module-level names and class attributes ("lock", "Store._lock") bound to a lock,
+        # session factory or engine constructor -> its kind; None once bound to anything else
+        self.objects: dict[str, str | None] = {}
+        self.instance_attrs: set[str] = set()  # those of them set on `self` in a method
 
     @staticmethod
     def _self_setup(tree: ast.Module, lines: list[str], kb: Knowledge) -> frozenset[str]:
@@ -263,6 +408,7 @@ class _FileAnalyzer:
 
     def build(self) -> _Scope:
         root = _Scope("module", self.tree, None)
+        self.root = root
         self._fill(root, "")
         return root
 
@@ -359,12 +505,15 @@ class _FileAnalyzer:
 
     def _bind_statement(self, node: ast.AST, scope: _Scope) -> None:
         if isinstance(node, ast.Assign):
+            shared = len(node.targets) > 1  # `a = b = Lock()`: one object, two names
             for target in node.targets:
-                self._bind_target(target, node.value, scope)
+                self._bind_target(target, node.value, scope, shared)
         elif isinstance(node, ast.AnnAssign):
             hinted = self._annotation(node.annotation, scope)
             if hinted.kind == "inst":
                 self._bind_value(node.target, hinted, scope)
+                if node.value is not None:
+                    self._track(node.target, node.value, self._infer(node.value, scope), scope)
             elif node.value is not None:
                 self._bind_target(node.target, node.value, scope)
         elif isinstance(node, (ast.AugAssign, ast.For)):
@@ -378,19 +527,87 @@ class _FileAnalyzer:
         elif isinstance(node, ast.AsyncWith):
             for item in node.items:
                 if item.optional_vars is not None:
-                    self._bind_value(item.optional_vars, _OPAQUE, scope)
+                    value = _OPAQUE
+                    if isinstance(item.context_expr, ast.Call):
+                        # `async with httpx.AsyncClient() as client`: the client itself
+                        entered = self._infer(item.context_expr, scope)
+                        if entered.kind == "inst" and entered.name in ASYNC_SELF:
+                            value = entered
+                    self._bind_value(item.optional_vars, value, scope)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             scope.bind(node.name, _OPAQUE)
 
-    def _bind_target(self, target: ast.expr, value: ast.expr, scope: _Scope) -> None:
+    def _bind_target(
+        self, target: ast.expr, value: ast.expr, scope: _Scope, shared: bool = False
+    ) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
             if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts):
                 for t, v in zip(target.elts, value.elts, strict=True):
-                    self._bind_target(t, v, scope)
+                    self._bind_target(t, v, scope, shared)
                 return
             self._bind_value(target, _UNKNOWN, scope)
             return
-        self._bind_value(target, self._infer(value, scope), scope)
+        inferred = self._infer(value, scope)
+        self._bind_value(target, inferred, scope)
+        self._track(target, value, inferred, scope, shared)
+
+    def _track(
+        self,
+        target: ast.expr,
+        value: ast.expr,
+        inferred: _Value,
+        scope: _Scope,
+        shared: bool = False,
+    ) -> None:
+        """Record what a module-level name or class attribute is bound to, for `objects`."""
+        key = self._object_key(target, scope)
+        if key is None:
+            return
+        kind = None if shared or not isinstance(value, ast.Call) else _object_kind(inferred)
+        if kind is None and isinstance(value, ast.Constant) and value.value is None:
+            return  # `lock = None` first, the object later
+        old = self.objects.get(key, "")
+        self.objects[key] = kind if old in ("", kind) else None
+
+    def _object_key(self, target: ast.expr, scope: _Scope) -> str | None:
+        if isinstance(target, ast.Name):
+            if scope.kind == "module" or target.id in scope.globals:
+                return target.id
+            if scope.kind == "class":
+                return f"{scope.cls[len(self.module) + 1 :]}.{target.id}"
+            return None
+        if (
+            isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and scope.cls
+            and scope.cls in self.classes
+        ):
+            owner = self._lookup(target.value.id, scope)
+            if owner is not None and owner.kind == "inst" and owner.name == scope.cls:
+                key = f"{scope.cls[len(self.module) + 1 :]}.{target.attr}"
+                self.instance_attrs.add(key)
+                return key
+        return None
+
+    def _object_value(self, key: str) -> _Value | None:
+        """The value a tracked object key is bound to now (after every binding merged)."""
+        head, _, attr = key.rpartition(".")
+        if not head:
+            return self.root.bindings.get(key) if self.root is not None else None
+        cls = self.classes.get(f"{self.module}.{head}")
+        if cls is None:
+            return None
+        if key in self.instance_attrs:
+            return cls.attrs.get(attr)
+        return cls.bindings.get(attr)
+
+    def _object(self, key: str) -> str | None:
+        """The kind of a tracked object: bound to one constructor only, and still that."""
+        kind = self.objects.get(key)
+        if not kind:
+            return None
+        value = self._object_value(key)
+        return kind if value is not None and _object_kind(value) == kind else None
 
     def _bind_value(self, target: ast.expr, value: _Value, scope: _Scope) -> None:
         if isinstance(target, ast.Name):
@@ -536,20 +753,34 @@ class _FileAnalyzer:
         node = scope.node
         assert isinstance(node, _FUNCS)
         is_async = isinstance(node, ast.AsyncFunctionDef)
-        flagged = list(_walk_flagged(node))
+        withs: list[tuple[ast.AsyncWith, int]] = []
+        flagged = list(_walk_flagged(node, withs if is_async else None))
         is_generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n, _ in flagged)
         events: list[Event] = []
         calls: list[Call] = []
         quiet = self._made_nonblocking(flagged)
+        locks, inside = self._locks(withs, scope, flagged) if withs else ([], {})
+        awaits: list[Await] = []
+        opens: list[tuple[ast.stmt, str, ast.expr, tuple[str, str, str]]] = []
         for n, flags in flagged:
-            if isinstance(n, ast.Call):
-                self._call(n, flags, scope, events, calls, quiet)
-            elif isinstance(n, ast.With):
+            kind = type(n)
+            if kind is ast.Call:
+                assert isinstance(n, ast.Call)
+                if is_async and flags & (_AWAITED | _ASYNC_CTX):
+                    self._await(n, flags, scope, inside, awaits)
+                else:
+                    self._call(n, flags, scope, events, calls, quiet)
+            elif kind is ast.With:
+                assert isinstance(n, ast.With)
                 self._with(n, scope, events, calls)
+            elif is_async and kind in _STATEMENTS:
+                assert isinstance(n, (ast.Assign, ast.AnnAssign, ast.Expr))
+                self._open(n, scope, opens)
         stream_loop: Event | None = None
         if is_async and is_generator:
             events.extend(self._swallowed_cancellation(flagged, scope))
             stream_loop = self._stream_loop(flagged, scope)
+        leaks = self._leaks(node, opens, flagged) if opens else ()
         return FunctionFacts(
             qualname=qualname,
             line=node.lineno,
@@ -559,7 +790,240 @@ class _FileAnalyzer:
             events=tuple(events),
             calls=tuple(calls),
             stream_loop=stream_loop,
+            locks=tuple(locks),
+            awaits=tuple(awaits),
+            leaks=leaks,
         )
+
+    # ---- HD601: the locks a coroutine takes, and what it awaits while it holds them ------
+
+    def _owner(self, name: str, scope: _Scope) -> tuple[_Scope | None, _Value | None]:
+        """Like `_lookup`, with the scope the name is bound in."""
+        cur: _Scope | None = scope
+        if name in scope.globals:
+            while cur is not None and cur.parent is not None:
+                cur = cur.parent
+        first = True
+        while cur is not None:
+            skip = (cur.kind == "class" and not first) or (name in cur.nonlocals)
+            if not skip:
+                value = cur.bindings.get(name)
+                if value is not None:
+                    return cur, value
+            first = False
+            cur = cur.parent
+        return None, None
+
+    def _self_class(self, name: str, scope: _Scope) -> str | None:
+        """The dotted class when `name` is the `self` of the method it is used in (or around)."""
+        owner, value = self._owner(name, scope)
+        if owner is None or owner.kind != "function" or not owner.cls:
+            return None
+        if value != _Value("inst", owner.cls):
+            return None
+        node = owner.node
+        assert isinstance(node, _FUNCS)
+        positional = [*node.args.posonlyargs, *node.args.args]
+        return owner.cls if positional and positional[0].arg == name else None
+
+    def _lock_of(self, expr: ast.expr, scope: _Scope) -> tuple[str, str, bool] | None:
+        """(key, kind, per instance) of a lock entered with `async with`; kind "" for an import.
+
+        Only objects with a stable identity: a module-level name bound once to a lock
+        constructor (here, or imported: resolved across files later), or `self.x` where
+        the class binds `x` to one (its own class body, or `self.x = ...` in a method).
+        """
+        if isinstance(expr, ast.Name):
+            owner, value = self._owner(expr.id, scope)
+            if owner is None or value is None or owner.kind != "module":
+                return None
+            if value.kind == "ref":
+                return (value.name, "", False)
+            kind = self._object(expr.id)
+            return (f"{self.module}.{expr.id}", kind, False) if kind in LOCK_KINDS else None
+        if not isinstance(expr, ast.Attribute):
+            return None
+        if isinstance(expr.value, ast.Name):
+            cls = self._self_class(expr.value.id, scope)
+            if cls is not None:
+                key = f"{cls[len(self.module) + 1 :]}.{expr.attr}"
+                kind = self._object(key)
+                if kind not in LOCK_KINDS:
+                    return None
+                assert kind is not None
+                return (f"{cls}.{expr.attr}", kind, key in self.instance_attrs)
+        base = self._infer(expr.value, scope)
+        if base.kind == "ref":  # `locks.lock_a`, `Store.lock`: resolved across files later
+            return (f"{base.name}.{expr.attr}", "", False)
+        return None
+
+    def _locks(
+        self,
+        withs: list[tuple[ast.AsyncWith, int]],
+        scope: _Scope,
+        flagged: list[tuple[ast.AST, int]],
+    ) -> tuple[list[Lock], dict[int, tuple[int, ...]]]:
+        """Every lock entered with `async with`, and, per `async with` body, those held in it.
+
+        A try-lock (`if not lock.locked(): async with lock:`) never waits: it is recorded
+        as taken under a condition with nothing held, so it is no inner lock of a pair.
+        """
+        locks: list[Lock] = []
+        inside: dict[int, tuple[int, ...]] = {}
+        tried = _try_locked(flagged)
+        for number, (node, flags) in enumerate(withs, start=1):
+            held = inside.get(flags >> _CTX_SHIFT, ())
+            for item in node.items:
+                found = self._lock_of(item.context_expr, scope)
+                if found is None:
+                    continue
+                key, kind, instance = found
+                expr = item.context_expr
+                line, col = expr.lineno, self._col(expr.lineno, expr.col_offset)
+                text = _text(expr)
+                conditional = bool(flags & _COND)
+                if (id(node), text) in tried:
+                    lock = Lock(key, kind, line, col, text, (), instance, conditional=True)
+                else:
+                    lock = Lock(key, kind, line, col, text, held, instance, conditional)
+                locks.append(lock)
+                held = (*held, len(locks) - 1)
+            if held:
+                inside[number] = held
+        return locks, inside
+
+    def _await(
+        self,
+        node: ast.Call,
+        flags: int,
+        scope: _Scope,
+        inside: dict[int, tuple[int, ...]],
+        awaits: list[Await],
+    ) -> None:
+        """An awaited call that may reach a project coroutine (`await helper()`)."""
+        func = node.func
+        target: str | None = None
+        on_self = False
+        if isinstance(func, ast.Attribute):
+            receiver = self._infer(func.value, scope)
+            if receiver.kind in ("ref", "inst"):
+                callee = self._attribute(receiver, func.attr)
+                target = callee.name if callee.kind in ("ref", "method") else None
+                on_self = isinstance(func.value, ast.Name) and (
+                    self._self_class(func.value.id, scope) is not None
+                )
+        elif isinstance(func, ast.Name):
+            value = self._lookup(func.id, scope)
+            if value is not None and value.kind in ("ref", "method"):
+                target = value.name
+        if target is None:
+            return
+        name = canonical(target)
+        if not self._project_candidate(name):
+            return
+        line, col = node.lineno, self._col(node.lineno, node.col_offset)
+        held = inside.get(flags >> _CTX_SHIFT, ())
+        awaits.append(
+            Await(name, line, col, _text(func), held, on_self, conditional=bool(flags & _COND))
+        )
+
+    # ---- HD602: pooled connections a coroutine does not give back --------------------
+
+    def _open(
+        self,
+        node: ast.stmt,
+        scope: _Scope,
+        opens: list[tuple[ast.stmt, str, ast.expr, tuple[str, str, str]]],
+    ) -> None:
+        """`name = await client.send(..., stream=True)`, `session = Session()` and the like."""
+        name = ""
+        if isinstance(node, ast.Assign):
+            if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+                return
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign):
+            if not isinstance(node.target, ast.Name) or node.value is None:
+                return
+            name, value = node.target.id, node.value
+        else:
+            assert isinstance(node, ast.Expr)
+            value = node.value
+        found = self._opens(value, scope)
+        if found is not None and (name or found[0] == "httpx"):
+            opens.append((node, name, value, found))
+
+    def _opens(self, value: ast.expr, scope: _Scope) -> tuple[str, str, str] | None:
+        """(kind, object to confirm across files, its type) when `value` opens a resource."""
+        awaited = isinstance(value, ast.Await)
+        call = value.value if isinstance(value, ast.Await) else value
+        if not isinstance(call, ast.Call):
+            return None
+        func = call.func
+        if awaited:
+            if not isinstance(func, ast.Attribute):
+                return None
+            attr = func.attr
+            if attr == "send" and any(
+                k.arg == "stream" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in call.keywords
+            ):
+                kind, wanted = "httpx", HTTPX
+            elif attr in AIOHTTP_METHODS:
+                kind, wanted = "aiohttp", AIOHTTP
+            elif attr == "connect":
+                kind, wanted = "connection", ENGINE
+            else:
+                return None
+            receiver = self._infer(func.value, scope)
+            if receiver.kind == "ref":
+                if "." not in receiver.name or receiver.name.split(".", 1)[0] in _STDLIB:
+                    return None  # a module (`aiosqlite.connect`) is no client
+                return (kind, receiver.name, wanted)  # an imported client: confirmed later
+            if receiver.kind not in ("inst", "unknown"):
+                return None
+            typ = normal_type(receiver.name if receiver.kind == "inst" else "", receiver.origin)
+            return (kind, "", "") if typ == wanted else None
+        callee = self._infer(func, scope)
+        if callee.kind == "ref":
+            name = canonical(callee.name)
+            if name in SESSION_CLASSES:
+                return ("session", "", "")
+            if (
+                not call.args
+                and "." in name
+                and self._project_candidate(name)
+                and not name.startswith(f"{self.module}.")
+            ):
+                return ("session", name, SESSION_FACTORY)  # `SessionLocal()`, imported
+            return None
+        if normal_type(callee.name if callee.kind == "inst" else "", callee.origin) == (
+            SESSION_FACTORY
+        ):
+            return ("session", "", "")
+        return None
+
+    def _leaks(
+        self,
+        fn: ast.AST,
+        opens: list[tuple[ast.stmt, str, ast.expr, tuple[str, str, str]]],
+        flagged: list[tuple[ast.AST, int]],
+    ) -> tuple[Leak, ...]:
+        out: list[Leak] = []
+        receivers: set[str] | None = None
+        for node, name, value, (kind, confirm, expect) in opens:
+            if kind == "session" and confirm:
+                # an imported factory, confirmed across files: only for an object used as one
+                if receivers is None:
+                    receivers = _awaited_receivers(flagged)
+                if name not in receivers:
+                    continue
+            why = release(fn, name, kind) if name else "dropped"
+            if why in ("ok", "skip"):
+                continue
+            line, col = value.lineno, self._col(value.lineno, value.col_offset)
+            text = safe_unparse(node, _TEXT_LIMIT)
+            out.append(Leak(kind, line, col, text, name, why, confirm, expect))
+        return tuple(out)
 
     def _made_nonblocking(self, flagged: list[tuple[ast.AST, int]]) -> set[str]:
         """Objects (as written) this function makes non-blocking: `sock.setblocking(False)`.
@@ -785,7 +1249,7 @@ class _FileAnalyzer:
         quiet: list[str] = []
         for qualname, scope in self.function_scopes:
             fn = self.analyze(qualname, scope)
-            if fn.events or fn.calls or fn.stream_loop:
+            if fn.events or fn.calls or fn.stream_loop or fn.locks or fn.awaits or fn.leaks:
                 functions.append(fn)
             else:
                 quiet.append(qualname)
@@ -805,6 +1269,11 @@ class _FileAnalyzer:
             instances=tuple(instances),
             sinks=tuple(self.sinks),
             lines=len(self.lines),
+            objects=tuple(
+                (key, kind)
+                for key in self.objects
+                if key not in self.instance_attrs and (kind := self._object(key)) is not None
+            ),
         )
 
 
