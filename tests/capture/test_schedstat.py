@@ -19,16 +19,18 @@ def test_a_computing_thread_gains_cpu_time_a_sleeping_one_none() -> None:
     """Over 0.3 s the spinning thread is on a CPU or waiting for one; the sleeper is neither."""
     ids: dict[str, int] = {}
     go = threading.Event()
+    done = threading.Event()  # the sleeper lives until it has been read, however slow we are
 
     def spinner() -> None:
         ids["spin"] = threading.get_native_id()
         go.wait(5)
         _spin(0.3)
+        done.wait(10)
 
     def sleeper() -> None:
         ids["sleep"] = threading.get_native_id()
         go.wait(5)
-        time.sleep(0.3)
+        done.wait(10)
 
     threads = [threading.Thread(target=spinner), threading.Thread(target=sleeper)]
     for t in threads:
@@ -39,6 +41,7 @@ def test_a_computing_thread_gains_cpu_time_a_sleeping_one_none() -> None:
     go.set()
     time.sleep(0.25)
     after = {k: schedstat.read_thread(os.getpid(), tid) for k, tid in ids.items()}
+    done.set()
     for t in threads:
         t.join(5)
     spun, slept = (
