@@ -19,7 +19,7 @@ import json
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from threading import Lock
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.model import Frame, RequestInfo, WaitTarget, frame_from_dict
@@ -29,8 +29,24 @@ __all__ = ["Recent", "RequestInfo", "StallRecord", "recent_stalls"]
 R = TypeVar("R")
 
 
+class JsonRecord:
+    """A record of the runtime as one JSON object, its kind under `record` first.
+
+    `watch --out` writes stall and stuck records into one JSON Lines file; the key
+    tells them apart.
+    """
+
+    KIND: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record": self.KIND, **asdict(self)}  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+
 @dataclass(frozen=True)
-class StallRecord:
+class StallRecord(JsonRecord):
     """One stall of one event loop: the cause, where, how long, and for which request."""
 
     code: str  # catalog code: HD101, HD201, ... HD900
@@ -72,13 +88,7 @@ class StallRecord:
         if self.notes:
             object.__setattr__(self, "notes", tuple(redact_text(n) for n in self.notes))
 
-    KIND = "stall"  # the `record` key of its JSON: task records say "stuck" (see `stuck`)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"record": self.KIND, **asdict(self)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+    KIND: ClassVar[str] = "stall"  # task records say "stuck" (see `stuck`)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StallRecord:

@@ -18,14 +18,13 @@ Standard library only: this module is imported inside production services.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.model import Finding, Frame, Holder, RequestInfo, WaitsOn, frame_from_dict
-from hangdoctor.runtime.stall import Recent
+from hangdoctor.runtime.stall import JsonRecord, Recent
 
 __all__ = ["StuckHolder", "StuckRecord", "StuckWait", "recent_stuck"]
 
@@ -122,7 +121,7 @@ class StuckHolder:
 
 
 @dataclass(frozen=True)
-class StuckRecord:
+class StuckRecord(JsonRecord):
     """One stuck episode on one loop: the cause, where the task waits, on what, held by whom."""
 
     code: str  # catalog code: HD601 ... HD606
@@ -147,7 +146,7 @@ class StuckRecord:
     stack: tuple[Frame, ...] = ()  # the task's await chain, innermost first
     notes: tuple[str, ...] = field(default=())
 
-    KIND = "stuck"  # the `record` key of its JSON: stall records say "stall"
+    KIND: ClassVar[str] = "stuck"  # stall records say "stall"
 
     def __post_init__(self) -> None:
         # frozen: the scrubbed values replace the given ones before anyone can read them
@@ -200,12 +199,6 @@ class StuckRecord:
             stack=finding.stack,
             notes=notes,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"record": self.KIND, **asdict(self)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StuckRecord:
