@@ -105,12 +105,14 @@ class TaskTracker:
     def __init__(self) -> None:
         self._seen: dict[int, _Seen] = {}
         self._reads: dict[int, _Read] = {}  # the last full look, reused for unmoved tasks
+        self._tasks: list[asyncio.Task[Any]] = []  # the tasks the last `waits()` went over
 
     def waits(self, loop: asyncio.AbstractEventLoop | None = None) -> dict[int, float]:
         """How long each task's await has not changed, by task id: the cheap part, no locals."""
         now = time.monotonic()
         current: dict[int, _Seen] = {}
-        for task in _tasks(loop):
+        self._tasks = _tasks(loop)  # a look right after (on the same callback) reuses them
+        for task in self._tasks:
             key = _await_key(task)
             before = self._seen.get(id(task))
             same = before is not None and key is not None and before.key is key
@@ -132,7 +134,7 @@ class TaskTracker:
         self, loop: asyncio.AbstractEventLoop | None, waiting: dict[int, float]
     ) -> tuple[Task, ...]:
         """The full look with `waiting` from a `waits()` just taken (see `snapshot`)."""
-        tasks, self._reads = _snapshot(loop, waiting, self._reads)
+        tasks, self._reads = _snapshot(loop, waiting, self._reads, self._tasks)
         return tasks
 
 
@@ -152,8 +154,10 @@ def _snapshot(
     loop: asyncio.AbstractEventLoop | None,
     waiting: dict[int, float],
     previous: dict[int, _Read],
+    tasks: list[asyncio.Task[Any]] | None = None,
 ) -> tuple[tuple[Task, ...], dict[int, _Read]]:
-    tasks = _tasks(loop)
+    if tasks is None:
+        tasks = _tasks(loop)
     loop_tid = threading.get_native_id()  # run on the loop's own thread
     by_id = {id(t): t for t in tasks}
     awaited_by: dict[int, list[int]] = {}
