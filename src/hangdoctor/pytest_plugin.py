@@ -407,7 +407,6 @@ class _StuckTimer:
                 self._tracker.snapshot(self._loop),
                 self._stuck_after,
                 self._loop.time() - self._started,
-                exclude=self._task,
             )
         except Exception as exc:  # never lose the timeout for a failed report
             self.report = f"(the task graph could not be read: {exc!r})"
@@ -433,7 +432,7 @@ def _watched(func: AsyncTest, watch: _Watch) -> AsyncTest:
 # -- the message --------------------------------------------------------------------------
 
 
-def _stuck_report(tasks: Any, stuck_after: float, waited: float, *, exclude: object = None) -> str:
+def _stuck_report(tasks: Any, stuck_after: float, waited: float) -> str:
     """The test's task graph as a failure message: the HD6xx causes, else every wait."""
     import os
     import time
@@ -442,12 +441,11 @@ def _stuck_report(tasks: Any, stuck_after: float, waited: float, *, exclude: obj
     from hangdoctor.analysis.tasks import age, judge_tasks
     from hangdoctor.model import Snapshot
 
-    mine = tuple(t for t in tasks if exclude is None or t.id != id(exclude) or t.frames)
     snap = Snapshot(
         pid=os.getpid(),
         taken_at=time.time(),
         threads=(),
-        tasks=mine,
+        tasks=tuple(tasks),
         tasks_source="runtime",
         cwd=os.getcwd(),
     )
