@@ -111,13 +111,16 @@ def test_a_throttled_loop_is_starved_of_cpu_not_busy(
     health_load.append(server.base_url)
     time.sleep(0.5)  # the clients keep the loop answering: it is throttled inside a callback
     extra = ["--samples", "2", "--interval", "0.2"]  # py-spy pauses it: diagnose's default
-    with cpu_limited(server.pid, quota_s=0.002, period_s=1.0) as limit:
+    period_s = 1.0
+    with cpu_limited(server.pid, quota_s=0.002, period_s=period_s) as limit:
         limit.wait_for_throttle()
         status, out = diagnose_json(server.pid, *extra)
     assert (status, out["verdict"], out["findings"]) == (0, "healthy", []), out
     use = _loop_cpu(out)
-    # waiting most of the time, hardly running (a wait still going on at a read is not
-    # counted until it ends, so "most" rather than "all")
-    assert use["waiting_s"] >= 0.5 * use["wall_s"] and use["on_cpu_s"] < 0.05 * use["wall_s"], use
+    # hardly running, and waiting for a CPU the rest of the time but for the wait still
+    # going on at the last read: the kernel counts a wait when it ends, so up to one
+    # throttling period of it is missing (seen: 0.99 s of waiting in 2.0 s)
+    assert use["on_cpu_s"] < 0.05 * use["wall_s"], use
+    assert use["waiting_s"] >= 0.9 * (use["wall_s"] - period_s), use
     notes = " ".join(out["notes"])
     assert "starved of CPU" in notes and "waited for a CPU" in notes, notes
