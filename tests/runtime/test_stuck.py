@@ -652,6 +652,7 @@ def _watch_argv(port: int, *extra: str, loop: str = "asyncio") -> list[str]:
 
 
 @pytest.mark.e2e
+@pytest.mark.every_python
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_watch_reports_two_deadlocked_requests_and_the_shutdown_that_waits(
     servers: list[Any], tmp_path: Path, loop: str
@@ -712,6 +713,7 @@ def test_watch_reports_two_deadlocked_requests_and_the_shutdown_that_waits(
 
 
 @pytest.mark.e2e
+@pytest.mark.every_python
 def test_watch_without_out_names_the_stuck_requests_on_stderr(servers: list[Any]) -> None:
     from tests.runtime.apps.stuck_app import line_of
     from tests.runtime.conftest import start_server
@@ -739,6 +741,7 @@ def test_watch_without_out_names_the_stuck_requests_on_stderr(servers: list[Any]
 
 
 @pytest.mark.e2e
+@pytest.mark.every_python
 def test_middleware_names_the_requests_of_a_deadlock(servers: list[Any]) -> None:
     """The app's own middleware and watchdog: the debug page lists the episode with its request."""
     import httpx
