@@ -18,7 +18,7 @@ from hangdoctor.capture.procs import ProcessInfo
 from hangdoctor.capture.redact import redact_snapshot
 from hangdoctor.capture.sampler import sample
 from hangdoctor.errors import HangdoctorError, NoEventLoopError, ProcessGoneError
-from hangdoctor.model import Diagnosis, Snapshot, Verdict
+from hangdoctor.model import Diagnosis, Snapshot, Task, Verdict
 
 __all__ = ["LiveOptions", "LiveResult", "diagnose_processes"]
 
@@ -39,6 +39,8 @@ class LiveOptions:
     # not move over that span stuck (HD6xx); None: only a cycle or a shutdown wait, which
     # need no waiting to be certain
     stuck_after: float | None = None
+    # read the tasks from inside the target with gdb (capture/inject.py), on any Python
+    inject: bool = False
 
     def sampling(self) -> tuple[int, float]:
         """(samples, interval): spread over `stuck_after` when it is set."""
@@ -82,6 +84,11 @@ def diagnose_processes(
         pids.append(target.pid)
     if not pids:
         raise next(iter(unread.values()))
+    if opts.inject:
+        from hangdoctor.capture.inject import check_can_inject
+
+        for pid in pids:
+            check_can_inject(pid)  # before sampling: a missing gdb is said at once
     sampling_started = time.monotonic()
     samples, interval = opts.sampling()
     result = sample(
@@ -92,6 +99,7 @@ def diagnose_processes(
         native=opts.native,
         nonblocking=opts.nonblocking,
         timeout=opts.timeout,
+        inject=_inject_into_loop if opts.inject else None,
     )
     sampling_s = time.monotonic() - sampling_started
     snapshots = tuple(
@@ -125,7 +133,7 @@ def diagnose_processes(
     # the reads of a span of S seconds are a few milliseconds apart from S: allow for it
     stuck_after = math.inf if opts.stuck_after is None else opts.stuck_after * 0.9
     diagnosis = analyze(snapshots, anyio_limit=opts.anyio_limit, stuck_after=stuck_after)
-    if diagnosis.verdict is Verdict.HEALTHY:
+    if diagnosis.verdict is Verdict.HEALTHY and not opts.inject:
         notes.extend(_no_task_view(snapshots))
     if diagnosis.verdict is Verdict.HEALTHY and unread:
         raise _not_all_clear(unread, [p for p in pids if p not in unread])
@@ -155,9 +163,18 @@ def _no_task_view(snapshots: Sequence[Snapshot]) -> list[str]:
     return [
         f"Requests waiting on a healthy loop were not looked at in {which}: tasks can be "
         "read from outside only on CPython 3.14+. For requests that hang while /health "
-        "answers, run the service under `hangdoctor watch` or with the middleware "
+        "answers, run the service under `hangdoctor watch` or with the middleware, or "
+        "diagnose again with --inject (gdb reads them inside the target: see --help) "
         "(docs/stuck-requests.md)."
     ]
+
+
+def _inject_into_loop(snap: Snapshot, timeout: float) -> tuple[Task, ...]:
+    """The tasks of `snap`'s process, read by code injected into its loop thread."""
+    from hangdoctor.capture.inject import inject_tasks
+
+    tids = [t.tid for t in snap.threads if loop_view(t) is not None]
+    return inject_tasks(snap.pid, tids, timeout=timeout) if tids else ()
 
 
 def _not_all_clear(unread: dict[int, HangdoctorError], seen: list[int]) -> HangdoctorError:

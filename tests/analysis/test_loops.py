@@ -123,3 +123,18 @@ def test_anyio_worker_state() -> None:
     assert worker_state(busy) is True
     assert worker_state(waits_in_route) is True
     assert worker_state(_t(*THREAD_RUN)) is None
+
+
+def test_uvloop_under_uvicorns_own_asyncio_run_on_python_310() -> None:
+    """uvicorn 0.36+ on 3.10 runs uvloop from its copy of asyncio.run: still a loop thread.
+
+    Seen live: a uvloop server on Python 3.10 was "no event loop" (exit 2)."""
+    frames = (
+        _f("asyncio_run", f"{SITE}/uvicorn/_compat.py", 60),
+        _f("Server.run", f"{SITE}/uvicorn/server.py"),
+        *SERVER[1:],
+    )
+    view = loop_view(_t(*frames))
+    assert view is not None and (view.kind, view.idle) == (LoopKind.UVLOOP, True)
+    handler = loop_view(_t(*HANDLER, *frames))
+    assert handler is not None and not handler.idle

@@ -30,6 +30,8 @@ _RUNNERS = (
     FramePattern("asyncio/base_events.py", "BaseEventLoop.run_until_complete"),
     FramePattern("asyncio/base_events.py", "BaseEventLoop.run_forever"),
     FramePattern("uvloop/__init__.py", "run"),
+    # uvicorn 0.36+ on Python 3.10 runs its loop (uvloop too) from its own copy of asyncio.run
+    FramePattern("uvicorn/_compat.py", "asyncio_run"),
     FramePattern("anyio/_backends/_asyncio.py", "run"),
     # granian runs the app's loop (uvloop by default) straight from its worker spawners
     *(

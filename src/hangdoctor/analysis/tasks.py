@@ -122,7 +122,8 @@ def judge_tasks(
     # in the same handler): what a chain waits on and holds is worked out once
     known: dict[tuple[tuple[Frame, ...], bool], tuple[WaitsOn | None, tuple[WaitsOn, ...]]] = {}
 
-    runtime = last.tasks_source == "runtime"
+    # the process read its own objects (the runtime, or code injected into it)
+    runtime = last.tasks_source in ("runtime", "inject")
 
     def understood(task: Task) -> Task:
         if runtime:
@@ -190,7 +191,7 @@ def _undecided(
         and t.waits_on.kind in (_LIMITS | {WaitKind.LOCK, WaitKind.POOL})
         and (t.waiting_s is None or t.waiting_s < stuck_after)
     ]
-    if not queued or source != "remote" or math.isfinite(stuck_after):
+    if not queued or source not in ("remote", "inject") or math.isfinite(stuck_after):
         return []
     what = sorted({t.waits_on.describe() for t in queued if t.waits_on is not None})
     return [

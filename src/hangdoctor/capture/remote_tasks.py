@@ -55,7 +55,7 @@ from hangdoctor.capture.pyspy import _chroot_of, _host_tids, _ns_pid, python_ver
 from hangdoctor.errors import CaptureError, HangdoctorError, ProcessGoneError
 from hangdoctor.model import Frame, Task
 
-__all__ = ["MIN_VERSION", "read_tasks", "supports_remote_tasks", "target_version"]
+__all__ = ["MIN_VERSION", "read_tasks", "run_bounded", "supports_remote_tasks", "target_version"]
 
 MIN_VERSION = (3, 14)
 _KILL_WAIT_S = 5.0
@@ -203,7 +203,7 @@ def _read_with_target_python(
     pid = info.pid
     python, reader_pid = _reader_command(info, version)
     argv = [*python, "-I", "-S", "-c", _READER, str(reader_pid)]
-    out, err, code = _run(argv, timeout)
+    out, err, code = run_bounded(argv, timeout)
     if code is None:
         raise CaptureError(
             f"Reading the asyncio tasks of process {pid} did not finish within {timeout:g} s.",
@@ -332,7 +332,7 @@ def _same_namespace(pid: int, kind: str) -> bool:
         return True  # unreadable: nothing says it differs, and nsenter could not enter it either
 
 
-def _run(argv: list[str], timeout: float) -> tuple[str, str, int | None]:
+def run_bounded(argv: list[str], timeout: float) -> tuple[str, str, int | None]:
     """(stdout, stderr, returncode); returncode None: the deadline passed and it was killed."""
     proc = subprocess.Popen(
         argv,

@@ -14,13 +14,15 @@ A CPython 3.14+ target's asyncio tasks are read right after each of its dumps
 (capture/remote_tasks.py: one short subprocess), so the tasks and the threads of
 a sample describe the same moment. A failure to read them costs the sample
 nothing: it keeps its threads, gets no tasks, and the reason is kept in
-`SampleResult.task_errors`.
+`SampleResult.task_errors`. With `inject` (diagnose --inject, any Python), the
+tasks are read by that function instead, from inside the target
+(capture/inject.py), and carry `tasks_source="inject"`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -28,9 +30,12 @@ from hangdoctor.capture import schedstat
 from hangdoctor.capture.pyspy import dump
 from hangdoctor.capture.remote_tasks import read_tasks, supports_remote_tasks
 from hangdoctor.errors import CaptureError, HangdoctorError
-from hangdoctor.model import Snapshot
+from hangdoctor.model import Snapshot, Task
 
-__all__ = ["SampleResult", "sample"]
+__all__ = ["SampleResult", "TaskReader", "sample"]
+
+# reads the tasks of the process a sample was just taken of, within the seconds given
+TaskReader = Callable[[Snapshot, float], tuple[Task, ...]]
 
 _SLACK_S = 2.0  # on top of the per-call deadlines: thread start-up, reaping a killed py-spy
 
@@ -64,6 +69,7 @@ def sample(
     timeout: float = 5.0,
     tasks: bool = True,
     tasks_timeout: float | None = None,
+    inject: TaskReader | None = None,
 ) -> SampleResult:
     """Dump every pid `samples` times, rounds starting `interval` seconds apart.
 
@@ -84,7 +90,12 @@ def sample(
     if tasks_timeout <= 0:
         raise ValueError("tasks_timeout must be > 0")
     todo = list(dict.fromkeys(pids))  # keep order, drop repeats
-    with_tasks = {p for p in todo if supports_remote_tasks(p)} if tasks else set()
+    if not tasks:
+        with_tasks: set[int] = set()
+    elif inject is not None:
+        with_tasks = set(todo)
+    else:
+        with_tasks = {p for p in todo if supports_remote_tasks(p)}
     snapshots: dict[int, list[Snapshot]] = {}
     errors: dict[int, HangdoctorError] = {}
     task_errors: dict[int, HangdoctorError] = {}
@@ -110,6 +121,7 @@ def sample(
                     nonblocking=nonblocking,
                     timeout=timeout,
                     tasks_timeout=tasks_timeout if pid in read_tasks_of else None,
+                    inject=inject,
                 )
                 for pid in live
             }
@@ -142,6 +154,7 @@ def _dump_with_cpu(
     nonblocking: bool,
     timeout: float,
     tasks_timeout: float | None,
+    inject: TaskReader | None = None,
 ) -> _Sample:
     """One dump, each thread with its scheduler counters read as soon as it returns.
 
@@ -161,10 +174,15 @@ def _dump_with_cpu(
     if tasks_timeout is None:
         return _Sample(snap)
     try:
-        found = read_tasks(pid, timeout=tasks_timeout)
+        if inject is not None:
+            found = inject(snap, tasks_timeout)
+        else:
+            found = read_tasks(pid, timeout=tasks_timeout)
     except HangdoctorError as exc:
         return _Sample(snap, exc)
-    return _Sample(replace(snap, tasks=found, tasks_source="remote"))
+    return _Sample(
+        replace(snap, tasks=found, tasks_source="remote" if inject is None else "inject")
+    )
 
 
 def _collect(

@@ -122,10 +122,22 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     default=None,
     metavar="SECONDS",
     help=(
-        "CPython 3.14+ targets: read their tasks over SECONDS (the samples are spread over "
+        "CPython 3.14+ targets (any with --inject): read their tasks over SECONDS (the "
+        "samples are spread over "
         "it) and report a request whose await did not move in that time, on a lock, a "
         "pool, a limiter or a future, as stuck (HD602-HD605). Without it only what needs "
         "no waiting is reported: an await deadlock (HD601) and a shutdown that waits (HD606)."
+    ),
+)
+@click.option(
+    "--inject",
+    is_flag=True,
+    help=(
+        "Read the asyncio tasks from inside the target, on any Python (3.10-3.13 have no "
+        "other way from outside): gdb stops the loop thread while it is idle in its poll, "
+        "runs hangdoctor's read-only task snapshot there and detaches. Needs gdb. Risk: "
+        "the target is stopped for about 0.3 s per sample, and if gdb dies during the call "
+        "the target crashes. Without it, 3.10-3.13 targets show threads only."
     ),
 )
 @click.option(
@@ -151,6 +163,7 @@ def diagnose(
     timeout: float,
     anyio_limit: int,
     stuck_after: float | None,
+    inject: bool,
     fmt: str,
     save: Path | None,
     all_frames: bool,
@@ -164,7 +177,8 @@ def diagnose(
 
     On CPython 3.14+ it also reads every asyncio task from outside, so requests
     that hang while the loop answers (an await deadlock, a drained pool, a
-    future nobody resolves) are found too: verdict `stuck`.
+    future nobody resolves) are found too: verdict `stuck`. On 3.10-3.13,
+    --inject reads them from inside the target (opt-in: see its risk below).
     """
     from hangdoctor.capture.dumps import check_save_path, save_capture
     from hangdoctor.capture.procs import resolve_targets
@@ -184,6 +198,7 @@ def diagnose(
         reveal_secrets=show_secrets,
         anyio_limit=anyio_limit,
         stuck_after=stuck_after,
+        inject=inject,
     )
     result = diagnose_processes(targets, options)
     footer = (
