@@ -43,3 +43,35 @@ def test_lag_stalls_threads_and_streams_are_counted() -> None:
     assert _value(registry, "hangdoctor_anyio_worker_threads_limit") == 40
     assert _value(registry, "hangdoctor_anyio_worker_threads_busy") == 0
     assert _value(registry, "hangdoctor_open_streams") == 1
+
+
+def test_a_stuck_episode_is_counted_once_by_code() -> None:
+    """GIVEN two tasks deadlocked on two locks WHEN the watchdog looks at them over several
+    checks THEN hangdoctor_stuck_total{code="HD601"} is 1: an episode, not a check."""
+    registry = CollectorRegistry()
+    metrics = HangdoctorMetrics(registry)
+    first, second = asyncio.Lock(), asyncio.Lock()
+
+    async def take(a: asyncio.Lock, b: asyncio.Lock) -> None:
+        async with a:
+            await asyncio.sleep(0.05)
+            async with b:
+                pass
+
+    async def main() -> None:
+        async with LoopWatchdog(0.25, log=False, stuck_after=0.3) as dog:
+            metrics.watch(dog)
+            tasks = [
+                asyncio.create_task(take(first, second)),
+                asyncio.create_task(take(second, first)),
+            ]
+            deadline = time.monotonic() + 10
+            while not dog.stuck_records and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # more checks and looks: the same episode
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    assert _value(registry, "hangdoctor_stuck_total", code="HD601") == 1

@@ -2,6 +2,7 @@
 
     hangdoctor_loop_lag_seconds                   histogram: how late each heartbeat ran
     hangdoctor_stalls_total{code}                 counter: stalls by catalog code
+    hangdoctor_stuck_total{code}                  counter: stuck-request episodes (HD6xx)
     hangdoctor_anyio_worker_threads_busy          gauge: AnyIO worker threads in use
     hangdoctor_anyio_worker_threads_limit         gauge: the AnyIO thread limit (40 by default)
     hangdoctor_open_streams                       gauge: event-stream responses open
@@ -23,6 +24,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from hangdoctor.runtime.stall import StallRecord
+from hangdoctor.runtime.stuck import StuckRecord
 from hangdoctor.runtime.watchdog import LoopWatchdog
 
 __all__ = ["LAG_BUCKETS", "HangdoctorMetrics"]
@@ -50,6 +52,13 @@ class HangdoctorMetrics:
             ["code"],
             registry=registry,
         )
+        self.stuck = Counter(
+            f"{ns}_stuck",
+            "Episodes of requests or tasks stuck on a healthy loop (HD6xx), by catalog code; "
+            "each counted once, when it is first reported.",
+            ["code"],
+            registry=registry,
+        )
         self.threads_busy = Gauge(
             f"{ns}_anyio_worker_threads_busy",
             "AnyIO worker threads in use (sync routes, run_in_threadpool).",
@@ -71,7 +80,7 @@ class HangdoctorMetrics:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def watch(self, watchdog: LoopWatchdog) -> None:
-        """Feed the lag histogram and the stall counter from `watchdog`.
+        """Feed the lag histogram and the stall and stuck counters from `watchdog`.
 
         Called from inside the watched loop, it also samples the AnyIO thread
         limiter there once a second (the limiter belongs to the loop), for as
@@ -79,6 +88,7 @@ class HangdoctorMetrics:
         """
         watchdog.add_lag_listener(self.loop_lag.observe)
         watchdog.add_stall_listener(self._count_stall)
+        watchdog.add_stuck_listener(self._count_stuck)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -89,6 +99,9 @@ class HangdoctorMetrics:
 
     def _count_stall(self, record: StallRecord) -> None:
         self.stalls.labels(record.code).inc()
+
+    def _count_stuck(self, record: StuckRecord) -> None:
+        self.stuck.labels(record.code).inc()
 
     async def _sample_threads(self, watchdog: LoopWatchdog) -> None:
         limiter = _limiter()
