@@ -131,3 +131,33 @@ def test_a_request_path_the_server_does_not_have_stops_the_run(newsroom: ServerF
     assert out.returncode == 2, out.stdout + out.stderr
     assert "The request POST /transfers returned HTTP 404" in out.stderr
     assert "--request 'METHOD PATH'" in out.stderr
+
+
+@pytest.mark.every_python
+def test_probe_with_inject_reads_the_deadlock_on_this_python(newsroom: ServerFactory) -> None:
+    """GIVEN the deadlock app on this (pre-3.14) Python WHEN probed with both routes as
+    --request and --inject THEN exit 1, and the tasks read inside the server at that moment
+    name HD601 at the app's lines; /health never timed out."""
+    from tests.apt import need_tools
+
+    need_tools({"gdb": "gdb"})
+    server = _stuck_app(newsroom)
+    out = run_hangdoctor(
+        "probe", server.base_url, "--request", "POST /transfer", "--request", "POST /close-day",
+        "--inject", *QUICK, "--format", "json", timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr
+    data = json.loads(out.stdout)
+    assert data["summary"]["timeouts"] == 0
+    assert data["diagnosis_kind"] == "stuck", data.get("notes")
+    diagnosis = data["diagnosis"]
+    assert diagnosis["verdict"] == "stuck", diagnosis
+    (found,) = [f for f in diagnosis["findings"] if f["code"] == "HD601"]
+    lines = (APPS / "stuck_app.py").read_text().splitlines()
+    waits = {
+        n
+        for n, text in enumerate(lines, 1)
+        if "transfer waits for the ledger" in text or "close_day waits for the accounts" in text
+    }
+    assert found["file"].endswith("stuck_app.py") and found["line"] in waits
+    assert len(found["cycle"]) == 2

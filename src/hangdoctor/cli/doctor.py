@@ -325,6 +325,7 @@ def command(
     requests: tuple[str, ...],
     request_timeout: float,
     request_interval: float,
+    inject: bool,
     seed: int | None,
     ready_timeout: float,
     fix: bool,
@@ -378,6 +379,7 @@ def command(
         requests=requests,
         request_timeout_s=request_timeout,
         request_interval_s=request_interval,
+        inject=inject,
     )
     console = TrimmedConsole(highlight=False, soft_wrap=False)  # no padded line ends
     before = _run_once(console, argv, config, ready_timeout, "probe")

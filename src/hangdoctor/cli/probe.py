@@ -38,7 +38,7 @@ __all__ = [
 
 
 def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--request, --request-timeout and --request-interval: probe and doctor take the same."""
+    """--request, --request-timeout, --request-interval, --inject: probe and doctor share them."""
     for option in reversed(
         (
             click.option(
@@ -58,6 +58,7 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help=REQUEST_INTERVAL_HELP,
             ),
+            click.option("--inject", is_flag=True, help=INJECT_HELP),
         )
     ):
         command = option(command)
@@ -68,6 +69,10 @@ REQUEST_HELP = (
     "A request sent beside the health checks with a deadline, as PATH (a GET) or "
     "'METHOD PATH' (repeatable). One that gets no answer in time while health answers is "
     "stuck on a healthy loop: the run fails and the server's tasks are read (3.14+)."
+)
+INJECT_HELP = (
+    "When a --request is stuck on a Python 3.10-3.13 server, read its tasks from inside it "
+    "with gdb, as `diagnose --inject` does (see its --help for the risk). Needs gdb."
 )
 REQUEST_TIMEOUT_HELP = "Deadline of each --request, in seconds: later is no answer."
 REQUEST_INTERVAL_HELP = (
@@ -289,6 +294,7 @@ def command(
     requests: tuple[str, ...],
     request_timeout: float,
     request_interval: float,
+    inject: bool,
     pid: int | None,
     no_capture: bool,
     headers: tuple[tuple[str, str], ...],
@@ -360,6 +366,7 @@ def command(
         requests=requests,
         request_timeout_s=request_timeout,
         request_interval_s=request_interval,
+        inject=inject,
     )
     with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)

@@ -18,9 +18,11 @@ between, so what the samples saw was many short blocking calls on that line
 A request stuck on a healthy loop (past its deadline while health answers) is
 caught the same way, once per run, but what it waits on lives in its task, not
 on a thread's stack: that capture reads the tasks too, over a short span
-(`LiveOptions.stuck_after`), which CPython 3.14+ allows from outside. On an
-older server there is nothing to read from outside, so no stacks are taken and
-a note says how to get the task view (the runtime, `hangdoctor watch`).
+(`LiveOptions.stuck_after`), which CPython 3.14+ allows from outside, and any
+Python with `inject` (--inject: gdb runs the read inside the server while its
+loop is idle). Otherwise an older server has nothing to read from outside, so no
+stacks are taken and a note says how to get the task view (the runtime,
+`hangdoctor watch`, --inject).
 """
 
 from __future__ import annotations
@@ -102,11 +104,13 @@ class Catcher:
         clock: Callable[[], float],
         limit: int = MAX_CAPTURES,
         options: LiveOptions | None = None,
+        inject: bool = False,
     ) -> None:
         self.pids = tuple(pids)
         self._clock = clock
         self._limits = {STALL: limit, STUCK: MAX_STUCK_CAPTURES}
         self._options = options or LiveOptions()
+        self._inject = inject  # for STUCK captures only: a stalled loop is never idle
         self._threads: list[tuple[str, threading.Thread]] = []
         self._lock = threading.Lock()
         self.captures: list[Capture] = []
@@ -129,7 +133,7 @@ class Catcher:
             return False
         options = self._options
         if kind == STUCK:
-            options = replace(options, stuck_after=stuck_after)
+            options = replace(options, stuck_after=stuck_after, inject=self._inject)
         t = self._clock()
         thread = threading.Thread(
             target=self._run, args=(t, kind, options), name="hangdoctor-catch", daemon=True
@@ -154,7 +158,8 @@ class Catcher:
         offset = time.time() - self._clock()  # snapshots carry wall-clock times
         try:
             targets = self._targets()
-            if kind == STUCK and not any(supports_remote_tasks(p.pid) for p in targets):
+            readable = options.inject or any(supports_remote_tasks(p.pid) for p in targets)
+            if kind == STUCK and not readable:
                 capture = Capture(t, None, _no_task_view(targets), 0.0, kind=kind)
             else:
                 result = diagnose_processes(targets, options)
@@ -241,7 +246,8 @@ def _no_task_view(targets: Sequence[ProcessInfo]) -> str:
         f"{runs}, and the tasks of a running process can be read from outside only on "
         "CPython 3.14+. To see what its requests wait on, run it on 3.14, or under "
         "`hangdoctor watch --stuck-after 10` or with the hangdoctor runtime "
-        "(HangdoctorMiddleware with LoopWatchdog(stuck_after=...)): docs/stuck-requests.md."
+        "(HangdoctorMiddleware with LoopWatchdog(stuck_after=...)), or probe again with "
+        "--inject (gdb reads them inside the server: see --help): docs/stuck-requests.md."
     )
 
 

@@ -803,12 +803,13 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
 def _catcher(
     run: _Run, endpoint: Endpoint, pid: int | None, capture: bool
 ) -> tuple[Catcher | None, list[str]]:
+    inject = run.config.inject
     if not capture:
         return None, ["catch-in-the-act is off (--no-capture)"]
     clock = run.now
     if pid is not None:
         process_info(pid)  # a PID that is not running is an error before the run, not after
-        return Catcher([pid], clock=clock), []
+        return Catcher([pid], clock=clock, inject=inject), []
     if not endpoint.is_local(run.address):
         return None, [
             f"catch-in-the-act is off: {endpoint.host} is not this machine; "
@@ -817,7 +818,7 @@ def _catcher(
     pids, note = server_pids(endpoint.port)
     if not pids:
         return None, [note] if note else []
-    return Catcher(pids, clock=clock), []
+    return Catcher(pids, clock=clock, inject=inject), []
 
 
 def _resource_watch(

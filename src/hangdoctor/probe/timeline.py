@@ -92,6 +92,8 @@ class ProbeConfig:
     requests: tuple[str, ...] = ()
     request_timeout_s: float = 5.0  # deadline of each of them
     request_interval_s: float = 0.5  # each request path is sent this often
+    # read the tasks of a pre-3.14 server from inside it with gdb when requests are stuck
+    inject: bool = False
 
 
 @dataclass(frozen=True)
