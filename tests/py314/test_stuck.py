@@ -204,3 +204,28 @@ def test_streams_and_long_polls_that_keep_moving_are_not_stuck(stuck_server: Tar
             sock.close()
         for worker in workers:
             worker.join(timeout=10)
+
+
+def test_inject_reads_the_deadlock_of_a_target_in_its_own_root(stuck_server: Target) -> None:
+    """GIVEN the deadlock in a 3.14 server in its own root and mount namespace WHEN diagnosed
+    from the host with --inject THEN HD601 as from outside, read by the target's own objects
+    (gdb opens its binaries in there, the package goes through its /tmp), and nothing is
+    left in that /tmp."""
+    from tests.apt import need_tools
+
+    need_tools({"gdb": "gdb"})
+    base = stuck_server.base_url
+    callers = [_call(base + "/transfer", "POST"), _call(base + "/close-day", "POST")]
+    time.sleep(1.0)
+    code, out = diagnose_json(stuck_server.pid, "--inject")
+    assert (code, out["verdict"]) == (1, "stuck"), out["notes"]
+    (found,) = [f for f in out["findings"] if f["code"] == "HD601"]
+    waits = {_line("transfer waits for the ledger"), _line("close_day waits for the accounts")}
+    assert found["line"] in waits and len(found["cycle"]) == 2
+    took = {h["line"] for h in found["holders"]}
+    assert took == {_line("transfer takes the accounts"), _line("close_day takes the ledger")}
+    assert not any("could not be read" in n for n in out["notes"]), out["notes"]
+    tmp = Path(f"/proc/{stuck_server.pid}/root/tmp")
+    assert not list(tmp.glob("hangdoctor-inject-*"))
+    _health_answers(base)
+    del callers

@@ -10,7 +10,8 @@ snapshot, on the loop's thread, and it only reads.
 What keeps it safe, and what is left:
 
 - The thread is the loop's, and only while the loop is idle: gdb checks that
-  the thread sits in the poll system call (epoll_wait, poll, select), where it
+  the thread sits in the poll system call (epoll_wait, poll, select: from its
+  registers, whatever symbols the target's libc has), where it
   holds no libc lock and has released the GIL, so running Python there is what
   a signal handler does between two system calls. The injected code checks in
   turn that no task is in a step and, for a selector loop, that the loop is in
@@ -27,7 +28,9 @@ What keeps it safe, and what is left:
 
 Files go through a directory made in the target's own /tmp (or /dev/shm),
 reached as /proc/PID/root/tmp, so a target in a container root sees them too;
-gdb opens the target's binaries in its mount namespace itself.
+gdb opens the target's binaries in its mount namespace itself. gdb is told to
+use no debug info of this machine and calls nothing of the target's libc by
+name (see the script's comments): a container's libc is not the host's.
 """
 
 from __future__ import annotations
@@ -72,24 +75,49 @@ def quiet(command):
     except gdb.error:
         pass  # an older gdb without that setting
 
-POLLS = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect",
-         "pselect6", "kevent"}
+# the thread must be stopped inside one of these system calls: x86_64 and aarch64 numbers
+POLL_SYSCALLS = {
+    "x86_64": {7, 23, 232, 270, 271, 281, 441},  # poll select epoll_wait pselect6 ppoll
+    "aarch64": {22, 72, 73, 441},  # epoll_pwait pselect6 ppoll epoll_pwait2
+}
+POLL_NAMES = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select",
+              "pselect", "pselect6"}
 
 def in_poll(thread):
-    # innermost native frames: glibc 2.41 adds __syscall_cancel_arch and friends below
+    # From the registers, not from symbol names: a target in another root has another libc,
+    # stripped, whose internal syscall wrapper has no name gdb can give. Stopped inside a
+    # system call, the instruction before pc is the syscall instruction and the kernel
+    # keeps the call's number ($orig_rax; x8 on aarch64).
     thread.switch()
-    frame = gdb.newest_frame()
+    arch = gdb.selected_frame().architecture().name()
+    pc = int(gdb.parse_and_eval("$pc"))
+    memory = gdb.selected_inferior()
+    try:
+        if "x86-64" in arch:
+            return (bytes(memory.read_memory(pc - 2, 2)) == b"\x0f\x05"
+                    and int(gdb.parse_and_eval("$orig_rax")) in POLL_SYSCALLS["x86_64"])
+        if "aarch64" in arch:
+            return (bytes(memory.read_memory(pc - 4, 4)) == b"\x01\x00\x00\xd4"
+                    and int(gdb.parse_and_eval("$x8")) in POLL_SYSCALLS["aarch64"])
+    except (gdb.error, gdb.MemoryError):
+        return False
+    frame = gdb.newest_frame()  # another architecture: the libc function's own name
     for _ in range(5):
         if frame is None:
             return False
-        name = re.sub(r"^_*(GI_|libc_)?_*", "", frame.name() or "")
-        if name in POLLS:
+        if re.sub(r"^_*(GI_|libc_)?_*", "", frame.name() or "") in POLL_NAMES:
             return True
         frame = frame.older()
     return False
 
-for setting in ("set debuginfod enabled off", "set auto-load python-scripts off",
-                "set pagination off", "set confirm off", "set width 0"):
+# debug info from this machine may belong to another build of the same library (a
+# container's libc): gdb would then call its malloc at a wrong address. Symbols come
+# from the target's own files only.
+for setting in ("set debug-file-directory /nonexistent-hangdoctor",
+                "set debuginfod enabled off", "set auto-load python-scripts off",
+                "set pagination off", "set confirm off", "set width 0",
+                # a signal inside a called function: gdb unwinds the call, the target goes on
+                "set unwindonsignal on"):
     quiet(setting)
 answer = {"error": "busy", "message": "the loop thread was never idle in poll"}
 for attempt in range(P["tries"]):
@@ -104,12 +132,27 @@ for attempt in range(P["tries"]):
         answer = {"error": "no-thread", "message": "no thread %s" % P["tids"]}
     elif chosen:
         chosen[0].switch()
-        state = int(gdb.parse_and_eval("(int) PyGILState_Ensure()"))
+        # No string literal in these calls: gdb would copy it into the target with the
+        # libc malloc it finds by name, and in a newer libc than it knows that name may
+        # point elsewhere (seen: glibc 2.43, gdb 13). Python's own allocator is called
+        # through Python's exported symbol instead, and the code written there.
+        code = P["code"].encode() + b"\0"
         try:
-            rc = int(gdb.parse_and_eval('(int) PyRun_SimpleString("%s")' % P["code"]))
-        finally:
-            gdb.parse_and_eval("(void) PyGILState_Release(%d)" % state)
-        answer = {"tid": chosen[0].ptid[1], "rc": rc}
+            state = int(gdb.parse_and_eval("(int) PyGILState_Ensure()"))
+            try:
+                buffer = int(gdb.parse_and_eval("(long) PyMem_RawMalloc(%d)" % len(code)))
+                if not buffer:
+                    raise gdb.error("PyMem_RawMalloc failed")
+                try:
+                    gdb.selected_inferior().write_memory(buffer, code)
+                    call = "(int) PyRun_SimpleString((char *) %d)" % buffer
+                    answer = {"tid": chosen[0].ptid[1], "rc": int(gdb.parse_and_eval(call))}
+                finally:
+                    gdb.parse_and_eval("(void) PyMem_RawFree((void *) %d)" % buffer)
+            finally:
+                gdb.parse_and_eval("(void) PyGILState_Release(%d)" % state)
+        except (gdb.error, gdb.MemoryError) as exc:
+            answer = {"error": "call", "message": str(exc).splitlines()[0]}
     quiet("detach")
     if chosen or answer.get("error") == "no-thread":
         break
