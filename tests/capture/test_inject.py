@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -228,3 +229,30 @@ def test_a_blocked_loop_is_not_injected_into(
     notes = " ".join(out["notes"])
     assert f"tasks of pid {server.pid} could not be read" in notes, notes
     assert "was never idle" in notes or "was not idle" in notes, notes
+
+
+def test_a_target_whose_python_was_replaced_on_disk_is_not_injected_into(
+    tmp_path: Path,
+) -> None:
+    """GIVEN a Python whose executable was deleted after it started (an upgrade) WHEN
+    --inject THEN exit 2 before gdb runs: gdb would read the new file's addresses."""
+    exe = tmp_path / "python3-copy"
+    shutil.copy2(os.path.realpath(sys.executable), exe)
+    code = "import asyncio, sys; print('ready', flush=True); asyncio.run(asyncio.sleep(60))"
+    env = {**os.environ, "PYTHONHOME": sys.base_prefix}
+    proc = subprocess.Popen(
+        [str(exe), "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        exe.unlink()
+        out = run_hangdoctor("diagnose", "--pid", str(proc.pid), "--inject")
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
+        assert "replaced on disk since it started" in out.stderr, out.stderr
+        assert "Restart the service" in out.stderr
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -56,6 +56,7 @@ from hangdoctor.runtime.injected import ENTRY_NAME
 __all__ = ["LoopBusyError", "check_can_inject", "find_gdb", "inject_tasks"]
 
 _MARK = "HANGDOCTOR-GDB "
+_DELETED = " (deleted)"
 _MAX_ANSWER_BYTES = 256 * 1024 * 1024  # 10,000 tasks 8 frames deep take ~30 MB
 _TRIES = 8  # attaches per read, _PAUSE_S apart: a loop under load is idle most of the time
 _PAUSE_S = 0.05
@@ -113,6 +114,11 @@ def in_poll(thread):
 # debug info from this machine may belong to another build of the same library (a
 # container's libc): gdb would then call its malloc at a wrong address. Symbols come
 # from the target's own files only.
+# The files as the target maps them: its executable through /proc/PID/exe, its libraries
+# through /proc/PID/root, which follows its chroot and mount namespace. By their own names
+# gdb would open this machine's files, and call a function at another build's address.
+quiet("set sysroot /proc/%d/root" % P["pid"])
+quiet("file /proc/%d/exe" % P["pid"])
 for setting in ("set debug-file-directory /nonexistent-hangdoctor",
                 "set debuginfod enabled off", "set auto-load python-scripts off",
                 "set pagination off", "set confirm off", "set width 0",
@@ -179,12 +185,36 @@ def check_can_inject(pid: int) -> None:
             "--inject and run the service under `hangdoctor watch` (docs/stuck-requests.md).",
         )
     info = process_info(pid)
+    replaced = _replaced_libraries(pid)
+    if replaced:
+        raise CaptureError(
+            f"Process {pid} runs files that were replaced on disk since it started "
+            f"({', '.join(replaced[:3])}): gdb would read the new ones and call the target's "
+            "functions at the wrong addresses, so --inject is refused.",
+            "Restart the service to run the installed files, or leave out --inject and run "
+            "it under `hangdoctor watch`.",
+        )
     if free_threaded_evidence(info) is not None:
         raise CaptureError(
             f"Process {pid} runs a free-threaded Python; --inject supports the default "
             "(GIL) build only.",
             "Leave out --inject; run the service under `hangdoctor watch` to see its tasks.",
         )
+
+
+def _replaced_libraries(pid: int) -> list[str]:
+    """Python and C libraries `pid` maps from files deleted or replaced since (an upgrade)."""
+    found: list[str] = []
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.split(None, 5)[5].strip() if line.count(" ") >= 5 else ""
+                name = os.path.basename(path.removesuffix(_DELETED))
+                if path.endswith(_DELETED) and name.startswith(("python", "libpython", "libc.")):
+                    found.append(path.removesuffix(_DELETED))
+    except (OSError, IndexError):
+        pass
+    return list(dict.fromkeys(found))
 
 
 def inject_tasks(pid: int, loop_tids: Sequence[int], *, timeout: float = 10.0) -> tuple[Task, ...]:
