@@ -10,14 +10,17 @@ the host's own Python has no tasks to read, and a dead pid says so.
 
 from __future__ import annotations
 
+import asyncio.locks
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from tests.capture.conftest import READY, StartTarget
@@ -30,6 +33,7 @@ from tests.py314.root import (
     python_child,
 )
 
+from hangdoctor.capture import remote_tasks
 from hangdoctor.capture.remote_tasks import read_tasks, supports_remote_tasks, target_version
 from hangdoctor.capture.sampler import sample
 from hangdoctor.errors import ProcessGoneError
@@ -331,3 +335,185 @@ def test_a_failed_task_read_keeps_the_thread_samples(start314: Start) -> None:
     assert all(s.threads and s.tasks == () and s.tasks_source is None for s in snaps)
     assert list(result.task_errors) == [pid]
     assert "did not finish within 0.001 s" in result.task_errors[pid].message
+
+
+# -- the reader's tables, with a stand-in for CPython's _remote_debugging ---------------------
+
+
+class _FrameInfo(NamedTuple):  # a structseq as 3.14's: a tuple, equal by its fields
+    filename: str
+    lineno: int
+    funcname: str
+
+
+class _Location:
+    """A frame location that cannot be hashed, as a later release might give."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, lineno: int) -> None:
+        self.lineno = lineno
+
+
+class _LaterFrameInfo(NamedTuple):
+    filename: str
+    location: _Location
+    funcname: str
+
+
+class _CoroInfo(NamedTuple):
+    call_stack: list[Any]
+    task_name: int | str
+
+
+class _TaskInfo(NamedTuple):
+    task_id: int
+    task_name: str
+    coroutine_stack: list[_CoroInfo]
+    awaited_by: list[_CoroInfo]
+
+
+class _AwaitedInfo(NamedTuple):
+    thread_id: int
+    awaited_by: list[_TaskInfo]
+
+
+LOCKS = asyncio.locks.__file__  # a real file: short_file looks at its folders
+APP = "/srv/app/handler.py"
+
+
+def _handler_stack(frame: Callable[[str, int, str], Any]) -> list[Any]:
+    return [frame(LOCKS, 213, "Event.wait"), frame(APP, 4, "leaf"), frame(APP, 8, "handler")]
+
+
+def _infos(frame: Callable[[str, int, str], Any] = _FrameInfo) -> list[_AwaitedInfo]:
+    """Main's gather awaits two handlers (one by id, one by name, twice); a third thread's
+    task is split over two coroutine stacks; thread 0 has none."""
+    main_stack = [frame(APP, 20, "main")]
+    main = _TaskInfo(1, "Task-1", [_CoroInfo(main_stack, 1)], [])
+    by_id = _TaskInfo(2, "Task-2", [_CoroInfo(_handler_stack(frame), 2)], [_CoroInfo([], 1)])
+    by_name = _TaskInfo(
+        3,
+        "Task-3",
+        [_CoroInfo(_handler_stack(frame), 3)],
+        [_CoroInfo([], "Task-1"), _CoroInfo([], 1), _CoroInfo([], "nobody")],
+    )
+    split = _TaskInfo(
+        4,
+        "worker",
+        [_CoroInfo(_handler_stack(frame)[:1], 4), _CoroInfo([frame(APP, 30, "work")], 4)],
+        [],
+    )
+    return [
+        _AwaitedInfo(100, [main, by_id, by_name]),
+        _AwaitedInfo(101, [split]),
+        _AwaitedInfo(0, []),
+    ]
+
+
+def _reader(monkeypatch: pytest.MonkeyPatch, infos: list[_AwaitedInfo]) -> dict[str, Any]:
+    """The reader's namespace, exec'd as in-process reading does, over `infos`."""
+
+    class RemoteUnwinder:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+        def get_all_awaited_by(self) -> list[_AwaitedInfo]:
+            return infos
+
+    fake = types.ModuleType("_remote_debugging")
+    fake.RemoteUnwinder = RemoteUnwinder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "_remote_debugging", fake)
+    namespace: dict[str, Any] = {"__name__": "hangdoctor_remote_reader"}
+    exec(compile(remote_tasks._READER, "<reader>", "exec"), namespace)
+    return namespace
+
+
+def _assert_the_fake_tasks(tasks: tuple[Task, ...]) -> None:
+    main, by_id, by_name, split = tasks
+    assert [(t.id, t.name, t.loop_tid) for t in tasks] == [
+        (1, "Task-1", 100),
+        (2, "Task-2", 100),
+        (3, "Task-3", 100),
+        (4, "worker", 101),
+    ]
+    assert [(f.function, f.file, f.line) for f in main.frames] == [("main", APP, 20)]
+    assert [(f.function, f.line) for f in by_id.frames] == [
+        ("Event.wait", 213),
+        ("leaf", 4),
+        ("handler", 8),
+    ]
+    assert by_id.frames[0].short_file == "asyncio/locks.py"
+    assert [(f.function, f.line) for f in split.frames] == [("Event.wait", 213), ("work", 30)]
+    assert main.awaited_by == () and split.awaited_by == ()
+    assert by_id.awaited_by == (1,)
+    assert by_name.awaited_by == (1,)  # the name resolved to main's id, once; "nobody" dropped
+    # one chain, one tuple; one frame, one object
+    assert by_id.frames is by_name.frames
+    assert split.frames[0] is by_id.frames[0]
+
+
+def test_the_reader_sends_each_await_chain_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader's tables hold each distinct frame and chain once; read in-process or
+    through its JSON, they make the same tasks, chains shared between tasks."""
+    namespace = _reader(monkeypatch, _infos())
+    data = namespace["read"](4242)
+    assert len(data["frames"]) == 5 and len(data["stacks"]) == 3
+    assert [t["thread"] for t in data["threads"]] == [100, 101, 0]
+    text = namespace["_dump"](data)
+    assert json.loads(text) == json.loads(json.dumps(data))
+    in_process = remote_tasks._tasks(os.getpid(), data, inner_tids=False)
+    through_json = remote_tasks._tasks(os.getpid(), json.loads(text), inner_tids=False)
+    assert in_process == through_json
+    _assert_the_fake_tasks(in_process)
+    _assert_the_fake_tasks(through_json)
+
+
+def test_the_reader_keys_unhashable_frames_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later release's frame that cannot be hashed (a location object) still reads."""
+
+    def later(filename: str, line: int, funcname: str) -> _LaterFrameInfo:
+        return _LaterFrameInfo(filename, _Location(line), funcname)
+
+    namespace = _reader(monkeypatch, _infos(later))
+    data = json.loads(namespace["_dump"](namespace["read"](4242)))
+    _assert_the_fake_tasks(remote_tasks._tasks(os.getpid(), data, inner_tids=False))
+
+
+def test_the_reader_without_the_json_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CPython's _json helper the reader prints the same JSON through `json`."""
+    namespace = _reader(monkeypatch, _infos())
+    data = namespace["read"](4242)
+    fast = namespace["_dump"](data)
+    monkeypatch.setitem(sys.modules, "_json", None)
+    assert namespace["_dump"](data) == fast
+
+
+def test_the_reader_error_keeps_its_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed read prints {"error", "errno", "message"}, which says why."""
+    namespace = _reader(monkeypatch, [])
+
+    def denied(self: object) -> list[_AwaitedInfo]:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(
+        sys.modules["_remote_debugging"].RemoteUnwinder, "get_all_awaited_by", denied
+    )
+    assert json.loads(namespace["_dump"](namespace["read"](4242))) == {
+        "error": "PermissionError",
+        "errno": 1,
+        "message": "[Errno 1] Operation not permitted",
+    }
+    assert namespace["_dump"](namespace["read"](4242)).startswith('{"error":"PermissionError"')
+
+
+def test_loop_threads_numbered_inside_a_pid_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read inside the target's PID namespace, a loop's thread is given back as the host
+    numbers it; an unknown thread (0) is no thread."""
+    namespace = _reader(monkeypatch, _infos())
+    data = namespace["read"](4242)
+    monkeypatch.setattr(remote_tasks, "_host_tids", lambda pid: {100: 5100})
+    tasks = remote_tasks._tasks(os.getpid(), data, inner_tids=True)
+    assert [t.loop_tid for t in tasks] == [5100, 5100, 5100, 101]
+    data["threads"][0]["thread"] = 0
+    assert remote_tasks._tasks(os.getpid(), data, inner_tids=True)[0].loop_tid is None

@@ -18,7 +18,11 @@ in its own PID namespace), or `chroot /proc/PID/root` where hangdoctor lacks
 CAP_SYS_ADMIN but shares the target's PID namespace (a debug container). When
 hangdoctor itself runs the target's minor version and sees the same filesystem, it
 reads in-process instead: no subprocess at all. One read takes ~20-30 ms through
-a subprocess (mostly the interpreter's start), ~1 ms in-process.
+a subprocess (mostly the interpreter's start), ~1 ms in-process. With many tasks
+nearly all of it is `get_all_awaited_by` itself: CPython 3.14.8 caches a fixed
+number of the target's pages, so with 10,000 tasks most of its reads become a
+process_vm_readv of their own (~430,000 against ~1,200 for 1,000 tasks) and it
+takes ~1 s, for ~40 ms of ours (the interpreter's start, tables, `Task`s).
 
 A target older than 3.14 has nothing to read: `supports_remote_tasks` says no and
 `read_tasks` returns no tasks, without an error. A free-threaded target is left
@@ -74,9 +78,15 @@ _CAP_SYS_ADMIN = 21
 
 # Run by the target's interpreter (`-I -S -c`, argv[1] = the pid as its /proc numbers it),
 # or exec'd here when hangdoctor runs the same minor version. Prints one JSON object:
-# {"tasks": [...]} or {"error": ExceptionName, "errno": n, "message": ...}.
+# {"error": ExceptionName, "errno": n, "message": ...}, or the tasks as tables:
+#   "frames":  [[filename, line, funcname], ...], each distinct frame once
+#   "stacks":  [[frame index, ...], ...], each distinct await chain once, innermost first
+#   "threads": [{"thread": tid, "ids": [...], "names": [...], "stacks": [stack index, ...],
+#                "awaited_by": [[task index in "ids", [awaiting task id or name, ...]], ...]}]
+# Thousands of requests in the same handler share a few await chains: as tables, 10,000
+# tasks are ~0.3 MB of JSON instead of ~4.3 MB, and each chain is parsed and built once.
 _READER = r"""
-import json, sys
+import sys
 
 def _line(f):
     line = getattr(f, "lineno", None)
@@ -85,8 +95,9 @@ def _line(f):
         line = getattr(loc, "lineno", None) or (loc[0] if isinstance(loc, tuple) and loc else 0)
     return int(line or 0)
 
-def _frames(stack):
-    return [[str(f.filename), _line(f), str(f.funcname)] for f in stack]
+def _row(f):
+    # a plain tuple is already the row: the key an unhashable frame was replaced by
+    return f if type(f) is tuple else [str(f.filename), _line(f), str(f.funcname)]
 
 def read(pid):
     try:
@@ -102,23 +113,85 @@ def read(pid):
             "errno": getattr(exc, "errno", None) or getattr(ctx, "errno", None),
             "message": str(exc) + (f" ({ctx})" if ctx is not None else ""),
         }
-    tasks = []
+    chains = {}
+    threads = []
     for info in infos:
+        ids, names, stacks, awaited = [], [], [], []
         for task in info.awaited_by:
-            tasks.append({
-                "thread": int(info.thread_id),
-                "id": int(task.task_id),
-                "name": str(task.task_name),
-                "stacks": [_frames(c.call_stack) for c in task.coroutine_stack],
-                "awaited_by": [
+            # a FrameInfo is a tuple: hashable, and equal to another by its fields
+            chain = tuple(f for c in task.coroutine_stack for f in c.call_stack)
+            try:
+                index = chains.get(chain)
+            except TypeError:  # a later release's frame with an unhashable field
+                chain = tuple((str(f.filename), _line(f), str(f.funcname)) for f in chain)
+                index = chains.get(chain)
+            if index is None:
+                index = chains[chain] = len(chains)
+            if task.awaited_by:
+                awaited.append([len(ids), [
                     c.task_name if isinstance(c.task_name, int) else str(c.task_name)
                     for c in task.awaited_by
-                ],
-            })
-    return {"tasks": tasks}
+                ]])
+            ids.append(int(task.task_id))
+            names.append(str(task.task_name))
+            stacks.append(index)
+        threads.append({
+            "thread": int(info.thread_id),
+            "ids": ids,
+            "names": names,
+            "stacks": stacks,
+            "awaited_by": awaited,
+        })
+    frames, rows, stacks = {}, [], []
+    for chain in chains:
+        stack = []
+        for f in chain:
+            index = frames.get(f)
+            if index is None:
+                index = frames[f] = len(rows)
+                rows.append(_row(f))
+            stack.append(index)
+        stacks.append(stack)
+    return {"frames": rows, "stacks": stacks, "threads": threads}
+
+def _dump(data):
+    # `import json` (it imports re) costs ~8 ms of the interpreter's start, more than the
+    # whole encoding: its C helper quotes the strings, the rest is ints and lists
+    try:
+        from _json import encode_basestring_ascii as q
+    except ImportError:
+        import json
+        return json.dumps(data, separators=(",", ":"))
+
+    def value(v):
+        if v is None:
+            return "null"
+        if isinstance(v, str):
+            return q(v)
+        if isinstance(v, int):
+            return str(int(v))
+        if isinstance(v, dict):
+            return "{" + ",".join(q(k) + ":" + value(x) for k, x in v.items()) + "}"
+        return "[" + ",".join(map(value, v)) + "]"
+
+    if "threads" not in data:
+        return value(data)
+    threads = ",".join(
+        '{"thread":%d,"ids":[%s],"names":[%s],"stacks":[%s],"awaited_by":%s}' % (
+            t["thread"],
+            ",".join(map(str, t["ids"])),
+            ",".join(map(q, t["names"])),
+            ",".join(map(str, t["stacks"])),
+            value(t["awaited_by"]),
+        )
+        for t in data["threads"]
+    )
+    return '{"frames":%s,"stacks":%s,"threads":[%s]}' % (
+        value(data["frames"]), value(data["stacks"]), threads
+    )
 
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(read(int(sys.argv[1]))))
+    sys.stdout.write(_dump(read(int(sys.argv[1]))))
 """
 
 
@@ -366,53 +439,68 @@ def _tasks(pid: int, data: dict[str, Any], *, inner_tids: bool) -> tuple[Task, .
         if failure is None:
             return ()
         raise failure
-    raw_tasks = data.get("tasks") or []
-    ids_by_name: dict[str, int] = {}
-    for raw in raw_tasks:
-        ids_by_name.setdefault(str(raw["name"]), int(raw["id"]))
-    host_tids = _host_tids(pid) if inner_tids else {}
     root = f"/proc/{pid}/root"
     packages: dict[str, bool] = {}
     short: dict[str, str | None] = {}
-    # thousands of tasks share a few dozen frames (every request in the same handler):
-    # one model object each, made once
+    # one model object per distinct frame and per distinct await chain, shared by every
+    # task that has it (they are frozen): equal chains are then the same tuple, which
+    # later comparisons settle by identity
     made: dict[tuple[str, int, str], Frame] = {}
-
-    def frame(filename: str, line: int, funcname: str) -> Frame:
-        key = (filename, line, funcname)
+    frames: list[Frame] = []
+    for filename, line, funcname in data.get("frames") or ():
+        key = (str(filename), int(line), str(funcname))
         found = made.get(key)
         if found is None:
-            if filename not in short:
-                short[filename] = _short_file(filename, root, packages)
+            if key[0] not in short:
+                short[key[0]] = _short_file(key[0], root, packages)
             found = made[key] = Frame(
-                function=funcname, file=filename, line=int(line), short_file=short[filename]
+                function=key[2], file=key[0], line=key[1], short_file=short[key[0]]
             )
-        return found
-
+        frames.append(found)
+    chains = [tuple(frames[i] for i in stack) for stack in data.get("stacks") or ()]
+    threads: list[dict[str, Any]] = data.get("threads") or []
+    host_tids = _host_tids(pid) if inner_tids else {}
+    ids_by_name: dict[str, int] | None = None
     tasks: list[Task] = []
-    for raw in raw_tasks:
-        frames = tuple(
-            frame(filename, line, funcname)
-            for stack in raw.get("stacks", ())
-            for filename, line, funcname in stack
-        )
-        awaited_by: list[int] = []
-        for by in raw.get("awaited_by", ()):
-            # the awaiting task's id; a name where a release gives the name instead
-            by_id = by if isinstance(by, int) else ids_by_name.get(str(by))
-            if by_id is not None and by_id not in awaited_by:
-                awaited_by.append(by_id)
-        thread = int(raw.get("thread") or 0)
-        tasks.append(
-            Task(
-                id=int(raw["id"]),
-                name=str(raw["name"]),
-                frames=frames,
-                awaited_by=tuple(awaited_by),
-                loop_tid=host_tids.get(thread, thread) if thread else None,
+    for thread in threads:
+        tid = int(thread.get("thread") or 0)
+        loop_tid = host_tids.get(tid, tid) if tid else None
+        awaited: dict[int, tuple[int, ...]] = {}
+        for index, raw_by in thread.get("awaited_by") or ():
+            by_ids: list[int] = []
+            for by in raw_by:
+                # the awaiting task's id; a name where a release gives the name instead
+                if isinstance(by, int):
+                    by_id: int | None = by
+                else:
+                    if ids_by_name is None:
+                        ids_by_name = _ids_by_name(threads)
+                    by_id = ids_by_name.get(str(by))
+                if by_id is not None and by_id not in by_ids:
+                    by_ids.append(by_id)
+            awaited[int(index)] = tuple(by_ids)
+        for index, (task_id, name, stack) in enumerate(
+            zip(thread["ids"], thread["names"], thread["stacks"], strict=True)
+        ):
+            tasks.append(
+                Task(
+                    id=int(task_id),
+                    name=str(name),
+                    frames=chains[stack],
+                    awaited_by=awaited.get(index, ()),
+                    loop_tid=loop_tid,
+                )
             )
-        )
     return tuple(tasks)
+
+
+def _ids_by_name(threads: list[dict[str, Any]]) -> dict[str, int]:
+    """Each task name -> the id of the first task of that name."""
+    ids_by_name: dict[str, int] = {}
+    for thread in threads:
+        for task_id, name in zip(thread["ids"], thread["names"], strict=True):
+            ids_by_name.setdefault(str(name), int(task_id))
+    return ids_by_name
 
 
 def _failure(pid: int, data: dict[str, Any]) -> HangdoctorError | None:
