@@ -14,13 +14,15 @@ from inside a loop callback as the watchdog runs them:
   waits        the cheap pass (`TaskTracker.waits`): is each task parked on the same
                future as last time; no frames, no locals. It runs at every check
                (every min(stuck_after / 4, 5 s))
-  snapshot     every task read (`snapshot_tasks`): await chain, what it waits on
-               and holds, its request
+  snapshot     every task read anew (`snapshot_tasks`): await chain, what it waits on
+               and holds, its request; the cost of a look at tasks that all moved
   judge        `judge_tasks` on that snapshot: the HD6xx verdicts
   full check   what the watchdog does when a look is due (`LoopWatchdog.check_tasks`):
                snapshot + judge + its episode book-keeping. It runs when a task has
                newly waited past stuck_after, at least every stuck_after, and at
-               every check while the server shuts down
+               every check while the server shuts down. Its tracker reads again only
+               the tasks that moved since its last look (here: none), and only the
+               counters and requests of the others
 
 Ratios to get_stack make the figures comparable across machines. The share of
 loop time at the default stuck_after (30 s: a cheap pass every 5 s, a full

@@ -546,3 +546,86 @@ def test_a_stuck_diagnosis_renders_and_round_trips_through_json() -> None:
 )
 def test_ages_read_like_a_goroutine_dump(seconds: float | None, shown: str) -> None:
     assert age(seconds) == shown
+
+
+# ---- many tasks: the few that matter among the idle ones -------------------------------------
+
+
+async def _ab_ba_among_idle() -> list[asyncio.Task[object]]:
+    """The lock-order deadlock among hundreds of idle requests, some inside a semaphore."""
+    slots = asyncio.BoundedSemaphore(1000)
+    news = asyncio.Event()
+
+    async def idle(n: int) -> None:
+        if n % 3 == 0:
+            async with slots:
+                await news.wait()
+        else:
+            await news.wait()
+
+    idle_tasks = [asyncio.create_task(idle(n), name=f"idle-{n}") for n in range(300)]
+    return [*idle_tasks, *await _ab_ba()]
+
+
+def test_a_deadlock_among_many_idle_tasks_is_the_one_finding() -> None:
+    (found,) = _judge(_run(_ab_ba_among_idle), stuck_after=3600)
+    assert found.code == "HD601" and set(found.cycle) == {"debit", "credit"}
+
+
+async def _awaits_its_own_waiter() -> list[asyncio.Task[object]]:
+    """A task awaits a task it started, which waits for the lock the first one holds."""
+    lock = asyncio.Lock()
+
+    async def child() -> None:
+        async with lock:
+            pass
+
+    async def parent() -> None:
+        async with lock:
+            await asyncio.create_task(child(), name="child")
+
+    return [asyncio.create_task(parent(), name="parent")]
+
+
+def test_awaiting_the_task_that_waits_for_a_held_lock_is_a_deadlock() -> None:
+    (found,) = _judge(_run(_awaits_its_own_waiter), stuck_after=3600)
+    assert found.code == "HD601" and set(found.cycle) == {"parent", "child"}
+
+
+async def _conditions() -> list[asyncio.Task[object]]:
+    cond = asyncio.Condition()
+    never = asyncio.Event()
+
+    async def waits_on_it() -> None:
+        async with cond:
+            await cond.wait()  # releases the condition's lock while it waits
+
+    async def waits_inside() -> None:
+        async with cond:
+            await never.wait()
+
+    return [
+        asyncio.create_task(waits_on_it(), name="released"),
+        asyncio.create_task(waits_inside(), name="inside"),
+    ]
+
+
+def test_a_condition_waited_on_is_not_held_one_waited_inside_is() -> None:
+    tasks = _run(_conditions)
+    judged = judge_tasks(1, [_snapshot(tasks)], SourceReader(), stuck_after=3600)
+    by_name = {t.name: t for t in judged.tasks}
+    released, inside = by_name["released"], by_name["inside"]
+    assert released.waits_on is not None and released.waits_on.kind is WaitKind.CONDITION
+    assert released.holds == ()
+    assert [h.name for h in inside.holds] == ["cond"]
+
+
+def test_a_wait_of_exactly_stuck_after_is_stuck() -> None:
+    tasks = _run(_dead_reader)
+    calls = [t for t in tasks if t.name.startswith("call-")]
+    assert len(calls) == 2
+    assert _codes(_judge(tuple(replace(t, waiting_s=0.25) for t in calls), 0.25)) == [
+        "HD603",
+        "HD603",
+    ]
+    assert _judge(tuple(replace(t, waiting_s=0.249) for t in calls), 0.25) == []

@@ -61,6 +61,10 @@ _WAKEUPS = {
 }
 _BODY = "the request body"
 _SINGLE_HOLDER = {WaitKind.LOCK}
+# the waits exhausted() groups, and the shutdown's, for the loops over every task: a
+# member read off its Enum class costs more than the whole test otherwise
+_EXHAUSTIBLE = _LIMITS | {WaitKind.POOL}
+_SHUTDOWN = WaitKind.SHUTDOWN
 _RELEASES_WHILE_WAITING = (
     FramePattern("asyncio/locks.py", "Condition.wait"),
     FramePattern("asyncio/locks.py", "Condition.wait_for"),
@@ -116,7 +120,7 @@ def judge_tasks(
     last = seen[-1]
 
     def ours(task: Task) -> bool:
-        return loop_count <= 1 or task.loop_tid is None or task.loop_tid == loop_tid
+        return task.loop_tid is None or task.loop_tid == loop_tid
 
     # tasks from outside come bare, and thousands share one await chain (every request
     # in the same handler): what a chain waits on and holds is worked out once
@@ -126,10 +130,6 @@ def judge_tasks(
     runtime = last.tasks_source in ("runtime", "inject")
 
     def understood(task: Task) -> Task:
-        if runtime:
-            # the process read its own objects: what each task waits on and holds is
-            # known, not inferred; only a condition's released lock is taken off
-            return _released(task)
         if task.waits_on is not None or task.holds:
             return _understood(task, reader)
         key = (task.frames, bool(task.awaited_by))
@@ -139,31 +139,46 @@ def judge_tasks(
         waits, holds = known[key]
         return replace(task, waits_on=waits, holds=holds)
 
-    tasks = tuple(understood(t) for t in last.tasks if not t.done and ours(t))
+    mine: list[Task] = []
+    unmeasured = False
+    for t in last.tasks:
+        if t.done or (loop_count > 1 and not ours(t)):
+            continue
+        if not runtime:
+            t = understood(t)
+        elif t.holds:
+            # what each task waits on and holds is known, not inferred; only a
+            # condition's released lock is taken off
+            t = _released(t)
+        mine.append(t)
+        unmeasured = unmeasured or t.waiting_s is None
+    tasks = tuple(mine)
     # earlier reads by (id, name): the id is an address, and a new task may be allocated
     # where an ended one was; the name (Task-N counts up) tells them apart
     earlier = [{(t.id, t.name): t for t in snap.tasks} for snap in seen[:-1]]
-    tasks = tuple(
-        t if t.waiting_s is not None else replace(t, waiting_s=_waiting(t, seen, earlier))
-        for t in tasks
-    )
+    if unmeasured:
+        tasks = tuple(
+            t if t.waiting_s is not None else replace(t, waiting_s=_waiting(t, seen, earlier))
+            for t in tasks
+        )
     ctx = _Context(pid, tasks, reader, stuck_after, loop_thread, loop_tid, last.cwd)
     findings: list[Finding] = []
     in_cycle: set[int] = set()
     for cycle in _cycles(tasks):
         findings.append(ctx.deadlock(cycle))
         in_cycle.update(t.id for t in cycle)
-    rest = [t for t in tasks if t.id not in in_cycle]
+    rest = [t for t in tasks if t.id not in in_cycle] if in_cycle else list(tasks)
     findings.extend(ctx.shutdown(rest))
     findings.extend(ctx.exhausted(rest))
     # a task already named as the holder of a full limiter or pool is part of that cause;
     # a response whose client left is that first, whatever it waits on
     named = {h.task_id for f in findings for h in f.holders}
-    rest = [t for t in rest if t.id not in named]
+    if named:
+        rest = [t for t in rest if t.id not in named]
     gone = ctx.after_disconnect(rest)
     findings.extend(gone)
     left = {f.task_id for f in gone}
-    findings.extend(ctx.lost_wakeups([t for t in rest if t.id not in left]))
+    findings.extend(ctx.lost_wakeups([t for t in rest if t.id not in left] if left else rest))
     notes: list[str] = []
     if not findings:
         notes.extend(_undecided(pid, tasks, stuck_after, last.tasks_source))
@@ -184,6 +199,8 @@ def _undecided(
     pid: int, tasks: Sequence[Task], stuck_after: float, source: str | None
 ) -> list[str]:
     """Tasks queued on a lock, a pool or a limiter whose wait was not measured long enough."""
+    if source not in ("remote", "inject") or math.isfinite(stuck_after):
+        return []
     queued = [
         t
         for t in tasks
@@ -191,7 +208,7 @@ def _undecided(
         and t.waits_on.kind in (_LIMITS | {WaitKind.LOCK, WaitKind.POOL})
         and (t.waiting_s is None or t.waiting_s < stuck_after)
     ]
-    if not queued or source not in ("remote", "inject") or math.isfinite(stuck_after):
+    if not queued:
         return []
     what = sorted({t.waits_on.describe() for t in queued if t.waits_on is not None})
     return [
@@ -336,10 +353,12 @@ def _released(task: Task) -> Task:
     `async with cond: await cond.wait()` does not hold `cond`.
     """
     waits = task.waits_on
-    if waits is None or not task.holds or not _in_condition_wait(task.frames):
+    if waits is None or not task.holds:
         return task
     holds = tuple(h for h in task.holds if h.key is None or h.key != waits.key)
-    return task if len(holds) == len(task.holds) else replace(task, holds=holds)
+    if len(holds) == len(task.holds) or not _in_condition_wait(task.frames):
+        return task  # the cheap test first: the other hashes the whole chain
+    return replace(task, holds=holds)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -368,28 +387,35 @@ def _waiting(
 
 def _cycles(tasks: Sequence[Task]) -> list[list[Task]]:
     """Cycles in waits-for: a task waits for the holder of its key, or for a task it awaits."""
-    by_id = {t.id: t for t in tasks}
     holders: dict[str, list[Task]] = defaultdict(list)
+    awaited = locked = False
     for t in tasks:
         for held in t.holds:
             if held.key:
                 holders[held.key].append(t)
+        awaited = awaited or bool(t.awaited_by)
+        locked = locked or (t.waits_on is not None and t.waits_on.kind in _SINGLE_HOLDER)
+    if not awaited and not (locked and holders):
+        return []  # no task waits for another (most looks): no graph to build
+    by_id = {t.id: t for t in tasks}
     edges: dict[int, list[int]] = defaultdict(list)
     for t in tasks:
-        key = t.waits_on.key if t.waits_on else None
+        waits = t.waits_on
         # one holder of a lock blocks its waiter; a pool or a semaphore has several, any of
         # which may free a place: those waits are judged by exhausted(), not as a cycle
-        single = t.waits_on is not None and t.waits_on.kind in _SINGLE_HOLDER
-        if key and single:
-            for h in holders.get(key, ()):
+        if waits is not None and waits.key in holders and waits.kind in _SINGLE_HOLDER:
+            for h in holders[waits.key]:
                 edges[t.id].append(h.id)
         for parent in t.awaited_by:
             if parent in by_id:
                 edges[parent].append(t.id)
     cycles: list[list[Task]] = []
+    if not edges:
+        return cycles
     done: set[int] = set()
     for start in tasks:
-        if start.id in done:
+        # a task that waits for no other cannot be on a cycle: most of a server's tasks
+        if start.id in done or start.id not in edges:
             continue
         path: list[int] = []
         on_path: set[int] = set()
@@ -531,7 +557,7 @@ class _Context:
         )
 
     def shutdown(self, tasks: Sequence[Task]) -> list[Finding]:
-        waiting = [t for t in tasks if t.waits_on and t.waits_on.kind is WaitKind.SHUTDOWN]
+        waiting = [t for t in tasks if t.waits_on and t.waits_on.kind is _SHUTDOWN]
         if not waiting:
             return []
         main = waiting[0]
@@ -564,7 +590,7 @@ class _Context:
         groups: dict[tuple[WaitKind, str], list[Task]] = defaultdict(list)
         for t in tasks:
             w = t.waits_on
-            if w is None or (w.kind not in _LIMITS and w.kind is not WaitKind.POOL):
+            if w is None or w.kind not in _EXHAUSTIBLE:
                 continue
             groups[(w.kind, w.key or f"{w.type}:{w.name}")].append(t)
         out: list[Finding] = []
@@ -605,9 +631,12 @@ class _Context:
 
     def lost_wakeups(self, tasks: Sequence[Task]) -> list[Finding]:
         out: list[Finding] = []
+        stuck_after = self.stuck_after
         for t in tasks:
             w = t.waits_on
-            if w is None or not self.stuck(t) or _first_user(t) is None:
+            if w is None or t.waiting_s is None or not t.waiting_s >= stuck_after:
+                continue  # not stuck(t), without a call for each of the many tasks
+            if _first_user(t) is None:
                 continue  # a server's own machinery (its lifespan queue) waits by design
             body = w.kind is WaitKind.RECEIVE and w.type == _BODY
             if w.kind not in _WAKEUPS and not body:

@@ -110,15 +110,26 @@ class TaskTracker:
     def waits(self, loop: asyncio.AbstractEventLoop | None = None) -> dict[int, float]:
         """How long each task's await has not changed, by task id: the cheap part, no locals."""
         now = time.monotonic()
+        seen = self._seen
         current: dict[int, _Seen] = {}
+        waits: dict[int, float] = {}
+        # a `since` is the `now` of the pass that first saw the await: a few values for
+        # all the tasks, each rounded once (round() to 3 digits costs ten dict lookups)
+        ages: dict[float, float] = {}
         self._tasks = _tasks(loop)  # a look right after (on the same callback) reuses them
         for task in self._tasks:
+            tid = id(task)
             key = _await_key(task)
-            before = self._seen.get(id(task))
-            same = before is not None and key is not None and before.key is key
-            current[id(task)] = _Seen(key, before.since if same and before else now)
+            before = seen.get(tid)
+            if before is None or key is None or before.key is not key:
+                before = _Seen(key, now)
+            current[tid] = before
+            age = ages.get(before.since)
+            if age is None:
+                age = ages[before.since] = round(now - before.since, 3)
+            waits[tid] = age
         self._seen = current
-        return {tid: round(now - s.since, 3) for tid, s in current.items()}
+        return waits
 
     def snapshot(self, loop: asyncio.AbstractEventLoop | None = None) -> tuple[Task, ...]:
         """Every task of the loop, `waiting_s` filled in (0 for a task first seen now).
@@ -161,43 +172,79 @@ def _snapshot(
     loop_tid = threading.get_native_id()  # run on the loop's own thread
     by_id = {id(t): t for t in tasks}
     awaited_by: dict[int, list[int]] = {}
-    reads: list[_Read] = []
+    extra_holds: dict[int, list[WaitsOn]] = {}
+    reads: dict[int, _Read] = {}
     memo = _Memo()
+    owned = memo.owned
     now = time.monotonic()
     for task in tasks:
-        before = previous.get(id(task))
+        tid = id(task)
+        read = previous.get(tid)
         waiter = getattr(task, "_fut_waiter", None)
-        if before is not None and before.task is task and waiter is not None:
-            read = before.again(waiter, memo, now) or _read(task, memo)
+        if read is not None and read.task is task and waiter is not None and waiter is read.waiter:
+            read.refresh(memo, now)
         else:
             read = _read(task, memo)
-        reads.append(read)
-        for child in _awaited_tasks(task):
-            awaited_by.setdefault(id(child), []).append(id(task))
-    extra_holds: dict[int, list[WaitsOn]] = {}
-    for read in reads:
-        for owner, held in _recorded_owners(read):
-            if id(owner) in by_id:
-                extra_holds.setdefault(id(owner), []).append(held)
-    for read, held in _pool_holders(reads):
+        reads[tid] = read
+        if isinstance(waiter, asyncio.Task) or getattr(waiter, "_children", None):
+            for child in _awaited_tasks(waiter):
+                awaited_by.setdefault(id(child), []).append(tid)
+        waited = read.waited
+        if waited is not None and read.waits_on is not None:
+            owners = owned.get(id(waited))
+            if owners is None:
+                owners = memo.owners(waited)
+            for owner in owners:
+                if id(owner) in by_id:
+                    extra_holds.setdefault(id(owner), []).append(read.waits_on)
+    for read, held in _pool_holders(list(reads.values())):
         extra_holds.setdefault(id(read.task), []).append(held)
     out: list[Task] = []
-    for read in reads:
-        holds = tuple(h for _, h in read.holds) + tuple(extra_holds.get(id(read.task), ()))
-        out.append(
-            Task(
-                id=id(read.task),
-                name=read.task.get_name(),
+    for tid, read in reads.items():
+        extra = extra_holds.get(tid)
+        holds: tuple[WaitsOn, ...] = ()
+        if read.holds or extra:
+            holds = _unique(tuple(h for _, h in read.holds) + tuple(extra or ()))
+        parents = awaited_by.get(tid)
+        awaiting = tuple(parents) if parents else ()
+        name = read.task.get_name()
+        made = read.made
+        basis = (name, read.waits_on, read.request, holds, awaiting, loop_tid)
+        if made is not None and basis == read.basis:
+            # a task that has not moved is the Task of the last look but for its age:
+            # copied rather than made anew, which (frozen, eleven fields) costs 4x more
+            made = _aged(made, waiting.get(tid))
+        else:
+            made = Task(
+                id=tid,
+                name=name,
                 frames=read.frames,
                 waits_on=read.waits_on,
-                holds=_unique(holds),
-                awaited_by=tuple(awaited_by.get(id(read.task), ())),
+                holds=holds,
+                awaited_by=awaiting,
                 request=read.request,
-                waiting_s=waiting.get(id(read.task)),
+                waiting_s=waiting.get(tid),
                 loop_tid=loop_tid,
             )
-        )
-    return tuple(out), {id(r.task): r for r in reads}
+            read.basis = basis
+        read.made = made
+        out.append(made)
+    return tuple(out), reads
+
+
+_NEW = object.__new__
+_SET = object.__setattr__
+
+
+def _aged(task: Task, waiting_s: float | None) -> Task:
+    """`task` with `waiting_s` set: `replace(task, waiting_s=...)` at a fraction of its cost."""
+    if task.waiting_s == waiting_s:
+        return task
+    fields = task.__dict__.copy()
+    fields["waiting_s"] = waiting_s
+    aged: Task = _NEW(Task)
+    _SET(aged, "__dict__", fields)
+    return aged
 
 
 def _tasks(loop: asyncio.AbstractEventLoop | None) -> list[asyncio.Task[Any]]:
@@ -288,14 +335,13 @@ def _await_key(task: asyncio.Task[Any]) -> Any:
     return getattr(task, "_fut_waiter", None)
 
 
-def _awaited_tasks(task: asyncio.Task[Any]) -> Iterable[asyncio.Future[Any]]:
-    """Tasks `task` waits for: the one it awaits, the children of a gather it awaits."""
-    waiter = getattr(task, "_fut_waiter", None)
-    if isinstance(waiter, asyncio.Task):
-        yield waiter
-    for child in getattr(waiter, "_children", ()) or ():  # asyncio.gather
-        if isinstance(child, asyncio.Task):
-            yield child
+def _awaited_tasks(waiter: Any) -> Iterable[asyncio.Future[Any]]:
+    """Tasks a task parked on `waiter` waits for: the one it awaits, a gather's children."""
+    found = [waiter] if isinstance(waiter, asyncio.Task) else []
+    children = getattr(waiter, "_children", None)  # asyncio.gather
+    if children:
+        found.extend(child for child in children if isinstance(child, asyncio.Task))
+    return found
 
 
 @dataclass
@@ -309,29 +355,20 @@ class _Read:
     request: Any
     waiter: Any = None  # the future the task was parked on when read
     inflight: Any = None  # the middleware's request object, read again for its age
+    made: Task | None = None  # the Task the last look made of this read
+    basis: tuple[Any, ...] = ()  # what `made` was made of, but its age
 
-    def again(self, waiter: Any, memo: _Memo, now: float) -> _Read | None:
-        """This read, if the task is still parked where it was: fresh counters and request."""
-        if waiter is not self.waiter:
-            return None
-        waits = self.waits_on
-        if waits is not None and self.waited is not None:
-            waits = memo.again(self.waited, waits)
-        holds = [(obj, memo.again(obj, held)) for obj, held in self.holds]
-        request = self.request
+    def refresh(self, memo: _Memo, now: float) -> None:
+        """Read again what changes while the task stays parked: counters, its request.
+
+        Only for a task still parked on `waiter`: its frames and lines have not moved.
+        """
+        if self.waits_on is not None and self.waited is not None:
+            self.waits_on = memo.again(self.waited, self.waits_on)
+        if self.holds:
+            self.holds = [(obj, memo.again(obj, held)) for obj, held in self.holds]
         if self.inflight is not None and not self.inflight.ended:
-            request = self.inflight.info(now)
-        return _Read(
-            task=self.task,
-            raw=self.raw,
-            frames=self.frames,
-            waits_on=waits,
-            waited=self.waited,
-            holds=holds,
-            request=request,
-            waiter=waiter,
-            inflight=self.inflight,
-        )
+            self.request = self.inflight.info(now)
 
 
 class _Memo:
@@ -345,6 +382,10 @@ class _Memo:
         self.described: dict[tuple[int, WaitKind, str | None], WaitsOn | None] = {}
         self.named: dict[tuple[int, int, int], str | None] = {}
         self.refreshed: dict[tuple[int, WaitsOn], WaitsOn] = {}
+        # per object: the kind and type it was counted as, and its counters
+        self.counted: dict[int, tuple[WaitKind, str | None, tuple[Any, Any, Any] | None]] = {}
+        self.owned: dict[int, list[Any]] = {}
+        self.renamed: dict[tuple[int, str, str | None], tuple[WaitsOn, WaitsOn]] = {}
         self.keep: list[Any] = []  # the objects behind the ids, alive while the memo is
 
     def describe(self, obj: Any, kind: WaitKind, type_: str | None) -> WaitsOn | None:
@@ -355,27 +396,50 @@ class _Memo:
         return self.described[key]
 
     def again(self, obj: Any, before: WaitsOn) -> WaitsOn:
-        """`before` with `obj`'s counters read afresh; one object per snapshot for all alike."""
+        """`before` with `obj`'s counters read afresh; one object per snapshot for all alike.
+
+        `before` itself while the counters are the same: comparing three numbers costs
+        less than looking a WaitsOn up by its value, and tasks first read at different
+        looks each have their own `before`.
+        """
+        kind, type_ = before.kind, before.type
+        counted = self.counted.get(id(obj))
+        if counted is None or counted[0] is not kind or counted[1] != type_:
+            fresh = self.describe(obj, kind, type_)
+            counts = None if fresh is None else (fresh.capacity, fresh.in_use, fresh.waiters)
+            counted = self.counted[id(obj)] = (kind, type_, counts)
+        counts = counted[2]
+        if counts is None or counts == (before.capacity, before.in_use, before.waiters):
+            return before
         key = (id(obj), before)
         found = self.refreshed.get(key)
         if found is None:
-            fresh = self.describe(obj, before.kind, before.type)
-            found = before
-            if fresh is not None and (fresh.capacity, fresh.in_use, fresh.waiters) != (
-                before.capacity,
-                before.in_use,
-                before.waiters,
-            ):
-                found = replace(
-                    before, capacity=fresh.capacity, in_use=fresh.in_use, waiters=fresh.waiters
-                )
+            capacity, in_use, waiters = counts
+            found = replace(before, capacity=capacity, in_use=in_use, waiters=waiters)
             self.refreshed[key] = found
         return found
 
-    def name(self, raw: list[types.FrameType], obj: Any) -> str | None:
-        user = next((f for f in raw if not _is_library(f)), None)
-        if user is None or obj is None:
+    def named_as(self, base: WaitsOn, name: str, created_at: str | None) -> WaitsOn:
+        """`base` named as a place names it: one copy for all the tasks waiting there."""
+        key = (id(base), name, created_at)
+        hit = self.renamed.get(key)
+        if hit is None:  # `base` kept in the entry: no other object takes its id meanwhile
+            hit = self.renamed[key] = (base, replace(base, name=name, created_at=created_at))
+        return hit[1]
+
+    def owners(self, obj: Any) -> list[Any]:
+        """The tasks `obj` records as its owners (`_recorded_owners`), once per object."""
+        found = self.owned.get(id(obj))
+        if found is None:
+            self.keep.append(obj)
+            found = self.owned[id(obj)] = _recorded_owners(obj)
+        return found
+
+    def name(self, raw: list[types.FrameType], obj: Any, user_at: int) -> str | None:
+        """How the user's code names `obj` (`_name_in`); `user_at`: its first frame, or -1."""
+        if user_at < 0 or obj is None:
             return None
+        user = raw[user_at]
         key = (id(obj), id(user.f_code), user.f_lineno or 0)
         if key not in self.named:
             self.keep.append(obj)
@@ -386,8 +450,9 @@ class _Memo:
 def _read(task: asyncio.Task[Any], memo: _Memo | None = None) -> _Read:
     memo = memo or _Memo()
     raw = list(reversed(_chain(task)))  # innermost first
-    frames = tuple(_frame(f) for f in raw)
-    pattern, index = _classify(raw, frames)
+    place = _place(raw)
+    frames = place.frames
+    pattern, index = place.pattern, place.index
     waited: Any = None
     waits: WaitsOn | None = None
     if pattern is not None and index >= 0:
@@ -411,9 +476,9 @@ def _read(task: asyncio.Task[Any], memo: _Memo | None = None) -> _Read:
                 if dead:
                     waits = replace(waits, detail=dead)
     if waits is not None and raw and waits.name is None:
-        name = memo.name(raw, waited)
+        name = memo.name(raw, waited, place.user)
         if name is not None:
-            waits = replace(waits, name=name)
+            waits = memo.named_as(waits, name, waits.created_at)
     req = inflight._request_of_suspended(task)
     return _Read(
         task=task,
@@ -421,7 +486,7 @@ def _read(task: asyncio.Task[Any], memo: _Memo | None = None) -> _Read:
         frames=frames,
         waits_on=waits,
         waited=waited,
-        holds=_holds(raw, memo),
+        holds=_holds(raw, place, memo),
         request=None if req is None else req.info(time.monotonic()),
         waiter=getattr(task, "_fut_waiter", None),
         inflight=req,
@@ -436,6 +501,49 @@ _FRAMES: dict[tuple[int, int], tuple[types.CodeType, Frame]] = {}
 _LIBRARY: dict[int, tuple[types.CodeType, bool]] = {}
 _CLASSIFIED: dict[tuple[int, ...], tuple[tuple[types.CodeType, ...], Any, int]] = {}
 _HELD: dict[tuple[int, int], tuple[types.CodeType, list[Held]]] = {}
+
+
+@dataclass(frozen=True)
+class _Place:
+    """What a chain of places (code, line) means, for every task whose chain it is."""
+
+    codes: tuple[types.CodeType, ...]  # alive while the entry is: the key holds their ids
+    frames: tuple[Frame, ...]
+    pattern: Any  # `classify_wait`'s, and its frame index
+    index: int
+    user: int  # the first frame of the user's code (not a library's), -1: none
+    held: tuple[tuple[int, Held, str], ...]  # user frame index, item, "file:line"
+
+
+_PLACES: dict[tuple[tuple[int, ...], tuple[int, ...]], _Place] = {}
+
+
+def _place(raw: list[types.FrameType]) -> _Place:
+    """The meaning of `raw`'s places, worked out once per chain of code and lines.
+
+    Frame by frame, each cached lookup costs little; a request's chain has a dozen
+    frames and a look thousands of tasks, most of them waiting in the same few chains.
+    """
+    codes = tuple([f.f_code for f in raw])
+    # where each frame stopped, by instruction: the same line every time, and far cheaper
+    # to read than the line (worked out from the code's line table at each read)
+    key = (tuple(map(id, codes)), tuple([f.f_lasti for f in raw]))
+    hit = _PLACES.get(key)
+    if hit is not None:
+        return hit
+    frames = tuple(_frame(f) for f in raw)
+    pattern, index = _classify(raw, frames)
+    library = [_is_library(f) for f in raw]
+    held = tuple(
+        (at, item, f"{frame.f_code.co_filename}:{item.line}")
+        for at, frame in enumerate(raw)
+        if not library[at]
+        for item in _held_at(frame)
+    )
+    user = library.index(False) if False in library else -1
+    place = _Place(codes, frames, pattern, index, user, held)
+    _remember(_PLACES, key, place)
+    return place
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -581,10 +689,11 @@ def _pool_holders(reads: list[_Read]) -> list[tuple[_Read, WaitsOn]]:
 
     Read only when some task waits for a pool: it looks at the locals of every user frame.
     """
+    pool = WaitKind.POOL  # read off its Enum class once, not once a task
     pools = {
         id(r.waited): (r.waited, r.waits_on)
         for r in reads
-        if r.waits_on is not None and r.waits_on.kind is WaitKind.POOL and r.waited is not None
+        if r.waits_on is not None and r.waits_on.kind is pool and r.waited is not None
     }
     if not pools:
         return []
@@ -710,20 +819,16 @@ def _held_at(frame: types.FrameType) -> list[Held]:
     return found
 
 
-def _holds(raw: list[types.FrameType], memo: _Memo) -> list[tuple[Any, WaitsOn]]:
+def _holds(raw: list[types.FrameType], place: _Place, memo: _Memo) -> list[tuple[Any, WaitsOn]]:
     """The `async with` items around each user frame's line, looked up in that frame."""
     out: list[tuple[Any, WaitsOn]] = []
-    for frame in raw:
-        if _is_library(frame):
+    for at, held, where in place.held:
+        obj = _lookup(raw[at], held.expr) if held.simple else None
+        if obj is None:
             continue
-        for held in _held_at(frame):
-            obj = _lookup(frame, held.expr) if held.simple else None
-            if obj is None:
-                continue
-            described = memo.describe(obj, WaitKind.UNKNOWN, None)
-            if described is not None:
-                where = f"{frame.f_code.co_filename}:{held.line}"
-                out.append((obj, replace(described, name=held.expr, created_at=where)))
+        described = memo.describe(obj, WaitKind.UNKNOWN, None)
+        if described is not None:
+            out.append((obj, memo.named_as(described, held.expr, where)))
     return out
 
 
@@ -778,17 +883,13 @@ def _lookup(frame: types.FrameType, expr: str) -> Any:
     return obj
 
 
-def _recorded_owners(read: _Read) -> list[tuple[Any, WaitsOn]]:
+def _recorded_owners(waited: Any) -> list[Any]:
     """Owners a library records itself: anyio's lock owner and limiter borrowers."""
-    waited, waits = read.waited, read.waits_on
-    if waited is None or waits is None:
-        return []
-    out: list[tuple[Any, WaitsOn]] = []
+    out: list[Any] = []
     owner = getattr(waited, "_owner_task", None)
     if owner is not None:
-        out.append((owner, waits))
-    for borrower in getattr(waited, "_borrowers", ()) or ():
-        out.append((borrower, waits))
+        out.append(owner)
+    out.extend(getattr(waited, "_borrowers", ()) or ())
     return out
 
 
