@@ -197,6 +197,9 @@ class RequestInfo:
     request_id: str | None = None  # the value of the configured request-id header
     streaming: bool = False  # the response is an event stream (text/event-stream)
     disconnected: bool = False  # the client had gone when it was seen
+    # how long before it was seen the client had gone, where the middleware saw it go (a
+    # stream that kept sending to the dead connection: uvicorn drops those writes)
+    disconnected_s: float | None = None
     age_s: float | None = None  # how long the request had been running then
 
 

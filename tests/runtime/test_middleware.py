@@ -85,6 +85,7 @@ def test_stall_names_the_request_and_debug_page_needs_a_token(
         "streaming": False,
         "disconnected": False,
         "age_s": stall["request"]["age_s"],
+        "disconnected_s": None,
     }
     assert 0 <= stall["request"]["age_s"] < 1.0
 

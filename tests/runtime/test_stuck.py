@@ -329,6 +329,90 @@ def test_a_stream_and_long_polls_under_load_are_not_stuck() -> None:
     assert run.looks >= 2  # ...and every task was read and judged, at least every stuck_after
 
 
+async def _deaf_stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An event stream that never reads `receive`: nothing tells it its client left."""
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    while True:
+        await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
+        await asyncio.sleep(0.02)  # st: deaf-stream
+
+
+def test_a_stream_that_keeps_sending_after_its_client_left_is_hd605_once() -> None:
+    """GIVEN an event stream served by uvicorn that never reads `receive`, whose client
+    reads one event and leaves WHEN the watchdog looks over several stuck_after spans
+    THEN one HD605 record: it still sends (uvicorn drops each write), at the stream's line;
+    its await moves all the time, and that does not make it a new episode at every look."""
+    import uvicorn
+
+    from hangdoctor.runtime import HangdoctorMiddleware
+
+    async def body() -> list[asyncio.Task[Any]]:
+        config = uvicorn.Config(
+            HangdoctorMiddleware(_deaf_stream),
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_level="critical",
+        )
+        server = uvicorn.Server(config)
+
+        async def serve() -> None:  # cancelled at the end: a clean shutdown closes its socket
+            serving = asyncio.ensure_future(server.serve())
+            try:
+                await asyncio.shield(serving)
+            except asyncio.CancelledError:
+                server.should_exit = server.force_exit = True
+                await asyncio.wait_for(serving, 10)
+                raise
+
+        serving = asyncio.create_task(serve(), name="server")
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"data: tick"), 5)
+        writer.close()  # the client leaves; the stream goes on
+        await writer.wait_closed()
+        return [serving]
+
+    linger = 4 * check_period(STUCK_AFTER) + 3 * STUCK_AFTER
+    run = _watch(body, until=_has("HD605"), timeout=10, linger=linger)
+    assert run.codes() == ["HD605"], [r.summary() for r in run.records]
+    (record,) = run.records
+    assert record.request is not None and record.request.disconnected
+    assert record.request.path == "/events" and record.request.streaming
+    assert record.request.disconnected_s is not None
+    assert record.request.disconnected_s >= STUCK_AFTER
+    assert "after its client left and still sends" in record.message, record.message
+    assert record.file == SHOWN and record.function == "_deaf_stream"
+    assert run.looks >= 3  # looked at again and again: the same episode, not news
+
+
+def test_a_task_awaiting_a_shielded_running_task_is_not_a_lost_wakeup() -> None:
+    """GIVEN a task that awaits `asyncio.shield(job)` while the job runs on (it sleeps)
+    WHEN both wait past stuck_after THEN nothing is reported: the shield's future is set
+    when the job ends, so the wait is the job's, and a sleep is no hang."""
+
+    async def job() -> None:
+        await asyncio.sleep(60)
+
+    async def waiter(task: asyncio.Task[None]) -> None:
+        await asyncio.shield(task)
+
+    async def body() -> list[asyncio.Task[Any]]:
+        inner = asyncio.create_task(job(), name="job")
+        return [inner, asyncio.create_task(waiter(inner), name="waiter")]
+
+    linger = 2 * check_period(STUCK_AFTER) + 2 * STUCK_AFTER
+    run = _watch(body, until=lambda _: False, timeout=linger)
+    assert run.records == [], [r.summary() for r in run.records]
+    assert run.looks >= 1
+
+
 def test_stuck_after_none_turns_the_check_off() -> None:
     async def body() -> list[asyncio.Task[Any]]:
         books = Ledger()

@@ -632,6 +632,7 @@ class _Context:
     def lost_wakeups(self, tasks: Sequence[Task]) -> list[Finding]:
         out: list[Finding] = []
         stuck_after = self.stuck_after
+        awaiting = {by for task in self.tasks for by in task.awaited_by}  # they await a task
         for t in tasks:
             w = t.waits_on
             if w is None or t.waiting_s is None or not t.waiting_s >= stuck_after:
@@ -641,6 +642,8 @@ class _Context:
             body = w.kind is WaitKind.RECEIVE and w.type == _BODY
             if w.kind not in _WAKEUPS and not body:
                 continue
+            if w.kind in (WaitKind.TASK, WaitKind.FUTURE) and not w.detail and t.id in awaiting:
+                continue  # waiting for a task that runs on (a shield's): the wait is that task's
             if w.kind is WaitKind.TASK and not w.detail:
                 continue  # waiting for a task that runs on: the wait is that task's
             why = w.detail or f"nothing has set it in {age(t.waiting_s)}"
@@ -662,14 +665,24 @@ class _Context:
         out: list[Finding] = []
         for t in tasks:
             req = t.request
-            if req is None or not req.disconnected or not self.stuck(t):
+            if req is None or not req.disconnected:
                 continue
-            w = t.waits_on.describe() if t.waits_on else "its next step"
+            gone = req.disconnected_s
+            if self.stuck(t):
+                w = t.waits_on.describe() if t.waits_on else "its next step"
+                goes_on = f"{age(t.waiting_s)} after its client left, waiting on {w}"
+            elif gone is not None and gone >= self.stuck_after:
+                # it keeps moving: each await ends, and what it sends the server drops
+                goes_on = (
+                    f"{age(gone)} after its client left and still sends (the server drops "
+                    "every write: nothing tells the generator), now"
+                )
+            else:
+                continue
             held = ", ".join(h.name or h.kind.value for h in t.holds[:3])
             holding = f", still holding {held}" if held else ""
             message = (
-                f"The response to {req.method} {req.route or req.path} goes on "
-                f"{age(t.waiting_s)} after its client left, waiting on {w} at "
+                f"The response to {req.method} {req.route or req.path} goes on {goes_on} at "
                 f"{self.show(self.where(t)[0])}{holding}."
             )
             out.append(self.finding("HD605", t, message))

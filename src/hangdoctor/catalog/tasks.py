@@ -364,10 +364,13 @@ async def quote(sku: str):
             "stream, goes on waiting after the client left, and keeps what it holds: a "
             "pool connection, a database session, a lock, a limiter token. A few hundred "
             "abandoned streams drain the pool (HD602) or the limiter (HD604), and new "
-            "requests wait while the loop is idle and `/health` is green. HD301 is the "
-            "static finding, a generator that never checks for a disconnect; HD605 is the "
-            "live evidence: a stream task whose client has gone, still running and still "
-            "holding something others wait for."
+            "requests wait while the loop is idle and `/health` is green. Writing is no "
+            "cure by itself: uvicorn drops what a response sends after its client left, "
+            "without an error, so a generator that never reads `receive` (or asks) streams "
+            "on for ever into nothing. HD301 is the static finding, a generator that never "
+            "checks for a disconnect; HD605 is the live evidence: a stream task whose client "
+            "has gone, still waiting, or still sending past `stuck_after` (the middleware "
+            "sees uvicorn's own flag), and what it still holds."
         ),
         bad="""\
 @app.get("/orders/{order_id}/events")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any, Protocol
@@ -83,6 +84,7 @@ class InFlight:
         "disconnected",
         "ended",
         "events",
+        "gone_at",
         "response",
         "scope",
         "server_receive",
@@ -98,6 +100,7 @@ class InFlight:
     # None, then the response start (kept unread), then one of the two markers above
     response: Message | None
     disconnected: bool
+    gone_at: float | None  # time.monotonic() when the middleware saw the client go
     ended: bool
 
     @property
@@ -113,8 +116,7 @@ class InFlight:
     async def receive(self) -> Message:
         message = await self.server_receive()
         if message["type"] == _DISCONNECT and not self.disconnected:
-            self.disconnected = True
-            self.events._client_gone()
+            self._gone()
         return message
 
     def send(self, message: Message) -> Awaitable[None]:
@@ -139,9 +141,18 @@ class InFlight:
             await self.server_send(message)
         except OSError:
             if not self.disconnected:  # the client went away mid-stream
-                self.disconnected = True
-                self.events._client_gone()
+                self._gone()
             raise
+        # uvicorn drops a write to a client that left without a word: a generator that
+        # never reads `receive` streams on for ever. Its flag says so (one getattr per
+        # event sent, on streams only), and from then on the stream is HD605.
+        if not self.disconnected and _server_saw_disconnect(self.server_send):
+            self._gone()
+
+    def _gone(self) -> None:
+        self.disconnected = True
+        self.gone_at = time.monotonic()
+        self.events._client_gone()
 
     def info(self, at: float | None = None) -> RequestInfo:
         scope = self.scope
@@ -160,6 +171,11 @@ class InFlight:
             streaming=self.streaming,
             disconnected=self.disconnected or _server_saw_disconnect(self.server_send),
             age_s=None if at is None else round(max(0.0, at - self.started), 3),
+            disconnected_s=(
+                None
+                if at is None or self.gone_at is None
+                else round(max(0.0, at - self.gone_at), 3)
+            ),
         )
 
 

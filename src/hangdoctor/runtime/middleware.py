@@ -140,6 +140,7 @@ class HangdoctorMiddleware:
         req.started = _monotonic()
         req.response = None
         req.disconnected = req.ended = False
+        req.gone_at = None
         try:
             await self.app(scope, req.receive, req.send)
         finally:

@@ -186,7 +186,12 @@ def _snapshot(
         else:
             read = _read(task, memo)
         reads[tid] = read
-        if isinstance(waiter, asyncio.Task) or getattr(waiter, "_children", None):
+        if (
+            isinstance(waiter, asyncio.Task)
+            or getattr(waiter, "_children", None)
+            # a shield's future: its own callback and the awaiting task's
+            or len(getattr(waiter, "_callbacks", None) or ()) > 1
+        ):
             for child in _awaited_tasks(waiter):
                 awaited_by.setdefault(id(child), []).append(tid)
         waited = read.waited
@@ -336,11 +341,26 @@ def _await_key(task: asyncio.Task[Any]) -> Any:
 
 
 def _awaited_tasks(waiter: Any) -> Iterable[asyncio.Future[Any]]:
-    """Tasks a task parked on `waiter` waits for: the one it awaits, a gather's children."""
-    found = [waiter] if isinstance(waiter, asyncio.Task) else []
+    """Tasks a task parked on `waiter` waits for: the one it awaits, a gather's children,
+    the task an `asyncio.shield` future stands for."""
+    if isinstance(waiter, asyncio.Task):
+        return [waiter]
+    found: list[asyncio.Future[Any]] = []
     children = getattr(waiter, "_children", None)  # asyncio.gather
     if children:
         found.extend(child for child in children if isinstance(child, asyncio.Task))
+    for callback in getattr(waiter, "_callbacks", None) or ():
+        # shield() returns a bare future whose done-callback closes over the inner task:
+        # it is set when that task ends, so the wait is that task's, not a lost wake-up
+        function = callback[0] if isinstance(callback, tuple) else callback
+        if getattr(function, "__name__", None) == "_outer_done_callback":
+            for cell in getattr(function, "__closure__", None) or ():
+                try:
+                    inner = cell.cell_contents
+                except ValueError:  # an empty cell
+                    continue
+                if isinstance(inner, asyncio.Task):
+                    found.append(inner)
     return found
 
 

@@ -951,8 +951,10 @@ def _still_stuck(finding: Finding) -> str:
 
 def _waiting_tasks(finding: Finding) -> list[int]:
     """The tasks whose waits make the episode: the cycle's, else the waiting task (not HD606)."""
-    if finding.code == "HD606" or finding.task_id is None:
-        return []  # the shutdown's own await moves while it waits: only a look ends it
+    if finding.code in ("HD605", "HD606") or finding.task_id is None:
+        # the shutdown's own await moves while it waits, and so does a stream that sends
+        # on after its client left: only a look ends those
+        return []
     ids = [finding.task_id]
     if finding.cycle:
         ids += [h.task_id for h in finding.holders if h.task_id is not None]
@@ -964,6 +966,8 @@ def _episode_key(finding: Finding) -> Hashable:
     waits = finding.waits_on.key if finding.waits_on is not None else None
     if finding.code == "HD606":  # one shutdown: what it waits for shrinks as requests end
         return (finding.code, finding.task_id, waits)
+    if finding.code == "HD605":  # one response, wherever its stream is at each look
+        return (finding.code, finding.task_id)
     if finding.cycle:  # the same cycle whichever of its tasks the analysis names first
         members = {(finding.task_id, waits)}
         members.update((h.task_id, h.waits_on.key if h.waits_on else None) for h in finding.holders)
