@@ -190,7 +190,8 @@ def judge_tasks(
     ):
         notes.append(
             f"pid {pid} {loop_thread or 'thread'} (tid {loop_tid}): CPython 3.14 lists the tasks "
-            "of the main thread's loop only; the tasks of this loop were not looked at."
+            "of the main thread's loop only; the tasks of this loop were not looked at "
+            "(`diagnose --inject` reads them from inside the process)."
         )
     return TaskJudgement(tuple(findings), tasks, tuple(notes))
 
