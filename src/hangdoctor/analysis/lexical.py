@@ -45,6 +45,7 @@ class Held:
     expr: str  # as written: "lock_a", "self._lock", "engine.connect()"
     line: int  # the line of the `async with`
     simple: bool  # a name or attribute chain (no call): it can be looked up in the frame
+    target: str | None = None  # the name it was bound to: `async with pool() as target`
 
 
 def held_at(tree: ast.Module, line: int) -> list[Held]:
@@ -59,13 +60,13 @@ def held_at(tree: ast.Module, line: int) -> list[Held]:
             continue
         body_start = node.body[0].lineno if node.body else node.lineno + 1
         if line >= body_start:
-            out.extend(_held(item.context_expr, node.lineno) for item in node.items)
+            out.extend(_held(item.context_expr, node.lineno, item) for item in node.items)
         elif len(node.items) > 1:
             # waiting on the header line: the items written before the one on this line
             for item in node.items:
                 if item.context_expr.lineno >= line:
                     break
-                out.append(_held(item.context_expr, node.lineno))
+                out.append(_held(item.context_expr, node.lineno, item))
     return out
 
 
@@ -124,8 +125,10 @@ def _is_simple(expr: ast.expr) -> bool:
     return isinstance(expr, ast.Name)
 
 
-def _held(expr: ast.expr, line: int) -> Held:
-    return Held(ast.unparse(expr), line, _is_simple(expr))
+def _held(expr: ast.expr, line: int, item: ast.withitem) -> Held:
+    bound = item.optional_vars
+    target = bound.id if isinstance(bound, ast.Name) else None
+    return Held(ast.unparse(expr), line, _is_simple(expr), target)
 
 
 def _receiver(expr: ast.expr) -> str | None:

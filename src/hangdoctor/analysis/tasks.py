@@ -70,6 +70,13 @@ _RELEASES_WHILE_WAITING = (
     FramePattern("asyncio/locks.py", "Condition.wait_for"),
     FramePattern("anyio/_core/_synchronization.py", "Condition.wait"),
 )
+# the server's lifespan channel: the app's lifespan handler waits on it from start-up to
+# shutdown by design, through any middleware of the user's that wraps the app
+_LIFESPAN_RECEIVE = (
+    FramePattern("uvicorn/lifespan/on.py", "LifespanOn.receive"),
+    FramePattern("hypercorn/asyncio/lifespan.py", "Lifespan.asgi_receive"),
+    FramePattern("hypercorn/trio/lifespan.py", "Lifespan.asgi_receive"),
+)
 _RANK = {
     **dict.fromkeys(
         (WaitKind.EVENT, WaitKind.FUTURE, WaitKind.THREAD, WaitKind.IO, WaitKind.SLEEP), 1
@@ -286,6 +293,11 @@ def _user_frames(task: Task) -> list[Frame]:
     return [f for f in task.frames if is_user_frame(f)]
 
 
+def _waits_for_lifespan(task: Task) -> bool:
+    """The app's lifespan handler waiting for the server's next lifespan event."""
+    return any(frame_matches(f, p) for f in task.frames[:4] for p in _LIFESPAN_RECEIVE)
+
+
 def _first_user(task: Task) -> Frame | None:
     users = _user_frames(task)
     return users[0] if users else None
@@ -477,8 +489,10 @@ class _Context:
         return None
 
     def holder(self, task: Task, key: str | None) -> Holder:
-        took = self.held_where(task, key)
         at, _ = self.where(task)
+        # no `async with` says where it took it (a thread token a `run_sync` call holds, a
+        # lock's recorded owner): it holds it where it is now
+        took = self.held_where(task, key) or at
         return Holder(
             task=task.name,
             task_id=task.id,
@@ -638,7 +652,7 @@ class _Context:
             w = t.waits_on
             if w is None or t.waiting_s is None or not t.waiting_s >= stuck_after:
                 continue  # not stuck(t), without a call for each of the many tasks
-            if _first_user(t) is None:
+            if _first_user(t) is None or _waits_for_lifespan(t):
                 continue  # a server's own machinery (its lifespan queue) waits by design
             body = w.kind is WaitKind.RECEIVE and w.type == _BODY
             if w.kind not in _WAKEUPS and not body:

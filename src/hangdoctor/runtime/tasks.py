@@ -725,7 +725,13 @@ def _pool_holders(reads: list[_Read]) -> list[tuple[_Read, WaitsOn]]:
             for name, value in _locals(frame).items():
                 for pool, waits in pools.values():
                     if waits is not None and _holds_connection(value, pool):
-                        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                        # where it was opened: the `async with ... as name` around the
+                        # frame's line, else where the frame is now
+                        line = next(
+                            (h.line for h in _held_at(frame) if h.target == name),
+                            frame.f_lineno,
+                        )
+                        where = f"{frame.f_code.co_filename}:{line}"
                         found.append((read, replace(waits, name=name, created_at=where)))
     return found
 
@@ -803,18 +809,35 @@ def _name_in(raw: list[types.FrameType], obj: Any) -> str | None:
             continue
         local = _locals(frame)
         for name, value in local.items():
-            if value is obj:
+            if value is obj or _unwrap(value) is obj:
                 return name
         owner = local.get("self")
         if owner is not None:
             for name, value in _named_attributes(owner):
-                if value is obj:
+                if value is obj or _unwrap(value) is obj:
                     return f"self.{name}"
         for name, value in frame.f_globals.items():
-            if value is obj:
+            if value is obj or _unwrap(value) is obj:
                 return name
         return None
     return None
+
+
+# anyio's primitives made before a loop runs (at import: `lock = anyio.Lock()` at module
+# level) are adapters that make the backend's own object on first use; the waits are on
+# that object, the code names the adapter
+_ADAPTED = ("_internal_lock", "_internal_semaphore", "_internal_event", "_internal_limiter")
+
+
+def _unwrap(value: Any) -> Any:
+    """The backend object an anyio adapter stands for (made on first use); else `value`."""
+    if value is None or not type(value).__name__.endswith("Adapter"):
+        return value
+    for attr in _ADAPTED:
+        inner = getattr(value, attr, None)
+        if inner is not None:
+            return inner
+    return value
 
 
 def _is_library(frame: types.FrameType) -> bool:
@@ -843,7 +866,7 @@ def _holds(raw: list[types.FrameType], place: _Place, memo: _Memo) -> list[tuple
     """The `async with` items around each user frame's line, looked up in that frame."""
     out: list[tuple[Any, WaitsOn]] = []
     for at, held, where in place.held:
-        obj = _lookup(raw[at], held.expr) if held.simple else None
+        obj = _unwrap(_lookup(raw[at], held.expr)) if held.simple else None
         if obj is None:
             continue
         described = memo.describe(obj, WaitKind.UNKNOWN, None)
