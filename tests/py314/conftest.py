@@ -33,6 +33,12 @@ NEWSROOM_PACKAGES = (
     "anyio==4.16.0",
     "h11==0.16.0",
     "pydantic==2.14.4",
+    # the hang patterns app (tests/runtime/apps/patterns_app.py)
+    "httpx==0.29.0",
+    "httpcore==1.0.9",
+    "SQLAlchemy==2.1.9",
+    "greenlet==3.5.6",
+    "aiosqlite==0.22.1",
 )
 NEWSROOM_VENV = "hd-newsroom"
 HANGDOCTOR_VENV = "hd-hangdoctor"

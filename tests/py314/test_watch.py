@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import expected
 from tests.jsonl import whole_records
 from tests.py314.conftest import Start314, uvicorn_argv
+from tests.runtime.test_patterns import PATTERNS
 
 from hangdoctor.probe.http import abort_stream, timed_get
 
@@ -65,3 +66,51 @@ def test_watch_names_the_stall_on_314(
     assert join["line"] == expected("HD101").line
     assert join["waits_for"]["line"] == expected("worker").line
     assert "watching the event loop of pid" in target.server.log_tail(50)
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_watch_names_the_hang_patterns_on_314(
+    start314: Start314, hangdoctor314: str, tmp_path: Path, name: str
+) -> None:
+    """GIVEN `hangdoctor watch --stuck-after 1` (on 3.14) running the hang patterns app under
+    python3.14 WHEN a pattern's requests hang THEN its one stuck record, as on the host."""
+    from tests.runtime.test_patterns import _check, _provoke, _wait
+
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+
+    def argv(python: str, port: int) -> list[str]:
+        watch = [hangdoctor314, "watch", "--stuck-after", "1", "--out", "/mnt/out/records.jsonl"]
+        app = [
+            python, "-m", "uvicorn", "patterns_app:app", "--app-dir", "tests/runtime/apps",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        ]  # fmt: skip
+        return [*watch, "--", *app]
+
+    target = start314(argv, binds=(f"{outdir}:/mnt/out",))
+    pattern = PATTERNS[name]
+    sockets = _provoke(target.server, pattern)
+    try:
+        stuck = _wait(lambda: whole_records(outdir / "records.jsonl"), pattern.code)
+        mine = [x for x in stuck if x["code"] == pattern.code]
+        assert len(mine) == 1, stuck
+        _check(mine[0], pattern, target.server)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_the_middleware_names_the_hang_patterns_on_314(start314: Start314, name: str) -> None:
+    """GIVEN the hang patterns app with HangdoctorMiddleware(stuck_after=1) under python3.14
+    WHEN a pattern's requests hang THEN its debug page lists the one stuck record."""
+    from tests.runtime.test_patterns import TOKEN, check_through_middleware
+
+    def argv(python: str, port: int) -> list[str]:
+        return [
+            python, "-m", "uvicorn", "patterns_app:watched", "--app-dir", "tests/runtime/apps",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        ]  # fmt: skip
+
+    target = start314(argv, env={"PATTERNS_DEBUG_TOKEN": TOKEN})
+    check_through_middleware(target.server, PATTERNS[name])

@@ -175,12 +175,15 @@ def test_watch_names_the_pattern(servers: list[ManagedServer], tmp_path: Path, n
 def test_the_middleware_names_the_pattern(servers: list[ManagedServer], name: str) -> None:
     """GIVEN the pattern's requests on a server with HangdoctorMiddleware(stuck_after=1)
     THEN its debug page lists the one stuck record, with the request it serves."""
+    port = free_port()
+    check_through_middleware(_start(servers, _uvicorn(port, "watched"), port), PATTERNS[name])
+
+
+def check_through_middleware(server: ManagedServer, pattern: Pattern) -> None:
+    """Provoke `pattern` on a server running `patterns_app:watched`; check its debug page."""
     import httpx
     from tests.runtime.apps.patterns_app import DEBUG_PATH
 
-    pattern = PATTERNS[name]
-    port = free_port()
-    server = _start(servers, _uvicorn(port, "watched"), port)
     sockets = _provoke(server, pattern)
     try:
         with httpx.Client(timeout=5) as client:
