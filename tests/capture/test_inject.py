@@ -256,3 +256,35 @@ def test_a_target_whose_python_was_replaced_on_disk_is_not_injected_into(
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+EXIT_WAIT = """
+import asyncio, time
+async def main():
+    asyncio.get_running_loop().run_in_executor(None, time.sleep, 60)  # nobody awaits it
+    await asyncio.sleep(0.1)
+    print("main done", flush=True)
+asyncio.run(main())
+"""
+
+
+def test_asyncio_run_waiting_for_the_default_executor_at_exit_is_hd606() -> None:
+    """GIVEN `asyncio.run(main())` whose main left a job in the default executor WHEN main
+    has returned and diagnose --inject looks THEN HD606: the program is ending and waits
+    for the default executor's threads; a healthy loop alone would have said nothing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXIT_WAIT], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"main done"
+        time.sleep(0.3)
+        status, out = _diagnose(proc.pid)
+        assert (status, out["verdict"]) == (1, "stuck"), out
+        (found,) = out["findings"]
+        assert found["code"] == "HD606", found
+        assert "default executor" in found["message"], found["message"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
