@@ -95,6 +95,21 @@ def test_busy_in_one_function_points_at_it(tmp_path: Path) -> None:
     assert "hottest" not in finding.message
 
 
+def test_a_last_sample_on_the_way_out_does_not_move_the_blame(tmp_path: Path) -> None:
+    """Every sample in rank but the last, caught in handler as rank returned: still rank."""
+    app = _app(tmp_path)
+    in_rank = (Frame("rank", app, _line("score +=")), Frame("handler", app, _line("total +=")))
+    returned = (Frame("handler", app, _line("total +=")),)
+    snaps = [_snap(float(i), *in_rank, active=True) for i in range(3)]
+    snaps.append(_snap(3.0, *returned, active=True))
+    (finding,) = analyze(snaps).findings
+    assert (finding.code, finding.function, finding.line) == ("HD501", "rank", _line("score +="))
+    # a last sample elsewhere in the handler is work of its own: the handler is named
+    snaps[-1] = _snap(3.0, Frame("handler", app, _line("while time")), active=True)
+    (finding,) = analyze(snaps).findings
+    assert (finding.code, finding.function) == ("HD501", "handler")
+
+
 def test_blocked_message_names_the_call_as_written(tmp_path: Path) -> None:
     """The same sleeping line in every sample: blocked, HD201, the call and place in the message."""
     app = _app(tmp_path)

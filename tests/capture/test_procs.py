@@ -29,13 +29,14 @@ READY = "HD-TARGET-READY"
 
 # A parent that starts two Python children and one `sleep`, all carrying the token.
 FAMILY = f"""
-import subprocess, sys, time
+import shutil, subprocess, sys, time
 token = sys.argv[1]
 kids = [
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", token])
     for _ in range(2)
 ]
-kids.append(subprocess.Popen(["sleep", "120", token]))
+# the token as argv[0]: `sleep` refuses an extra argument, exits and writes to our stdout
+kids.append(subprocess.Popen([f"sleep-{{token}}", "120"], executable=shutil.which("sleep")))
 print("KIDS", *[k.pid for k in kids], flush=True)
 print({READY!r}, flush=True)
 time.sleep(120)

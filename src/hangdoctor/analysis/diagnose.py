@@ -278,6 +278,8 @@ def _judge_loop(
     )
     hot = ""
     if state is LoopState.BUSY:
+        chosen = _without_unwound_tail(chosen)
+        last = chosen[-1]
         stable, hot = _busy_focus(chosen, reader)
         if stable is not None:
             cls = replace(cls, user_index=stable)
@@ -326,6 +328,28 @@ def _starved_note(pid: int, report: LoopReport, samples: list[_Sample]) -> str:
 
 def _user_frames(callback: tuple[Frame, ...]) -> list[tuple[str, str]]:
     return [(f.function, f.file) for f in callback if is_user_frame(f)]
+
+
+def _without_unwound_tail(samples: list[_Sample]) -> list[_Sample]:
+    """The samples without those taken as the busy work returned.
+
+    A sample that shows only the outer frames of the one before, at the same lines,
+    caught the step on its way out of the work (the handler between the call's
+    return and its next await): it says nothing about where the time went, and
+    keeping it would move the blame from the work to the line that called it.
+    """
+    kept = list(samples)
+    while len(kept) >= 2:
+        tail = _user_lines(kept[-1].view.callback)
+        before = _user_lines(kept[-2].view.callback)
+        if not tail or len(tail) >= len(before) or before[-len(tail) :] != tail:
+            break
+        kept.pop()
+    return kept
+
+
+def _user_lines(callback: tuple[Frame, ...]) -> list[tuple[str, str, int]]:
+    return [(f.function, f.file, f.line) for f in callback if is_user_frame(f)]
 
 
 def _busy_focus(samples: list[_Sample], reader: SourceReader) -> tuple[int | None, str]:
