@@ -125,6 +125,29 @@ def test_blocked_message_names_the_call_as_written(tmp_path: Path) -> None:
     )
 
 
+def test_a_sync_helper_names_its_async_caller(tmp_path: Path) -> None:
+    """Blocked in a sync helper: the message names the coroutine that called it, where the
+    fix goes, as `scan` does from the other end."""
+    (tmp_path / "geo.py").write_text("import time\n\n\ndef region_for(ip):\n    time.sleep(9)\n")
+    (tmp_path / "users.py").write_text(
+        "from geo import region_for\n\n\nasync def get_user(ip):\n    return region_for(ip)\n"
+    )
+    helper = Frame("region_for", str(tmp_path / "geo.py"), 5)
+    caller = Frame("get_user", str(tmp_path / "users.py"), 5)
+    snaps = [_snap(float(i), helper, caller, active=False, cwd=str(tmp_path)) for i in range(3)]
+    (finding,) = analyze(snaps).findings
+    assert (finding.code, finding.function, finding.line) == ("HD201", "region_for", 5)
+    assert finding.message == (
+        "`time.sleep()` in region_for at geo.py:5 blocks the loop; called from async get_user "
+        "at users.py:5: run the call in a thread there (`await asyncio.to_thread(...)`) "
+        "(stuck for at least 2.0 s)."
+    )
+    # blocked in the coroutine itself: nothing to add
+    snaps = [_snap(float(i), caller, active=False, cwd=str(tmp_path)) for i in range(3)]
+    (finding,) = analyze(snaps).findings
+    assert "called from" not in finding.message
+
+
 def test_a_loop_seen_idle_last_is_healthy(tmp_path: Path) -> None:
     """A callback seen once and gone by the next sample is normal work, not a hang."""
     app = _app(tmp_path)

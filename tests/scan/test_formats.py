@@ -49,7 +49,11 @@ def test_concise_lines(result: ScanResult) -> None:
     lines = render_scan_concise(result).splitlines()
     assert lines[0].startswith("app/routes.py:9:5: HD101 `with ThreadPoolExecutor() as ex:`")
     assert lines[1].startswith("app/routes.py:11:8: HD201 `nap()` stops the whole event loop")
-    assert lines[1].endswith("route -> nap -> time.sleep (app/helpers.py:5)")
+    assert "`time.sleep` blocks in nap at app/helpers.py:5, called from async route at " in (
+        lines[1]
+    )
+    assert "app/routes.py:11: run the call in a thread there" in lines[1]
+    assert lines[1].endswith("(route -> nap -> time.sleep)")
     assert lines[2].startswith("app/routes.py:12:5: HD206 `lock.acquire()`")
     assert lines[3] == "app/broken.py:1:5: error: has a syntax error: invalid syntax."
     assert len(lines) == 4

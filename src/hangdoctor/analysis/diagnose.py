@@ -385,6 +385,28 @@ def _busy_focus(samples: list[_Sample], reader: SourceReader) -> tuple[int | Non
     )
 
 
+def _async_caller(
+    stack: tuple[Frame, ...], user_index: int | None, code: str, reader: SourceReader
+) -> Frame | None:
+    """The coroutine of the user's that called the sync helper where the loop blocks.
+
+    `scan` reports the async caller, a live stack the helper: naming both says where
+    the fix goes (a thread at the caller) whichever report the user reads first. CPU
+    work and an executor's exit have fixes of their own, so they get no such advice.
+    """
+    if user_index is None or not (code.startswith("HD2") or code == "HD102"):
+        return None
+    helper = stack[user_index]
+    if reader.is_async_def(helper.file, helper.line) is not False:
+        return None  # the blocking line is in the coroutine itself (or unreadable)
+    for frame in stack[user_index + 1 :]:
+        if not is_user_frame(frame):
+            continue
+        if reader.is_async_def(frame.file, frame.line):
+            return frame
+    return None
+
+
 def _finding(
     report: LoopReport, sample: _Sample, cls: Classification, reader: SourceReader, hot: str = ""
 ) -> Finding:
@@ -420,6 +442,12 @@ def _finding(
         what = f"{called} in {user.function} at {where} blocks the loop"
     if waits is not None:
         what += f"; it waits for {waits.description}"
+    caller = _async_caller(stack, cls.user_index, rule.code, reader)
+    if caller is not None:
+        what += (
+            f"; called from async {caller.function} at {reader.display(caller.file)}:"
+            f"{caller.line}: run the call in a thread there (`await asyncio.to_thread(...)`)"
+        )
     if report.blocked_for_s:
         how = "busy" if report.state is LoopState.BUSY else "stuck"
         what += f" ({how} for at least {report.blocked_for_s:.1f} s)"

@@ -131,6 +131,12 @@ class SourceReader:
         chosen = best_hinted or best
         return chosen.lineno if chosen else None
 
+    def is_async_def(self, file: str, line: int) -> bool | None:
+        """Whether the function holding `line` is an `async def`; None when unknown."""
+        tree = self.tree(file)
+        func = None if tree is None else _function_at(tree, line)
+        return None if func is None else isinstance(func, ast.AsyncFunctionDef)
+
     def calls_at(self, file: str, line: int) -> tuple[CallAtLine, ...]:
         """Calls in the statement at `line`, innermost statement first, resolved via imports."""
         parsed = self._parsed(file)
@@ -247,14 +253,20 @@ def _instances(tree: ast.Module, imports: dict[str, str]) -> dict[str, str]:
     return built
 
 
-def _local_names(tree: ast.Module, line: int) -> set[str]:
-    """Names the innermost function around `line` binds: its arguments and assignments."""
+def _function_at(tree: ast.Module, line: int) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The innermost function whose body holds `line`."""
     func: ast.FunctionDef | ast.AsyncFunctionDef | None = None
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             end = node.end_lineno or node.lineno
             if node.lineno <= line <= end and (func is None or node.lineno >= func.lineno):
                 func = node
+    return func
+
+
+def _local_names(tree: ast.Module, line: int) -> set[str]:
+    """Names the innermost function around `line` binds: its arguments and assignments."""
+    func = _function_at(tree, line)
     if func is None:
         return set()
     args = func.args

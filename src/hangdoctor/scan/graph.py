@@ -410,13 +410,27 @@ def _chain_finding(
         cur = nxt
     assert end is not None
     blocking = end.name if end.kind != "with" else end.text
+    helper = names[-1]
     names.append(blocking)
     effect = get_rule(code).effect
-    where = f"{display(end_file)}:{end.line}"
-    message = f"`{call.text}()` {effect}: {' -> '.join(names)} ({where})"
+    # the same two places a live report names: where it blocks and the async caller,
+    # so the fix (a thread at the caller, or an async helper) reads the same in both
+    message = (
+        f"`{call.text}()` {effect}: `{blocking}` blocks in {helper} at "
+        f"{display(end_file)}:{end.line}, called from async {fn.qualname} at "
+        f"{display(key[0])}:{call.line}: {_remedy_at_caller(code)} "
+        f"({' -> '.join(names)})"
+    )
     return RawFinding(
         key[0], fn.qualname, code, call.line, call.col, message, tuple(names), tuple(steps)
     )
+
+
+def _remedy_at_caller(code: str) -> str:
+    """What to do at the async caller when the helper itself stays sync."""
+    if code == "HD501":  # a thread shares the GIL: CPU work needs another process
+        return "run the call in a process pool there"
+    return "run the call in a thread there (`await asyncio.to_thread(...)`)"
 
 
 def _streams(
