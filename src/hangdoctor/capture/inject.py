@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from hangdoctor.capture.freethreading import free_threaded_evidence
-from hangdoctor.capture.procs import process_info
+from hangdoctor.capture.procs import DELETED, process_info
 from hangdoctor.capture.pyspy import process_state, resume_if_left_stopped
 from hangdoctor.capture.remote_tasks import run_bounded
 from hangdoctor.errors import CaptureError, HangdoctorError
@@ -56,7 +56,6 @@ from hangdoctor.runtime.injected import ENTRY_NAME
 __all__ = ["LoopBusyError", "check_can_inject", "find_gdb", "inject_tasks"]
 
 _MARK = "HANGDOCTOR-GDB "
-_DELETED = " (deleted)"
 _MAX_ANSWER_BYTES = 256 * 1024 * 1024  # 10,000 tasks 8 frames deep take ~30 MB
 _TRIES = 8  # attaches per read, _PAUSE_S apart: a loop under load is idle most of the time
 _PAUSE_S = 0.05
@@ -111,14 +110,14 @@ def in_poll(thread):
         frame = frame.older()
     return False
 
-# debug info from this machine may belong to another build of the same library (a
-# container's libc): gdb would then call its malloc at a wrong address. Symbols come
-# from the target's own files only.
 # The files as the target maps them: its executable through /proc/PID/exe, its libraries
 # through /proc/PID/root, which follows its chroot and mount namespace. By their own names
 # gdb would open this machine's files, and call a function at another build's address.
 quiet("set sysroot /proc/%d/root" % P["pid"])
 quiet("file /proc/%d/exe" % P["pid"])
+# debug info from this machine may belong to another build of the same library (a
+# container's libc): gdb would then call its malloc at a wrong address. Symbols come
+# from the target's own files only.
 for setting in ("set debug-file-directory /nonexistent-hangdoctor",
                 "set debuginfod enabled off", "set auto-load python-scripts off",
                 "set pagination off", "set confirm off", "set width 0",
@@ -209,9 +208,9 @@ def _replaced_libraries(pid: int) -> list[str]:
         with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 path = line.split(None, 5)[5].strip() if line.count(" ") >= 5 else ""
-                name = os.path.basename(path.removesuffix(_DELETED))
-                if path.endswith(_DELETED) and name.startswith(("python", "libpython", "libc.")):
-                    found.append(path.removesuffix(_DELETED))
+                name = os.path.basename(path.removesuffix(DELETED))
+                if path.endswith(DELETED) and name.startswith(("python", "libpython", "libc.")):
+                    found.append(path.removesuffix(DELETED))
     except (OSError, IndexError):
         pass
     return list(dict.fromkeys(found))

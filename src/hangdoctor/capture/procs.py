@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from hangdoctor.errors import NoTargetError, ProcessGoneError
 
 __all__ = [
+    "DELETED",
     "SERVER_PROGRAMS",
     "ProcessInfo",
     "children",
@@ -27,6 +28,9 @@ __all__ = [
     "python_evidence",
     "resolve_targets",
 ]
+
+# what the kernel appends to /proc/PID/exe and maps paths whose file was replaced on disk
+DELETED = " (deleted)"
 
 SERVER_PROGRAMS = ("uvicorn", "gunicorn", "hypercorn", "granian")
 
@@ -101,8 +105,8 @@ def _argv_looks_python(argv: tuple[str, ...]) -> bool:
 def _basename(path: str | None) -> str:
     if not path:
         return ""
-    if path.endswith(" (deleted)"):  # the binary was upgraded under a running process
-        path = path[: -len(" (deleted)")]
+    if path.endswith(DELETED):  # the binary was upgraded under a running process
+        path = path.removesuffix(DELETED)
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 

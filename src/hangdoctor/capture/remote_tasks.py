@@ -54,7 +54,7 @@ from typing import Any
 
 from hangdoctor.capture.freethreading import free_threaded_evidence
 from hangdoctor.capture.preflight import ptrace_diagnosis
-from hangdoctor.capture.procs import ProcessInfo, process_info
+from hangdoctor.capture.procs import DELETED, ProcessInfo, process_info
 from hangdoctor.capture.pyspy import _chroot_of, _host_tids, _ns_pid, python_version_of
 from hangdoctor.errors import CaptureError, HangdoctorError, ProcessGoneError
 from hangdoctor.model import Frame, Task
@@ -72,7 +72,6 @@ _MAPPED_VERSION = (
 _PYTHON_EXE = re.compile(r"^python3(\.\d+)?$")
 # PREFIX/lib[/x86_64-linux-gnu]/libpython3.14.so..., PREFIX/lib/python3.14/lib-dynload/...
 _PREFIX = re.compile(r"^(.*?)/lib(?:64)?/(?:[^/]+/)?(?:lib)?python(3\.\d+)(?:\.so|/)")
-_DELETED = " (deleted)"
 _CAP_SYS_CHROOT = 18
 _CAP_SYS_ADMIN = 21
 
@@ -364,7 +363,7 @@ def _interpreter(pid: int, version: tuple[int, int]) -> str | None:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return None
-    exe = exe.removesuffix(_DELETED)
+    exe = exe.removesuffix(DELETED)
     root = _chroot_of(pid)
     minor = f"{version[0]}.{version[1]}"
     candidates = [exe] if _PYTHON_EXE.match(os.path.basename(exe)) else []
