@@ -309,6 +309,8 @@ class Finding:
     request: RequestInfo | None = None
     cycle: tuple[str, ...] = ()  # HD601: the tasks of the cycle, in order
     tasks_waiting: int | None = None  # how many tasks wait on the same thing
+    # scan: "startup" / "shutdown" for code that runs once around serving, not on requests
+    phase: str | None = None
 
 
 @dataclass(frozen=True)
@@ -480,6 +482,7 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
         request=request_from_dict(d.get("request")),
         cycle=tuple(d.get("cycle", ())),
         tasks_waiting=d.get("tasks_waiting"),
+        phase=d.get("phase"),
     )
 
 

@@ -237,7 +237,8 @@ def test_a_fix_whose_result_would_not_compile_is_skipped() -> None:
 
 
 def test_import_goes_after_docstring_and_future_in_isort_order() -> None:
-    """`import asyncio` lands in the first stdlib block, sorted, after __future__."""
+    """`import asyncio` lands in the first stdlib block, sorted, after __future__; the
+    `import time` the fix made unused goes."""
     src = (
         '"""Doc."""\n\nfrom __future__ import annotations\n\nimport os\nimport time\n'
         "from typing import Any\n\nimport requests\n\n\nasync def f():\n    time.sleep(1)\n"
@@ -245,7 +246,7 @@ def test_import_goes_after_docstring_and_future_in_isort_order() -> None:
     out = fix_source(src, [FixSite("HD201", 13, 4)])
     assert out.text.startswith(
         '"""Doc."""\n\nfrom __future__ import annotations\n\nimport asyncio\nimport os\n'
-        "import time\nfrom typing import Any\n\nimport requests\n"
+        "from typing import Any\n\nimport requests\n"
     )
 
 

@@ -13,6 +13,7 @@ from hangdoctor.scan import ScanConfig, ScanOptions, ScanResult, scan_paths
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "scan"
 MARKER = re.compile(r"# error: (HD\d{3}(?:\s*,\s*HD\d{3})*)")
+PHASE_MARKER = re.compile(r"# (startup|shutdown): (HD\d{3}(?:\s*,\s*HD\d{3})*)")
 
 
 def expected_markers(path: Path) -> set[tuple[int, str]]:
@@ -22,6 +23,16 @@ def expected_markers(path: Path) -> set[tuple[int, str]]:
         m = MARKER.search(line)
         if m:
             out.update((number, c.strip()) for c in m.group(1).split(","))
+    return out
+
+
+def phase_markers(path: Path) -> set[tuple[int, str, str]]:
+    """(line, code, phase) for every `# startup: HDxxx` / `# shutdown: HDxxx` marker."""
+    out: set[tuple[int, str, str]] = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        m = PHASE_MARKER.search(line)
+        if m:
+            out.update((number, c.strip(), m.group(1)) for c in m.group(2).split(","))
     return out
 
 

@@ -106,5 +106,5 @@ def test_pre_commit_hook_definition() -> None:
     """.pre-commit-hooks.yaml defines the hangdoctor-scan hook."""
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     (hook,) = [h for h in hooks if h["id"] == "hangdoctor-scan"]
-    assert hook["entry"] == "hangdoctor scan"
+    assert hook["entry"] == "hangdoctor scan --project"
     assert hook["language"] == "python" and hook["types"] == ["python"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scan.conftest import DATA, expected_markers, run_scan
+from tests.scan.conftest import DATA, expected_markers, phase_markers, run_scan
 
 EVAL_FILES = sorted(DATA.glob("*.py"))
 
@@ -31,3 +31,6 @@ def test_eval_file(path: Path) -> None:
         (f.line, f.code, f.message) for f in result.findings if (f.line, f.code) not in expected
     )
     assert not missing and not extra, f"missing {missing}, extra {extra}"
+    # startup and shutdown code: shown apart, with its phase
+    apart = {(f.line, f.code, f.phase) for f in result.lifecycle}
+    assert apart == phase_markers(path)

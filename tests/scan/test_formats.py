@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from hangdoctor.fix.marks import with_fix_marks
 from hangdoctor.report.scan_concise import render_scan_concise
 from hangdoctor.report.scan_github import escape_data, escape_property, render_scan_github
 from hangdoctor.report.scan_human import render_scan_human
@@ -49,8 +50,8 @@ def test_concise_lines(result: ScanResult) -> None:
     lines = render_scan_concise(result).splitlines()
     assert lines[0].startswith("app/routes.py:9:5: HD101 `with ThreadPoolExecutor() as ex:`")
     assert lines[1].startswith("app/routes.py:11:8: HD201 `nap()` stops the whole event loop")
-    assert "`time.sleep` blocks in nap at app/helpers.py:5, called from async route at " in (
-        lines[1]
+    assert (
+        "`time.sleep` blocks in nap at app/helpers.py:5, called from async route at " in (lines[1])
     )
     assert "app/routes.py:11: run the call in a thread there" in lines[1]
     assert lines[1].endswith("(route -> nap -> time.sleep)")
@@ -71,7 +72,8 @@ def test_github_annotations(result: ScanResult) -> None:
 
 def test_json(result: ScanResult) -> None:
     """The JSON report round-trips and carries rule names, 1-based columns and chain steps."""
-    data = json.loads(json.dumps(scan_to_jsonable(result, {"HD201": True, "HD206": False})))
+    marked = with_fix_marks(result, target=(3, 10))
+    data = json.loads(json.dumps(scan_to_jsonable(marked)))
     assert data["schema_version"] == 1 and data["exit_code"] == 1
     first, second, third = data["findings"]
     assert (first["code"], first["name"], first["line"], first["column"]) == (
@@ -85,7 +87,9 @@ def test_json(result: ScanResult) -> None:
         ("app/routes.py", 11),
         ("app/helpers.py", 5),
     ]
-    assert (first["fix"], second["fix"], third["fix"]) == (None, "safe", "unsafe")
+    # the fixer's verdicts: the HD101 pool is also used by `ex.submit` (left alone), the
+    # HD201 sleeps in a helper (only `--unsafe-fixes` moves `nap()` to a thread)
+    assert (first["fix"], second["fix"], third["fix"]) == (None, "unsafe", "unsafe")
     assert data["problems"] == [
         {
             "path": "app/broken.py",
@@ -159,13 +163,13 @@ def test_sarif_fingerprints_survive_moved_lines(write) -> None:  # type: ignore[
 def test_human_report(result: ScanResult) -> None:
     """Grouped by file, with the source line, a caret, the chain, the fix and the why."""
     console = Console(width=120, record=True, color_system=None)
-    console.print(render_scan_human(result, {"HD201": True}))
+    console.print(render_scan_human(with_fix_marks(result, target=(3, 10))))
     text = console.export_text()
     assert text.index("app/routes.py") < text.index("9:5  HD101")
     assert ">  9 │     with ThreadPoolExecutor() as ex:" in text
     assert "chain:" in text and "app/helpers.py:5" in text
     assert "fix: Use `await asyncio.sleep(seconds)`" in text
-    assert "HD201 [*]" in text
+    assert "HD201 [unsafe fix]" in text and "HD101 [" not in text
     assert "Why these hang" in text and "hangdoctor explain HD101" in text
     assert "app/broken.py:1 has a syntax error" in text
-    assert "Found 3 problems in 1 file" in text and "1 fixable with `--fix`" in text
+    assert "Found 3 problems in 1 file" in text and "fixable with `--fix`" not in text

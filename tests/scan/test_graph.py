@@ -51,6 +51,11 @@ class Store:
         with self._lock:
             return 1
 
+    def fill(self, items):  # a thread holds the lock across a loop: `read` may wait
+        with self._lock:
+            for item in items:
+                self.add(item)
+
     def refresh(self):
         return load_feed()
 

@@ -9,6 +9,257 @@ _TO_THREAD = (
     "`await loop.run_in_executor(None, ...)`"
 )
 
+_HTTP_VERBS = ("get", "post", "put", "patch", "delete", "head", "options", "request")
+
+# SQLAlchemy's sync ORM and Core: the calls that talk to the database. `Session.add`,
+# `delete`, `expire` and `select(...)` only change or build objects in memory.
+_SQLALCHEMY = (
+    *(
+        f"sqlalchemy.orm.Session.{m}"
+        for m in (
+            "execute",
+            "scalar",
+            "scalars",
+            "commit",
+            "flush",
+            "get",
+            "get_one",
+            "refresh",
+            "merge",
+            "rollback",
+            "close",
+            "connection",
+            "exec",  # sqlmodel's Session
+            "__exit__",  # closes: gives the connection back with a ROLLBACK
+        )
+    ),
+    "sqlalchemy.orm.SessionTransaction.__exit__",
+    "sqlalchemy.orm.SessionTransaction.commit",
+    "sqlalchemy.orm.SessionTransaction.rollback",
+    *(
+        f"sqlalchemy.orm.Query.{m}"
+        for m in (
+            "all",
+            "first",
+            "one",
+            "one_or_none",
+            "scalar",
+            "count",
+            "get",
+            "delete",
+            "update",
+        )
+    ),
+    *(
+        f"sqlalchemy.engine.Engine.{m}"
+        for m in ("connect", "begin", "execute", "raw_connection", "dispose")
+    ),
+    *(
+        f"sqlalchemy.engine.Connection.{m}"
+        for m in (
+            "execute",
+            "exec_driver_sql",
+            "scalar",
+            "scalars",
+            "commit",
+            "rollback",
+            "close",
+        )
+    ),
+)
+
+_PYMONGO = (
+    *(
+        f"pymongo.MongoClient.{m}"
+        for m in ("server_info", "list_database_names", "list_databases", "drop_database")
+    ),
+    *(
+        f"pymongo.database.Database.{m}"
+        for m in (
+            "command",
+            "list_collection_names",
+            "list_collections",
+            "create_collection",
+            "drop_collection",
+            "validate_collection",
+        )
+    ),
+    *(
+        f"pymongo.collection.Collection.{m}"
+        for m in (
+            "find_one",
+            "insert_one",
+            "insert_many",
+            "update_one",
+            "update_many",
+            "replace_one",
+            "delete_one",
+            "delete_many",
+            "count_documents",
+            "estimated_document_count",
+            "aggregate",
+            "distinct",
+            "bulk_write",
+            "create_index",
+            "create_indexes",
+            "drop_index",
+            "drop_indexes",
+            "drop",
+            "find_one_and_delete",
+            "find_one_and_replace",
+            "find_one_and_update",
+            "list_indexes",
+            "index_information",
+            "rename",
+            "watch",
+        )
+    ),
+    *(f"pymongo.cursor.Cursor.{m}" for m in ("to_list", "next", "explain", "distinct")),
+    "pymongo.command_cursor.CommandCursor.to_list",
+    "pymongo.command_cursor.CommandCursor.next",
+)
+
+_SMTP = tuple(
+    f"smtplib.SMTP.{m}"
+    for m in (
+        "connect",
+        "helo",
+        "ehlo",
+        "ehlo_or_helo_if_needed",
+        "starttls",
+        "login",
+        "auth",
+        "sendmail",
+        "send_message",
+        "quit",
+        "noop",
+        "rset",
+        "verify",
+        "expn",
+        "docmd",
+        "mail",
+        "rcpt",
+        "data",
+        "__exit__",  # sends QUIT
+    )
+)
+
+_KAFKA = (
+    "kafka.KafkaProducer",  # bootstraps: connects and fetches metadata
+    "kafka.KafkaConsumer",
+    *(f"kafka.KafkaProducer.{m}" for m in ("send", "flush", "close", "partitions_for")),
+    "kafka.producer.future.FutureRecordMetadata.get",
+    *(
+        f"kafka.KafkaConsumer.{m}"
+        for m in (
+            "poll",
+            "commit",
+            "close",
+            "position",
+            "committed",
+            "end_offsets",
+            "beginning_offsets",
+            "offsets_for_times",
+            "partitions_for_topic",
+            "topics",
+        )
+    ),
+    "confluent_kafka.Producer.flush",
+    "confluent_kafka.Producer.list_topics",
+    *(
+        f"confluent_kafka.Consumer.{m}"
+        for m in ("poll", "consume", "close", "list_topics", "committed")
+    ),
+)
+
+# os.path and pathlib calls that ask the file system (ASYNC240); pure path arithmetic
+# (`join`, `with_suffix`, `parent`) is not I/O
+_OS_PATH = tuple(
+    f"os.path.{f}"
+    for f in (
+        "exists",
+        "lexists",
+        "isfile",
+        "isdir",
+        "islink",
+        "ismount",
+        "isjunction",
+        "isdevdrive",
+        "getsize",
+        "getmtime",
+        "getatime",
+        "getctime",
+        "samefile",
+        "sameopenfile",
+        "realpath",
+        "abspath",  # asks for the working directory
+        "relpath",
+        "expanduser",  # may ask the password database (NSS, LDAP)
+    )
+)
+_PATH_IO = tuple(
+    f"pathlib.Path.{m}"
+    for m in (
+        "exists",
+        "is_dir",
+        "is_file",
+        "is_symlink",
+        "is_mount",
+        "is_socket",
+        "is_fifo",
+        "is_block_device",
+        "is_char_device",
+        "is_junction",
+        "stat",
+        "lstat",
+        "iterdir",
+        "glob",
+        "rglob",
+        "walk",
+        "mkdir",
+        "rmdir",
+        "unlink",
+        "touch",
+        "rename",
+        "replace",
+        "chmod",
+        "lchmod",
+        "symlink_to",
+        "hardlink_to",
+        "link_to",
+        "readlink",
+        "owner",
+        "group",
+        "samefile",
+        "resolve",
+        "absolute",
+        "expanduser",
+    )
+)
+_OS_FILES = tuple(
+    f"os.{f}"
+    for f in (
+        "stat",
+        "lstat",
+        "access",
+        "listdir",
+        "scandir",
+        "walk",
+        "remove",
+        "unlink",
+        "rename",
+        "replace",
+        "mkdir",
+        "makedirs",
+        "rmdir",
+        "removedirs",
+        "fsync",
+        "fdatasync",
+        "sendfile",
+        "truncate",
+    )
+)
+
 RULES = (
     Rule(
         code="HD201",
@@ -40,8 +291,9 @@ async def poll():
         effect="waits for the network on the event loop",
         summary="A synchronous HTTP client is used in async code.",
         why=(
-            "requests, urllib, http.client, urllib3 and httpx's sync `Client` wait for the "
-            "network on the calling thread. From a coroutine that is the loop thread, so one "
+            "requests, urllib, http.client, urllib3, httpx's sync `Client` and boto3/botocore "
+            "clients wait for the network on the calling thread. From a coroutine that is the "
+            "loop thread, so one "
             "slow upstream stops every request of the process for as long as it takes "
             "(forever, when no timeout is set)."
         ),
@@ -60,9 +312,8 @@ async def weather():
     return r.json()
 """,
         fix=(
-            "Use an async client (`httpx.AsyncClient`, `aiohttp`) with a timeout. "
-            + _TO_THREAD
-            + " when the sync client must stay."
+            "Use an async client (`httpx.AsyncClient`, `aiohttp`, aioboto3/aiobotocore for AWS) "
+            "with a timeout. " + _TO_THREAD + " when the sync client must stay."
         ),
         fix_min_python="3.9",
         fix_safety="Unsafe as an automatic fix: the async client's API and errors differ.",
@@ -77,51 +328,23 @@ async def weather():
             FramePattern("httpx/_api.py"),
         ),
         calls=(
-            "requests.get",
-            "requests.post",
-            "requests.put",
-            "requests.patch",
-            "requests.delete",
-            "requests.head",
-            "requests.options",
-            "requests.request",
-            "requests.Session.get",
-            "requests.Session.post",
-            "requests.Session.put",
-            "requests.Session.patch",
-            "requests.Session.delete",
-            "requests.Session.head",
-            "requests.Session.options",
-            "requests.Session.request",
-            "requests.Session.send",
+            *(f"requests.{v}" for v in _HTTP_VERBS),
+            *(f"requests.Session.{v}" for v in (*_HTTP_VERBS, "send")),
             "urllib.request.urlopen",
             "urllib.request.OpenerDirector.open",
             "urllib3.request",
-            "urllib3.PoolManager.request",
-            "urllib3.PoolManager.urlopen",
-            "urllib3.HTTPConnectionPool.request",
-            "urllib3.HTTPConnectionPool.urlopen",
+            "urllib3.PoolManager.*",  # and ProxyManager: every request goes out
+            "urllib3.HTTPConnectionPool.*",
             "http.client.HTTPConnection.request",
             "http.client.HTTPConnection.getresponse",
+            "http.client.HTTPConnection.connect",
             "http.client.HTTPSConnection.request",
             "http.client.HTTPSConnection.getresponse",
-            "httpx.get",
-            "httpx.post",
-            "httpx.put",
-            "httpx.patch",
-            "httpx.delete",
-            "httpx.request",
-            "httpx.stream",
-            "httpx.Client.get",
-            "httpx.Client.post",
-            "httpx.Client.put",
-            "httpx.Client.patch",
-            "httpx.Client.delete",
-            "httpx.Client.head",
-            "httpx.Client.options",
-            "httpx.Client.request",
-            "httpx.Client.send",
-            "httpx.Client.stream",
+            *(f"httpx.{v}" for v in (*_HTTP_VERBS, "stream")),
+            *(f"httpx.Client.{v}" for v in (*_HTTP_VERBS, "send", "stream", "close")),
+            # boto3/botocore: every operation of a client is an HTTPS request to AWS
+            "botocore.client.BaseClient.*",
+            "botocore.waiter.Waiter.wait",
         ),
         methods=("urlopen", "getresponse"),
         scan_methods=("urlopen", "getresponse"),
@@ -132,9 +355,11 @@ async def weather():
         effect="waits for the database or the socket on the event loop",
         summary="A synchronous database driver or raw socket I/O runs in async code.",
         why=(
-            "sqlite3, psycopg2, pymysql, the sync redis client and plain `socket` calls "
-            "(`connect`, `recv`, `sendall`, `accept`) wait for the network or the disk on the "
-            "calling thread. On the loop thread, every other request waits with them."
+            "Sync database drivers and clients (sqlite3, psycopg2, psycopg 3, pymysql, "
+            "SQLAlchemy's `Session`/`Connection`/`Engine`, redis, pymongo, pika, kafka-python, "
+            "smtplib) and plain `socket` calls (`connect`, `recv`, `sendall`, `accept`) wait "
+            "for the network or the disk on the calling thread. On the loop thread, every "
+            "other request waits with them."
         ),
         bad="""\
 @app.get("/users/{uid}")
@@ -151,7 +376,10 @@ async def user(uid: int):
 """,
         fix=(
             "Use the driver's async form (asyncpg, psycopg 3 async, aiosqlite, aiomysql, "
-            "`redis.asyncio`, `asyncio.open_connection`). " + _TO_THREAD + " otherwise."
+            "SQLAlchemy's `AsyncSession`, `redis.asyncio`, motor or pymongo's `AsyncMongoClient`, "
+            "aio-pika, aiokafka, aiosmtplib, `asyncio.open_connection`). "
+            + _TO_THREAD
+            + " otherwise."
         ),
         fix_min_python="3.9",
         fix_safety="Unsafe as an automatic fix: connections are not thread-safe in general.",
@@ -163,6 +391,19 @@ async def user(uid: int):
             FramePattern("redis/client.py"),
             FramePattern("redis/commands/"),
             FramePattern("sqlite3/"),
+            # psycopg 3: the sync classes live apart from the async ones (`*_async.py`)
+            FramePattern("psycopg/connection.py"),
+            FramePattern("psycopg/cursor.py"),
+            FramePattern("psycopg_pool/pool.py"),
+            FramePattern("pymongo/synchronous/"),  # pymongo 4.9+; pymongo/asynchronous/ is async
+            FramePattern("pymongo/network.py"),  # pymongo before 4.9: sync only
+            FramePattern("pymongo/pool.py"),
+            FramePattern("pika/adapters/blocking_connection.py"),
+            FramePattern("kafka/"),  # kafka-python (aiokafka is `aiokafka/`)
+            FramePattern("smtplib.py"),
+            FramePattern("ftplib.py"),
+            FramePattern("imaplib.py"),
+            FramePattern("poplib.py"),
             FramePattern("socket.py", "create_connection"),
             FramePattern("socket.py", "socket.accept"),
             FramePattern("socket.py", "SocketIO.readinto"),
@@ -178,23 +419,68 @@ async def user(uid: int):
             "sqlite3.Connection.executemany",
             "sqlite3.Connection.executescript",
             "sqlite3.Connection.commit",
+            "sqlite3.Connection.rollback",
             "sqlite3.Cursor.execute",
             "sqlite3.Cursor.executemany",
+            "sqlite3.Cursor.executescript",
             "sqlite3.Cursor.fetchone",
             "sqlite3.Cursor.fetchall",
             "sqlite3.Cursor.fetchmany",
             "psycopg2.connect",
             "psycopg2.extensions.connection.commit",
+            "psycopg2.extensions.connection.rollback",
+            "psycopg2.extensions.cursor.callproc",
+            "psycopg2.extensions.cursor.copy_expert",
+            "psycopg2.extensions.cursor.copy_from",
+            "psycopg2.extensions.cursor.copy_to",
+            "psycopg2.extras.execute_values",
+            "psycopg2.extras.execute_batch",
+            "psycopg2.pool.AbstractConnectionPool.getconn",  # may connect
             "psycopg2.extensions.cursor.execute",
             "psycopg2.extensions.cursor.executemany",
             "psycopg2.extensions.cursor.fetchone",
             "psycopg2.extensions.cursor.fetchall",
             "psycopg2.extensions.cursor.fetchmany",
             "psycopg.connect",
+            *(
+                f"psycopg.Connection.{m}"
+                for m in ("connect", "execute", "commit", "rollback", "transaction")
+            ),
+            *(f"psycopg.Cursor.{m}" for m in ("execute", "executemany", "copy", "stream")),
+            *(
+                f"psycopg.ServerCursor.{m}"  # a named cursor fetches from the server
+                for m in ("execute", "fetchone", "fetchmany", "fetchall")
+            ),
+            *(f"psycopg_pool.ConnectionPool.{m}" for m in ("connection", "getconn", "wait")),
             "pymysql.connect",
-            "redis.Redis",
-            "redis.StrictRedis",
-            "redis.Redis.*",  # every command of the sync client is a network round trip
+            *(
+                f"pymysql.connections.Connection.{m}"
+                for m in ("commit", "rollback", "ping", "select_db", "query")
+            ),
+            *(f"pymysql.cursors.Cursor.{m}" for m in ("execute", "executemany", "callproc")),
+            "MySQLdb.connect",
+            "mysql.connector.connect",
+            *_SQLALCHEMY,
+            # redis: making a client connects nothing; every command is a network round trip
+            "redis.Redis.*",
+            "redis.client.Pipeline.execute",
+            *(
+                f"redis.client.PubSub.{m}"
+                for m in ("get_message", "subscribe", "psubscribe", "unsubscribe", "punsubscribe")
+            ),
+            *(f"redis.lock.Lock.{m}" for m in ("acquire", "release", "extend", "__enter__")),
+            "redis.sentinel.Sentinel.discover_master",
+            *_PYMONGO,
+            "pika.BlockingConnection",  # connects
+            "pika.BlockingConnection.*",
+            "pika.adapters.blocking_connection.BlockingChannel.*",
+            *_KAFKA,
+            *_SMTP,
+            "ftplib.FTP.*",
+            "imaplib.IMAP4",  # connects
+            "imaplib.IMAP4.*",
+            "poplib.POP3",  # connects
+            "poplib.POP3.*",
             "socket.create_connection",
             "socket.socket.connect",
             "socket.socket.recv",
@@ -204,6 +490,11 @@ async def user(uid: int):
             "socket.socket.sendall",
             "socket.socket.sendto",
             "socket.socket.accept",
+            "socket.socket.connect_ex",
+            "socket.socket.recvfrom_into",
+            "socket.socket.recvmsg",
+            "socket.socket.sendmsg",
+            "socket.socket.sendfile",
         ),
         methods=(
             "recv",
@@ -228,8 +519,10 @@ async def user(uid: int):
         summary="Async code waits for a subprocess synchronously.",
         why=(
             "`subprocess.run`, `call`, `check_call`, `check_output`, `Popen.wait`, "
-            "`Popen.communicate` and `os.system` block until the child exits. On the loop "
-            "thread the whole service waits for the child."
+            "`Popen.communicate`, `os.system`, `os.spawn*(P_WAIT)`, `os.wait*` and "
+            "`multiprocessing.Process.join` block until the child exits; `subprocess.Popen()`, "
+            "`os.popen`, `os.posix_spawn` and `os.spawn*` fork and wait for the new program to "
+            "start. On the loop thread the whole service waits for the child."
         ),
         bad="""\
 @app.post("/thumbnail")
@@ -270,9 +563,19 @@ async def thumbnail(path: str):
             "subprocess.getstatusoutput",
             "subprocess.Popen.wait",
             "subprocess.Popen.communicate",
+            "subprocess.Popen",  # forks and waits for the exec (and `with` for the exit)
+            "os.popen",
             "os.system",
+            "os.posix_spawn",
+            "os.posix_spawnp",
+            *(f"os.spawn{v}" for v in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")),
             "os.waitpid",
             "os.wait",
+            "os.wait3",
+            "os.wait4",
+            "os.waitid",
+            "pty.spawn",
+            "multiprocessing.Process.join",
         ),
         methods=("communicate",),
         scan_methods=("communicate",),
@@ -283,10 +586,11 @@ async def thumbnail(path: str):
         effect="waits for the disk on the event loop",
         summary="Blocking file I/O runs in async code.",
         why=(
-            "`open()`, file reads and writes, `pathlib.Path.read_text`/`write_bytes` and "
-            "`shutil` copies wait for the disk (or for a writer, on a pipe or a network file "
-            "system) on the calling thread. Usually short, they become outages on slow or "
-            "remote storage, large files, or FIFOs."
+            "`open()`, file reads and writes, `pathlib.Path.read_text`/`write_bytes`, "
+            "`os.path.exists`/`Path.stat` and the like, and `shutil` copies wait for the disk "
+            "(or for a writer, on a pipe or a network file system) on the calling thread. "
+            "Usually short, they become outages on slow or remote storage, large files, or "
+            "FIFOs. `input()` and reads of `sys.stdin` wait for a person or a pipe."
         ),
         bad="""\
 @app.get("/export")
@@ -324,9 +628,22 @@ async def export():
         calls=(
             "open",
             "io.open",
+            "io.open_code",
+            "os.fdopen",
+            "codecs.open",
+            "input",
+            "getpass.getpass",
+            "sys.stdin.read",
+            "sys.stdin.readline",
+            "sys.stdin.readlines",
             "os.read",
             "os.write",
             "os.open",
+            *_OS_FILES,
+            *_OS_PATH,
+            *_PATH_IO,
+            # a file object handed in (`f: TextIO`, `f: io.BufferedReader`)
+            "typing.IO.*",
             "pathlib.Path.read_text",
             "pathlib.Path.read_bytes",
             "pathlib.Path.write_text",
@@ -338,6 +655,14 @@ async def export():
             "shutil.copytree",
             "shutil.move",
             "shutil.rmtree",
+            "shutil.copyfileobj",
+            "shutil.make_archive",
+            "shutil.unpack_archive",
+            "glob.glob",
+            "tempfile.NamedTemporaryFile",
+            "tempfile.TemporaryFile",
+            "tempfile.mkstemp",
+            "tempfile.mkdtemp",
         ),
         methods=("read", "readline", "readlines", "write", "read_text", "read_bytes"),
         scan_methods=("read_text", "read_bytes", "write_text", "write_bytes"),

@@ -18,7 +18,11 @@ from hangdoctor.fix.shutdown import find_shutdown, plan_shutdown
 from hangdoctor.fix.sleep import find_sleep, plan_sleep
 from hangdoctor.fix.to_thread import find_blocking_call, plan_to_thread
 
-__all__ = ["FIXABLE", "fix_source"]
+__all__ = ["FIXABLE", "MAX_FIX_CHARS", "fix_source", "fix_source_runs"]
+
+# libcst reads about 20 KB a second with the fixer's analyses: a bigger file (generated code,
+# mostly) would stall `scan` and its marks for minutes, so the fixer leaves it alone
+MAX_FIX_CHARS = 256 * 1024
 
 
 _UNSAFE_HINT = "it is an unsafe fix: pass unsafe=True (`--unsafe-fixes`) to apply it"
@@ -130,37 +134,70 @@ def fix_source(
     that would break it is skipped); a second run on the result changes nothing.
     Never raises on any input text.
     """
+    return fix_source_runs(text, [(sites, unsafe)], target_python=target_python)[0]
+
+
+def fix_source_runs(
+    text: str,
+    runs: Sequence[tuple[Sequence[FixSite], bool]],
+    *,
+    target_python: tuple[int, int] = (3, 10),
+) -> list[FixOutcome]:
+    """`fix_source` for each (sites, unsafe) of `runs` on the same text, parsed and analysed
+    once: the scan's marks ask what `--fix` and `--fix --unsafe-fixes` would both do."""
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom) :]
     norm = endings.normalize(body)
-    unique = list(dict.fromkeys(sites))
+    uniques = [list(dict.fromkeys(sites)) for sites, _ in runs]
+    if len(norm) > MAX_FIX_CHARS:
+        reason = (
+            f"The file has {len(norm) // 1024} KB of text, more than the fixer reads "
+            f"({MAX_FIX_CHARS // 1024} KB), so nothing in it is fixed; fix it by hand."
+        )
+        return [FixOutcome(text, (), tuple(_skip(s, reason) for s in u)) for u in uniques]
     try:
         module = cst.parse_module(norm)
     except (cst.ParserSyntaxError, RecursionError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = f"The file does not parse, so nothing in it is fixed ({first})."
-        return FixOutcome(text, (), tuple(_skip(s, reason) for s in unique))
+        return [FixOutcome(text, (), tuple(_skip(s, reason) for s in u)) for u in uniques]
+    strict: list[bool] = []  # whether the input compiles, worked out once when first needed
+    with indexed(module, norm) as index:
+        return [
+            _run(index, text, norm, strict, unique, unsafe, target_python)
+            for unique, (_, unsafe) in zip(uniques, runs, strict=True)
+        ]
 
+
+def _run(
+    index: SourceIndex,
+    text: str,
+    norm: str,
+    strict: list[bool],
+    unique: list[FixSite],
+    unsafe: bool,
+    target_python: tuple[int, int],
+) -> FixOutcome:
     skipped: list[SkippedFix] = []
     plans: list[Plan] = []
-    with indexed(module, norm) as index:
-        claimed: set[cst.CSTNode] = set()
-        for site in unique:
-            try:
-                plan = _plan(index, site, unsafe, target_python)
-            except RecursionError:
-                plan = "The code at this site is nested too deeply for the fixer."
-            if isinstance(plan, str):
-                skipped.append(_skip(site, plan))
-            elif claimed & set(plan.edits):
-                skipped.append(_skip(site, "Another reported site already fixes this code."))
-            else:
-                claimed.update(plan.edits)
-                plans.append(plan)
-        if not plans:
-            return FixOutcome(text, (), tuple(skipped))
-        new_code, accepted, rejected = _select(index.module, plans, _compiles(norm))
-
+    claimed: set[cst.CSTNode] = set()
+    for site in unique:
+        try:
+            plan = _plan(index, site, unsafe, target_python)
+        except RecursionError:
+            plan = "The code at this site is nested too deeply for the fixer."
+        if isinstance(plan, str):
+            skipped.append(_skip(site, plan))
+        elif claimed & set(plan.edits):
+            skipped.append(_skip(site, "Another reported site already fixes this code."))
+        else:
+            claimed.update(plan.edits)
+            plans.append(plan)
+    if not plans:
+        return FixOutcome(text, (), tuple(skipped))
+    if not strict:
+        strict.append(_compiles(norm))
+    new_code, accepted, rejected = _select(index.module, plans, strict[0])
     for plan in rejected:
         skipped.append(
             _skip(plan.site, "The fixed code would not parse, so this fix was not made.")
@@ -168,7 +205,8 @@ def fix_source(
     if not accepted or new_code == norm:
         return FixOutcome(text, (), tuple(skipped))
     applied = tuple(
-        AppliedFix(p.site.code, p.line, p.description, p.safe)
+        AppliedFix(p.site.code, p.line, p.description, p.safe, p.site)
         for p in sorted(accepted, key=lambda p: p.line)
     )
-    return FixOutcome(bom + endings.restore(body, new_code), applied, tuple(skipped))
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    return FixOutcome(bom + endings.restore(text[len(bom) :], new_code), applied, tuple(skipped))

@@ -42,7 +42,6 @@ class SourceIndex(cst.MetadataDependent):
         self.module = wrapper.module
         self._lines = text.split("\n")
         self._by_line: dict[int, list[tuple[cst.CSTNode, int]]] = {}
-        self._names: frozenset[str] | None = None
 
     def _build(self) -> None:
         for node, rng in self.metadata[PositionProvider].items():
@@ -127,29 +126,6 @@ class SourceIndex(cst.MetadataDependent):
     def scope(self, node: cst.CSTNode) -> Scope | None:
         scope: Scope | None = self.get_metadata(ScopeProvider, node, None)
         return scope
-
-    def all_names(self) -> frozenset[str]:
-        """Every identifier used anywhere in the module (for picking fresh names)."""
-        if self._names is None:
-            found: set[str] = set()
-
-            class _Names(cst.CSTVisitor):
-                def visit_Name(self, node: cst.Name) -> None:
-                    found.add(node.value)
-
-            self.module.visit(_Names())
-            self._names = frozenset(found)
-        return self._names
-
-    def fresh_name(self, base: str, taken: set[str]) -> str:
-        """`base`, or `base_2`, ... : a name used nowhere in the module nor in `taken`."""
-        used = self.all_names() | taken
-        name, n = base, 1
-        while name in used:
-            n += 1
-            name = f"{base}_{n}"
-        taken.add(name)
-        return name
 
 
 @contextmanager

@@ -14,8 +14,9 @@ from typing import Any
 
 import libcst as cst
 
-from hangdoctor.fix.imports import add_imports, remove_unused_imports
+from hangdoctor.fix.imports import add_imports_marked
 from hangdoctor.fix.model import FixSite
+from hangdoctor.fix.unused import remove_unused_imports
 
 __all__ = [
     "Plan",
@@ -43,8 +44,9 @@ class Plan:
     safe: bool
     edits: Mapping[cst.CSTNode, Rewrite] = field(default_factory=dict)
     imports: tuple[str, ...] = ()  # modules to import at the top: "asyncio", "functools"
-    # names whose import goes when the fixed module no longer uses them: "ThreadPoolExecutor"
-    unused_imports: tuple[str, ...] = ()
+    # imports (aliases of the original module) the rewritten code used: each goes when the
+    # fixed module no longer uses its name (`import time`; fix/unused.py says what stays)
+    unused_imports: tuple[cst.ImportAlias, ...] = ()
 
 
 class _Apply(cst.CSTTransformer):
@@ -67,6 +69,7 @@ def asyncio_call_plan(
     description: str,
     *,
     needs_import: bool,
+    unused_imports: tuple[cst.ImportAlias, ...] = (),
 ) -> Plan:
     """A safe fix that turns one call into an asyncio one, adding `import asyncio` if needed."""
     if needs_import:
@@ -78,6 +81,7 @@ def asyncio_call_plan(
         safe=True,
         edits={call: rewrite},
         imports=("asyncio",) if needs_import else (),
+        unused_imports=unused_imports,
     )
 
 
@@ -85,7 +89,7 @@ def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:
     """The code of `module` with every plan applied (plans must not share a node)."""
     edits: dict[cst.CSTNode, Rewrite] = {}
     imports: set[str] = set()
-    unused: set[str] = set()
+    unused: set[cst.ImportAlias] = set()
     for plan in plans:
         edits.update(plan.edits)
         imports.update(plan.imports)
@@ -93,10 +97,11 @@ def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:
     if not edits:
         return module.code
     fixed = module.visit(_Apply(edits))
+    # added first, so `import asyncio` takes the place in the import block of an
+    # `import time` that then goes
+    fixed, added = add_imports_marked(fixed, imports)
     if unused:
-        fixed = remove_unused_imports(fixed, unused)
-    if imports:
-        fixed = add_imports(fixed, imports)
+        fixed = remove_unused_imports(module, fixed, unused, added)
     return fixed.code
 
 

@@ -29,6 +29,7 @@ from hangdoctor.fix.context import SourceIndex
 from hangdoctor.fix.edit import Plan, Rewrite, short
 from hangdoctor.fix.model import FixSite
 from hangdoctor.fix.shutdown import is_executor_call
+from hangdoctor.fix.unused import imported_aliases
 
 __all__ = ["find_executor_with", "plan_executor_with"]
 
@@ -132,21 +133,13 @@ def _root_name(func: cst.BaseExpression) -> cst.Name | cst.Attribute | None:
     """What names the executor's import: `Pool`, or `cf` in `cf.ThreadPoolExecutor`.
 
     A dotted import (`import concurrent.futures`) is looked up by the dotted
-    prefix (`concurrent.futures`), the way libcst records it.
+    prefix (`concurrent.futures`), the way libcst's scopes record it.
     """
     if isinstance(func, cst.Name):
         return func
     if isinstance(func, cst.Attribute):
         return func.value if isinstance(func.value, cst.Name | cst.Attribute) else None
     return None
-
-
-def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted(node.value)}.{node.attr.value}"
-    return ""
 
 
 def _to_default(node: Any) -> cst.Name:
@@ -271,5 +264,5 @@ def plan_executor_with(
         description=desc,
         safe=True,
         edits=edits,
-        unused_imports=(_dotted(root),) if root is not None else (),
+        unused_imports=imported_aliases(index, root) if root is not None else (),
     )

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hangdoctor.fix.api import fix_source
+from hangdoctor.fix.api import fix_source_runs
 from hangdoctor.fix.endings import split_lines
 from hangdoctor.fix.model import FixOutcome, FixSite, SkippedFix
 from hangdoctor.outfile import is_read_only, reason, write_atomic
 
-__all__ = ["FileFixResult", "atomic_write", "fix_file", "unified_diff"]
+__all__ = ["FileFixResult", "atomic_write", "fix_file", "fix_file_runs", "unified_diff"]
 
 
 @dataclass(frozen=True)
@@ -99,24 +99,10 @@ def fix_file(
     encodable back) never raise: every site comes back skipped with the reason.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _unfixed(path, "", sites, f"The file cannot be read ({exc.strerror or exc}).")
-    decoded = _decode(data)
-    if isinstance(decoded, str):
-        return _unfixed(path, "", sites, decoded)
-    text, encoding = decoded
-    outcome = fix_source(text, sites, unsafe=unsafe, target_python=target_python)
-    result = FileFixResult(path, text, outcome.text, outcome, encoding)
-    if outcome.text == text:
+    result = fix_file_runs(path, [(sites, unsafe)], target_python=target_python)[0]
+    if not write or not result.changed:
         return result
-    try:
-        new = outcome.text.encode(encoding)
-    except UnicodeEncodeError:
-        return _undo(result, f"The fixed text cannot be encoded in the file's {encoding}.")
-    if not write:
-        return result
+    new = result.after.encode(result.encoding)
     if is_read_only(path):
         return _undo(result, "The file is read-only; make it writable (chmod u+w) to fix it.")
     try:
@@ -124,6 +110,35 @@ def fix_file(
     except OSError as exc:
         return _undo(result, f"The file cannot be written ({reason(exc)}).")
     return replace(result, written=True)
+
+
+def fix_file_runs(
+    path: Path,
+    runs: Sequence[tuple[Sequence[FixSite], bool]],
+    *,
+    target_python: tuple[int, int] = (3, 10),
+) -> list[FileFixResult]:
+    """`fix_file(path, sites, unsafe=unsafe, write=False)` for each (sites, unsafe) of
+    `runs`, the file read, parsed and analysed once (hangdoctor.fix.marks)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        why = f"The file cannot be read ({exc.strerror or exc})."
+        return [_unfixed(path, "", sites, why) for sites, _ in runs]
+    decoded = _decode(data)
+    if isinstance(decoded, str):
+        return [_unfixed(path, "", sites, decoded) for sites, _ in runs]
+    text, encoding = decoded
+    results = []
+    for outcome in fix_source_runs(text, runs, target_python=target_python):
+        result = FileFixResult(path, text, outcome.text, outcome, encoding)
+        try:
+            outcome.text.encode(encoding)
+        except UnicodeEncodeError:
+            result = _undo(result, f"The fixed text cannot be encoded in the file's {encoding}.")
+        results.append(result)
+    return results
 
 
 def _undo(result: FileFixResult, reason: str) -> FileFixResult:

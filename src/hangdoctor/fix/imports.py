@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
-from libcst.metadata import GlobalScope, ImportAssignment, MetadataWrapper, ScopeProvider
+from libcst.metadata import ImportAssignment
 
 from hangdoctor.fix.context import SourceIndex
 
-__all__ = ["ModuleRef", "add_imports", "module_ref", "remove_unused_imports"]
+__all__ = ["ModuleRef", "add_imports", "add_imports_marked", "module_ref"]
 
 _Stmt = cst.SimpleStatementLine | cst.BaseCompoundStatement
 
@@ -142,7 +142,7 @@ def _import_line(module: str, leading: Sequence[cst.EmptyLine] = ()) -> cst.Simp
     )
 
 
-def _add_one(body: list[_Stmt], module: str) -> None:
+def _add_one(body: list[_Stmt], module: str) -> cst.SimpleStatementLine:
     start = 1 if body and _is_docstring(body[0]) else 0
     while start < len(body) and _is_future(body[start]):
         start += 1
@@ -152,16 +152,17 @@ def _add_one(body: list[_Stmt], module: str) -> None:
         at = _sorted_position(body, first, end, module)
         if at == first:
             # the new first line of the block takes the block's blank lines and comments
-            leading = body[first].leading_lines
+            line = _import_line(module, body[first].leading_lines)
             body[first] = body[first].with_changes(leading_lines=())
-            body.insert(at, _import_line(module, leading))
         else:
-            body.insert(at, _import_line(module))
-        return
+            line = _import_line(module)
+        body.insert(at, line)
+        return line
     # no standard-library block: a block of its own after the docstring and __future__
     if start == len(body):
-        body.append(_import_line(module, (cst.EmptyLine(),) if body else ()))
-        return
+        line = _import_line(module, (cst.EmptyLine(),) if body else ())
+        body.append(line)
+        return line
     nxt = body[start]
     lines = list(nxt.leading_lines)
     blank_prefix = []
@@ -170,75 +171,22 @@ def _add_one(body: list[_Stmt], module: str) -> None:
     is_def = isinstance(nxt, cst.FunctionDef | cst.ClassDef)
     gap = max(len(blank_prefix), 2 if is_def else 1)
     body[start] = nxt.with_changes(leading_lines=[cst.EmptyLine()] * gap + lines)
-    body.insert(start, _import_line(module, blank_prefix if start > 0 else ()))
+    line = _import_line(module, blank_prefix if start > 0 else ())
+    body.insert(start, line)
+    return line
 
 
 def add_imports(module: cst.Module, modules: Iterable[str]) -> cst.Module:
     """`module` with `import <m>` added for every `m`, placed where isort would put it."""
+    return add_imports_marked(module, modules)[0]
+
+
+def add_imports_marked(
+    module: cst.Module, modules: Iterable[str]
+) -> tuple[cst.Module, list[cst.SimpleStatementLine]]:
+    """`add_imports`, and the statements it added (so later steps can tell them apart)."""
     body = list(module.body)
+    added: list[cst.SimpleStatementLine] = []
     for name in sorted(set(modules)):
-        _add_one(body, name)
-    return module.with_changes(body=body)
-
-
-def _bound(alias: cst.ImportAlias) -> str:
-    """The name an import alias binds, as libcst's scope records it (`concurrent.futures`)."""
-    return alias.evaluated_alias or alias.evaluated_name
-
-
-def remove_unused_imports(module: cst.Module, names: Iterable[str]) -> cst.Module:
-    """`module` without the module-level imports of `names` that nothing uses any more.
-
-    A fix that takes the last use of an imported name away (HD101 drops
-    `ThreadPoolExecutor`) removes its import, so the fixed file stays clean
-    under a linter; several fixes in one file may each drop a use, so this runs
-    once on the fixed module. Only an alias nothing refers to is removed, the
-    whole statement when none of its aliases is left.
-    """
-    wanted = set(names)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    scopes = wrapper.resolve(ScopeProvider)
-    scope = scopes.get(wrapper.module)
-    if not isinstance(scope, GlobalScope):
-        return module
-    unused: set[str] = set()
-    for name in wanted:
-        if name not in scope:
-            continue
-        assignments = list(scope[name])
-        if assignments and all(
-            isinstance(a, ImportAssignment) and not a.references for a in assignments
-        ):
-            unused.add(name)
-    if not unused:
-        return module
-    body: list[_Stmt] = []
-    dropped_first = False
-    for i, stmt in enumerate(wrapper.module.body):
-        if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
-            body.append(stmt)
-            continue
-        small = stmt.body[0]
-        if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(
-            small.names, cst.ImportStar
-        ):
-            body.append(stmt)
-            continue
-        keep = [a for a in small.names if _bound(a) not in unused]
-        if len(keep) == len(small.names):
-            body.append(stmt)
-        elif keep:
-            keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-            changes: dict[str, object] = {"names": keep}
-            if isinstance(small, cst.ImportFrom) and len(keep) == 1:
-                changes.update(lpar=None, rpar=None)
-            body.append(stmt.with_changes(body=[small.with_changes(**changes)]))
-        else:
-            dropped_first = dropped_first or i == 0
-    if dropped_first and body:
-        # the file must not start with the blank lines that followed the removed import
-        lines = list(body[0].leading_lines)
-        while lines and lines[0].comment is None:
-            lines.pop(0)
-        body[0] = body[0].with_changes(leading_lines=lines)
-    return wrapper.module.with_changes(body=body)
+        added.append(_add_one(body, name))
+    return module.with_changes(body=body), added

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["AppliedFix", "FixOutcome", "FixSite", "SkippedFix"]
 
@@ -24,6 +24,8 @@ class AppliedFix:
     line: int
     description: str  # "time.sleep(x) -> await asyncio.sleep(x)", plus any note
     safe: bool
+    # the reported place this fix was asked for (scan marks come from it: fix/marks.py)
+    site: FixSite | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

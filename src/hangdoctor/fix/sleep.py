@@ -10,6 +10,7 @@ from hangdoctor.fix.context import SourceIndex
 from hangdoctor.fix.edit import Plan, asyncio_call_plan, await_in_place, preview
 from hangdoctor.fix.imports import module_ref
 from hangdoctor.fix.model import FixSite
+from hangdoctor.fix.unused import imported_aliases
 
 __all__ = ["find_sleep", "plan_sleep"]
 
@@ -49,5 +50,18 @@ def plan_sleep(index: SourceIndex, site: FixSite, call: cst.Call) -> Plan | str:
 
     desc = preview(index.module, call, rewrite(call))
     return asyncio_call_plan(
-        site, index.line(call), call, rewrite, desc, needs_import=ref.needs_import
+        site,
+        index.line(call),
+        call,
+        rewrite,
+        desc,
+        needs_import=ref.needs_import,
+        unused_imports=_imports_used(index, call.func),
     )
+
+
+def _imports_used(index: SourceIndex, func: cst.BaseExpression) -> tuple[cst.ImportAlias, ...]:
+    """The import this call used (`import time`, `import time as t`, `from time import sleep`):
+    it goes when the fixed module uses its name nowhere else (fix/unused.py)."""
+    root = func.value if isinstance(func, cst.Attribute) else func
+    return imported_aliases(index, root) if isinstance(root, cst.Name) else ()

@@ -78,6 +78,19 @@ def _awaits_inside(node: cst.CSTNode) -> bool:
     return found
 
 
+_ITERATING = (cst.For, cst.With, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
+def _iteration_reported(index: SourceIndex, call: cst.Call, site: FixSite) -> bool:
+    """The scan reported the `for` (`with`, comprehension) around `call`, not `call`: the
+    iteration of the generator it makes runs the blocking body."""
+    if index.range(call).start.column == site.col:
+        return False
+    return any(
+        isinstance(n, _ITERATING) and index.line(n) == site.line for n in index.ancestors(call)
+    )
+
+
 def find_blocking_call(index: SourceIndex, site: FixSite) -> cst.Call | str:
     """The blocking call reported at `site`, or why it cannot be told apart."""
     found = index.find(cst.Call, site.line, site.col, lambda c: True)
@@ -85,6 +98,11 @@ def find_blocking_call(index: SourceIndex, site: FixSite) -> cst.Call | str:
         return f"There is no call at line {site.line}, column {site.col}."
     if len(found) == 1:
         call = found[0]
+        if _iteration_reported(index, call, site):
+            return (
+                f"Line {site.line} iterates a generator whose body blocks; moving the call "
+                "that makes it to a thread would move nothing."
+            )
         if _awaits_inside(call.func) and not _known_blocking(index, call, site.code):
             # `(await asyncio.to_thread(f)).json()`: what blocked is already off the loop
             return f"The call at line {site.line} works on an awaited result; nothing to move."

@@ -30,6 +30,8 @@ _TOP_KEYS = (
     "secrets_redacted",
 )
 _FINDING_HEAD = ("code", "name", "summary")
+# a static finding's place in the server's life: no meaning for a live capture
+_SCAN_ONLY = frozenset({"phase"})
 _REMEDY = "Pass a file written by `hangdoctor ... --json` (schema_version 1)."
 
 
@@ -81,4 +83,6 @@ def _finding(finding: dict[str, Any]) -> dict[str, Any]:
     except UnknownRuleError:
         name = summary = None
     head = {"code": finding["code"], "name": name, "summary": summary}
-    return head | {k: v for k, v in finding.items() if k not in _FINDING_HEAD}
+    return head | {
+        k: v for k, v in finding.items() if k not in _FINDING_HEAD and k not in _SCAN_ONLY
+    }

@@ -9,6 +9,7 @@ be scanned become `::error` annotations titled `hangdoctor`.
 from __future__ import annotations
 
 from hangdoctor.catalog import get_rule
+from hangdoctor.report.scan_concise import fix_label
 from hangdoctor.scan import ScanResult
 
 __all__ = ["escape_data", "escape_property", "render_scan_github"]
@@ -33,7 +34,15 @@ def render_scan_github(result: ScanResult) -> str:
             f"file={escape_property(f.file)},line={f.line},col={(f.col or 0) + 1},"
             f"title={escape_property(f.code)}"
         )
-        out.append(f"::{kind} {props}::{escape_data(f.message)}")
+        label = fix_label(result, f)  # `[*] message`: the annotation says `--fix` fixes it
+        message = f"{label} {f.message}" if label else f.message
+        out.append(f"::{kind} {props}::{escape_data(message)}")
+    for f in result.lifecycle:  # startup/shutdown code, shown apart
+        props = (
+            f"file={escape_property(f.file)},line={f.line},col={(f.col or 0) + 1},"
+            f"title={escape_property(f'{f.code} ({f.phase})')}"
+        )
+        out.append(f"::notice {props}::{escape_data(f.message)}")
     for p in result.errors:
         props = f"file={escape_property(p.path)}"
         if p.line:

@@ -8,16 +8,16 @@ catalog's "why" is printed once per code at the end, so a file with ten
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
 
 from hangdoctor.catalog import get_rule
 from hangdoctor.model import Finding
+from hangdoctor.report.scan_concise import fix_label
 from hangdoctor.report.terminal import prose
 from hangdoctor.scan import ScanResult
+from hangdoctor.scan.startup import reason
 
 __all__ = ["render_scan_human", "summary_line"]
 
@@ -48,7 +48,9 @@ def summary_line(result: ScanResult, fixable: int = 0) -> str:
     errors = len(result.errors)
     failed = f"; {_plural(errors, 'file')} could not be scanned" if errors else ""
     fix = f"; {fixable} fixable with `--fix`" if fixable else ""
-    return f"{head}; {tail}{failed}{fix}."
+    once = len(result.lifecycle)
+    apart = f"; {once} more in startup/shutdown code, shown apart" if once else ""
+    return f"{head}; {tail}{failed}{fix}{apart}."
 
 
 def _excerpt(lines: list[str], line: int, col: int) -> RenderableType:
@@ -74,15 +76,18 @@ def _excerpt(lines: list[str], line: int, col: int) -> RenderableType:
     return out
 
 
-def _finding(finding: Finding, result: ScanResult, fixable: Mapping[str, bool]) -> RenderableType:
+def _finding(finding: Finding, result: ScanResult, phase: str | None = None) -> RenderableType:
     rule = get_rule(finding.code)
     col = (finding.col or 0) + 1
     head = Text()
+    if phase:
+        head.append(f"[{phase}] {finding.file}:", style="cyan")
     head.append(f"{finding.line}:{col}", style="cyan")
     head.append("  ")
     head.append(finding.code, style=_STYLE.get(rule.severity, "bold"))
-    if finding.code in fixable:
-        head.append(" [*]" if fixable[finding.code] else " [unsafe fix]", style="dim")
+    mark = fix_label(result, finding)
+    if mark:
+        head.append(f" {mark}", style="dim")
     head.append("  ")
     head.append_text(prose(finding.message))
     parts: list[RenderableType] = [head]
@@ -108,19 +113,27 @@ def _finding(finding: Finding, result: ScanResult, fixable: Mapping[str, bool]) 
     return Group(*parts)
 
 
-def render_scan_human(
-    result: ScanResult, fixable: Mapping[str, bool] | None = None
-) -> RenderableType:
-    """The whole report: files with findings, the rules met, problems, and a summary."""
-    fixable = fixable or {}
+def render_scan_human(result: ScanResult) -> RenderableType:
+    """The whole report: files with findings, the rules met, problems, and a summary.
+
+    `[*]` / `[unsafe fix]` are the marks the scan command put on `result`
+    (hangdoctor.fix.marks): the fixer's own verdict for that place.
+    """
     out: list[RenderableType] = []
     by_file: dict[str, list[Finding]] = {}
     for finding in result.findings:
         by_file.setdefault(finding.file, []).append(finding)
     for file, findings in by_file.items():
         out.append(Text(file, style="bold underline"))
-        out.extend(Padding(_finding(f, result, fixable), (0, 0, 0, _INDENT)) for f in findings)
-    codes = sorted({f.code for f in result.findings})
+        out.extend(Padding(_finding(f, result), (0, 0, 0, _INDENT)) for f in findings)
+    if result.lifecycle:
+        out.append(Text("Startup and shutdown code (not request hangs)", style="bold"))
+        for phase in sorted({f.phase or "" for f in result.lifecycle}):
+            out.append(Padding(Text(f"{phase}: {reason(phase)}", style="dim"), (0, 0, 0, _INDENT)))
+        for f in result.lifecycle:
+            # `--fix` leaves them alone: they carry no fix marks (fix/marks.py)
+            out.append(Padding(_finding(f, result, f.phase), (0, 0, 0, _INDENT)))
+    codes = sorted({f.code for f in (*result.findings, *result.lifecycle)})
     if codes:
         out.append(Text("Why these hang", style="bold"))
         for code in codes:
@@ -141,6 +154,6 @@ def render_scan_human(
             line.append(f" {problem.message}", style="red" if problem.kind == "error" else "dim")
             out.append(line)
         out.append(Text())
-    fix_count = sum(1 for f in result.findings if fixable.get(f.code))
+    fix_count = sum(1 for f in result.findings if result.fix_of(f) == "safe")
     out.append(Text(summary_line(result, fix_count), style="bold"))
     return Group(*out)

@@ -8,60 +8,63 @@ for tools; the model's `col` is 0-based. Keys are only ever added within one
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from hangdoctor import __version__
 from hangdoctor.catalog import get_rule
+from hangdoctor.model import Finding
 from hangdoctor.scan import ScanResult
+from hangdoctor.scan.startup import reason
 
 __all__ = ["SCAN_SCHEMA_VERSION", "scan_to_json", "scan_to_jsonable"]
 
 SCAN_SCHEMA_VERSION = 1
 
 
-def scan_to_jsonable(
-    result: ScanResult, fixable: Mapping[str, bool] | None = None
-) -> dict[str, Any]:
-    """The scan as plain JSON data."""
-    fixable = fixable or {}
-    findings: list[dict[str, Any]] = []
-    for f in result.findings:
+def scan_to_jsonable(result: ScanResult) -> dict[str, Any]:
+    """The scan as plain JSON data (`fix`: the scan's marks, hangdoctor.fix.marks)."""
+
+    def finding(f: Finding) -> dict[str, Any]:
         rule = get_rule(f.code)
-        findings.append(
-            {
-                "code": f.code,
-                "name": rule.name,
-                "severity": rule.severity,
-                "message": f.message,
-                "file": f.file,
-                "path": result.relative(f.file),
-                "line": f.line,
-                "column": (f.col or 0) + 1,
-                "function": f.function,
-                "source": f.source,
-                "chain": list(f.chain),
-                "steps": [
-                    {
-                        "function": s.function,
-                        "file": s.file,
-                        "line": s.line,
-                        "column": s.col + 1,
-                        "call": s.call,
-                    }
-                    for s in result.chain_of(f)
-                ],
-                "fix": (
-                    None if f.code not in fixable else ("safe" if fixable[f.code] else "unsafe")
-                ),
-            }
-        )
+        return {
+            "code": f.code,
+            "name": rule.name,
+            "severity": rule.severity,
+            "message": f.message,
+            "file": f.file,
+            "path": result.relative(f.file),
+            "line": f.line,
+            "column": (f.col or 0) + 1,
+            "function": f.function,
+            "source": f.source,
+            "chain": list(f.chain),
+            "steps": [
+                {
+                    "function": s.function,
+                    "file": s.file,
+                    "line": s.line,
+                    "column": s.col + 1,
+                    "call": s.call,
+                }
+                for s in result.chain_of(f)
+            ],
+            "fix": result.fix_of(f),  # "safe", "unsafe", None: what --fix does here
+        }
+
+    findings = [finding(f) for f in result.findings]
+    # startup and shutdown code, shown apart (they do not count for `exit_code` by default)
+    lifecycle = [
+        {**finding(f), "phase": f.phase, "reason": reason(f.phase)}
+        for f in result.lifecycle
+        if f.phase
+    ]
     stats = result.stats
     return {
         "schema_version": SCAN_SCHEMA_VERSION,
         "tool": {"name": "hangdoctor", "version": __version__},
         "root": str(result.config.root),
         "findings": findings,
+        "lifecycle": lifecycle,
         "problems": [
             {
                 "path": p.path,
@@ -84,6 +87,6 @@ def scan_to_jsonable(
     }
 
 
-def scan_to_json(result: ScanResult, fixable: Mapping[str, bool] | None = None) -> str:
+def scan_to_json(result: ScanResult) -> str:
     """`scan_to_jsonable` as indented JSON text."""
-    return json.dumps(scan_to_jsonable(result, fixable), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(scan_to_jsonable(result), indent=2, ensure_ascii=False) + "\n"

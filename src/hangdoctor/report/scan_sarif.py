@@ -83,18 +83,24 @@ def scan_to_sarif(result: ScanResult) -> dict[str, Any]:
     severity = {r.code: r.severity for r in rules}
     seen: dict[str, int] = {}
     results: list[dict[str, Any]] = []
-    for f in result.findings:
+    for f in (*result.findings, *result.lifecycle):
         uri = result.relative(f.file)
         entry: dict[str, Any] = {
             "ruleId": f.code,
             "ruleIndex": index[f.code],
-            "level": severity[f.code],
+            # startup/shutdown code is shown apart: a note, which no gate fails on by default
+            "level": "note" if f.phase else severity[f.code],
             "message": {"text": f.message},
             "locations": [_location(uri, f.line, f.col or 0)],
             "partialFingerprints": {
                 _FINGERPRINT: _fingerprint(f.code, uri, f.function, f.source or "", seen)
             },
         }
+        if f.phase:
+            entry["properties"] = {"phase": f.phase}
+        fix = result.fix_of(f)  # the scan's mark: "safe" (`--fix`) or "unsafe" (`--unsafe-fixes`)
+        if fix:
+            entry.setdefault("properties", {})["fix"] = fix
         steps = result.chain_of(f)
         if steps:
             related = []

@@ -14,6 +14,7 @@ or without one the nearest directory holding a pyproject.toml or `.git`.
     blocking-methods = { "fetch_sync" = "HD202" }
     target-version = "py39"           # lowest Python the fixes may use
     max-file-size = "2MB"             # bigger files are not scanned (generated code)
+    respect-gitignore = true          # skip what git ignores (see scan/files.py)
 
 A pyproject.toml that mentions hangdoctor but is not valid TOML is an error
 naming the file and line: silently going on to a parent directory's settings
@@ -59,6 +60,7 @@ KEYS = (
     "blocking-methods",
     "target-version",
     "max-file-size",
+    "respect-gitignore",
 )
 DEFAULT_MAX_FILE_SIZE = 2 * 1024 * 1024  # a 2 MB module takes ~5 s and ~420 MB to analyse
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$")
@@ -86,6 +88,7 @@ class ScanConfig:
     blocking_methods: tuple[tuple[str, str], ...] = ()
     target_version: tuple[int, int] | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; bigger files are reported, not read
+    respect_gitignore: bool = True  # skip what .gitignore & co. ignore below a given folder
 
     def enabled(self, code: str) -> bool:
         """Whether `code` is selected and not ignored."""
@@ -305,6 +308,12 @@ def config_from_table(table: Mapping[str, Any], root: Path, source: Path) -> Sca
             'Write it like target-version = "py39".',
         )
     size = table.get("max-file-size")
+    gitignore = table.get("respect-gitignore", True)
+    if not isinstance(gitignore, bool):
+        raise ScanConfigError(
+            f"`respect-gitignore` in {source} is {gitignore!r}, not true or false.",
+            "Write it like respect-gitignore = false (no quotes).",
+        )
     return ScanConfig(
         root=root,
         source=source,
@@ -316,6 +325,7 @@ def config_from_table(table: Mapping[str, Any], root: Path, source: Path) -> Sca
         blocking_methods=_blocking(table.get("blocking-methods", {}), "blocking-methods", source),
         target_version=parse_target_version(target) if target else None,
         max_file_size=_size(size, source) if size is not None else DEFAULT_MAX_FILE_SIZE,
+        respect_gitignore=gitignore,
     )
 
 

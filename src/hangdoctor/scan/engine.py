@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +47,7 @@ class ScanOptions:
     select: tuple[str, ...] | None = None  # overrides the config's select
     ignore: tuple[str, ...] = ()  # added to the config's ignore
     cache_dir: Path | None = None  # default: .hangdoctor_cache in the project root
+    fail_on_startup: bool = False  # findings in startup/shutdown code count for the exit status
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,13 @@ class ScanResult:
     config: ScanConfig
     steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]] = field(default_factory=dict)
     files: dict[str, SourceFile] = field(default_factory=dict)  # display path -> the file
+    # findings in code that runs once, at startup or shutdown (`Finding.phase`): shown apart,
+    # they fail the check only with `fail_on_startup`
+    lifecycle: tuple[Finding, ...] = ()
+    fail_on_startup: bool = False
+    # (file, line, col, code) -> "safe" / "unsafe": what `--fix` (`--unsafe-fixes`) will
+    # change, from the fixer's own dry run (hangdoctor.fix.marks); empty until marked
+    fixes: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
     _lines: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -92,13 +102,18 @@ class ScanResult:
     @property
     def exit_code(self) -> int:
         """1 when something was found; else 2 when a file could not be scanned; else 0."""
-        if self.findings:
+        if self.findings or (self.fail_on_startup and self.lifecycle):
             return 1
         return 2 if self.errors else 0
 
     def chain_of(self, finding: Finding) -> tuple[ChainStep, ...]:
         """Where each hop of a chained finding is (empty for a direct finding)."""
         return self.steps.get((finding.file, finding.line, finding.col or 0, finding.code), ())
+
+    def fix_of(self, finding: Finding) -> str | None:
+        """ "safe" when `--fix` changes this finding's code, "unsafe" when only
+        `--fix --unsafe-fixes` does, None when neither does (or nothing was marked)."""
+        return self.fixes.get((finding.file, finding.line, finding.col or 0, finding.code))
 
     def relative(self, display: str) -> str:
         """The file's path relative to the project root (`/`-separated)."""
@@ -117,6 +132,11 @@ class ScanResult:
 
 _worker_knowledge: dict[tuple[tuple[str, str], ...], Knowledge] = {}
 _Job = tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int]
+# (blocking calls, blocking methods, size limit, [(path, display, module, is_package)])
+_Batch = tuple[
+    tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int, list[tuple[str, str, str, bool]]
+]
+_BATCHES_PER_WORKER = 16
 
 
 def _knowledge_for(
@@ -149,8 +169,44 @@ def _parse_job(job: _Job) -> FileFacts | FileProblem:
         return FileProblem(display, f"could not be analysed ({type(exc).__name__}: {exc}).")
 
 
+def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
+    """Read and analyse a batch of files (runs in a worker process); never raises."""
+    extras, methods, limit, files = batch
+    out: list[FileFacts | FileProblem] = []
+    for f in files:
+        # A file's tree is a few hundred thousand objects, all alive until its facts are
+        # done and then freed by reference counting: the cyclic collector's passes over
+        # them find nothing and cost a tenth of the scan. Off in this worker process only,
+        # one file at a time, so whatever cycles a file leaves are collected after it.
+        gc.disable()
+        try:
+            out.append(_parse_job((*f, extras, methods, limit)))
+        finally:
+            gc.enable()
+    return out
+
+
+def pool_start_method() -> str:
+    """How worker processes are started here (`bench/scan.py` starts its floor alike)."""
+    return _pool_context().get_start_method()
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native threads included (Linux only)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
+    # fork: the workers start at once, with everything already imported (a forkserver
+    # first starts an interpreter and imports the scanner again, a quarter of a second
+    # before any file is parsed). Only on Linux, and only while this process has a single
+    # thread: a thread's locks would stay locked in the child forever.
+    if sys.platform == "linux" and "fork" in methods and _single_threaded():
+        return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["hangdoctor.scan.engine"])
@@ -158,19 +214,52 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _batches(sizes: Sequence[int], workers: int) -> list[list[int]]:
+    """Indices of the jobs in batches of about equal bytes, the biggest files first.
+
+    Parsing time follows a file's size, and a few modules are a tenth of a tree: handed
+    out in file order, one worker ends with a big file while the others wait. Biggest
+    first, in batches small enough for the last ones to even out the workers' ends, and
+    big enough that handing them out costs little.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    target = max(1, sum(sizes) // (workers * _BATCHES_PER_WORKER))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in order:
+        current.append(i)
+        size += sizes[i]
+        if size >= target:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _run_jobs(
     jobs: list[_Job],
     workers: int,
+    sizes: Sequence[int],
 ) -> tuple[list[FileFacts | FileProblem], int]:
     if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES:
         return [_parse_job(j) for j in jobs], 1
     workers = min(workers, len(jobs))
-    chunk = max(1, len(jobs) // (workers * 4))
+    batches = _batches(sizes, workers)
+    payloads: list[_Batch] = []
+    for indices in batches:
+        extras, methods, limit = jobs[indices[0]][4:]
+        payloads.append((extras, methods, limit, [jobs[i][:4] for i in indices]))
+    out: list[FileFacts | FileProblem | None] = [None] * len(jobs)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-            return list(pool.map(_parse_job, jobs, chunksize=chunk)), workers
+            for indices, results in zip(batches, pool.map(_parse_batch, payloads), strict=True):
+                for i, result in zip(indices, results, strict=True):
+                    out[i] = result
     except (BrokenProcessPool, OSError):
         return [_parse_job(j) for j in jobs], 1  # no processes to be had: do it here
+    return [r for r in out if r is not None], workers
 
 
 # ---- the scan ------------------------------------------------------------------------
@@ -197,7 +286,7 @@ def scan_paths(
     reuse: ResultCache | None = None
     tree: str | None = None
     if options.use_cache:
-        directory = options.cache_dir or cache_directory(config.root)
+        directory = _given_cache(options.cache_dir) or cache_directory(config.root)
         salt = f"{code_fingerprint()}-{kb.fingerprint}"
         reuse = ResultCache(directory, salt)
         settings = repr((config, options.select, options.ignore))
@@ -206,16 +295,17 @@ def scan_paths(
         )
         known = reuse.get(tree) if tree is not None else None
         if known is not None:
-            reused = _reuse(known, files, problems, config, started, directory)
+            reused = _reuse(known, files, problems, config, started, directory, options)
             if reused is not None:
                 return reused
         cache = FactCache(directory, salt)
     facts: list[FileFacts | FileProblem | None] = [None] * len(files)
     keys: list[str | None] = [None] * len(files)
+    sizes: list[int] = [0] * len(files)
     todo: list[int] = []
     limit = config.max_file_size
     for i, src in enumerate(files):
-        hit = _from_cache(cache, src, keys, i, limit)
+        hit = _from_cache(cache, src, keys, sizes, i, limit)
         if hit is not None:
             facts[i] = hit
         else:
@@ -234,7 +324,7 @@ def scan_paths(
         for i in todo
     ]
     workers = options.jobs if options.jobs is not None else (os.cpu_count() or 1)
-    results, used = _run_jobs(jobs, workers)
+    results, used = _run_jobs(jobs, workers, [sizes[i] for i in todo])
     for i, result in zip(todo, results, strict=True):
         facts[i] = result
         key = keys[i]
@@ -271,7 +361,19 @@ def scan_paths(
         jobs=used,
         cache_file=str(cache.path) if cache is not None and cache.path else None,
     )
-    return _result(findings, problems, stats, config, steps, files)
+    return _result(findings, problems, stats, config, steps, files, options)
+
+
+def _given_cache(folder: Path | None) -> Path | None:
+    """`ScanOptions.cache_dir`, created if need be (the cache files are written into it,
+    never the folder itself); None when it cannot be, and the default place is used."""
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 def _result(
@@ -281,9 +383,12 @@ def _result(
     config: ScanConfig,
     steps: dict[tuple[str, int, int, str], tuple[ChainStep, ...]],
     files: Sequence[SourceFile],
+    options: ScanOptions,
 ) -> ScanResult:
     return ScanResult(
-        findings=findings,
+        findings=tuple(f for f in findings if not f.phase),
+        lifecycle=tuple(f for f in findings if f.phase),
+        fail_on_startup=options.fail_on_startup,
         problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
         stats=stats,
         config=config,
@@ -313,6 +418,7 @@ def _reuse(
     config: ScanConfig,
     started: float,
     directory: Path | None,
+    options: ScanOptions,
 ) -> ScanResult | None:
     """The result of an identical earlier scan; None when the entry cannot be read."""
     try:
@@ -336,29 +442,37 @@ def _reuse(
         jobs=1,
         cache_file=str(directory) if directory is not None else None,
     )
-    return _result(findings, problems, stats, config, steps, files)
+    return _result(findings, problems, stats, config, steps, files, options)
 
 
 def _from_cache(
-    cache: FactCache | None, src: SourceFile, keys: list[str | None], i: int, limit: int
+    cache: FactCache | None,
+    src: SourceFile,
+    keys: list[str | None],
+    sizes: list[int],
+    i: int,
+    limit: int,
 ) -> FileFacts | FileProblem | None:
-    """The cached facts of a file, recording its content key either way.
+    """The cached facts of a file, recording its size and content key either way.
 
     A file over the size limit is the problem that says so, without a key: it
-    is neither read nor cached.
+    is neither read nor cached. Without a cache the file is not read here at all:
+    a worker reads it once, to parse it.
     """
     try:
         st = src.path.stat()
     except OSError:
         return None
+    sizes[i] = st.st_size
     big = too_large(src.display, st.st_size, limit)
     if big is not None:
         return big
-    if cache is not None:
-        known = cache.key_from_stat(str(src.path.absolute()), st)
-        if known is not None:
-            keys[i] = known
-            return cache.get(known)
+    if cache is None:
+        return None
+    known = cache.key_from_stat(str(src.path.absolute()), st)
+    if known is not None:
+        keys[i] = known
+        return cache.get(known)
     try:
         with open(src.path, "rb") as fh:
             raw = fh.read()
@@ -366,8 +480,6 @@ def _from_cache(
         return None  # the worker reports it
     key = content_key(raw, src.module, src.is_package)
     keys[i] = key
-    if cache is None:
-        return None
     cache.remember_stat(str(src.path.absolute()), st, key)
     return cache.get(key)
 
@@ -427,6 +539,7 @@ def _findings(
             source=source,
             col=r.col,
             chain=r.chain,
+            phase=r.phase or None,
         )
         out.append(finding)
         if r.steps:

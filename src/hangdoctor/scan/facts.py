@@ -23,8 +23,10 @@ __all__ = [
     "FileFacts",
     "FileProblem",
     "FunctionFacts",
+    "Held",
     "Leak",
     "Lock",
+    "Phase",
     "Sink",
     "facts_from_json",
     "facts_to_json",
@@ -53,6 +55,10 @@ class Call:
     text: str  # the callee as written: "load_feed", "self._refresh"
     argument: bool = False  # the call is an argument of another call: f(g())
     nonblocking: bool = False  # has blocking=False / wait=False / timeout=0 / a literal False
+    # no call: the iteration of what `target` returned (`for x in gen()`, `list(gen())`,
+    # `g = gen()` ... `next(g)`, `with cm()`), where the iteration is (the `for`, `list(`):
+    # a sync generator's body runs there, not where it is called
+    iterated: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,44 @@ class Leak:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A `threading` lock taken in a function (HD206): how long it is held there.
+
+    `with lock:` holds it for the lines `start`..`end` of its body; `lock.acquire()`
+    until a `release()` the scan does not follow (`start` 0: unknown, taken as long).
+    """
+
+    key: str  # like `Lock.key`: "pkg.mod._lock", "pkg.mod.Store._lock"; an import when kind ""
+    kind: str  # the lock's type ("threading.Lock"); "" when `key` names an import
+    line: int
+    col: int
+    text: str  # as written: "self._lock"
+    start: int = 0  # the body's lines; 0 for an `acquire()`
+    end: int = 0
+    long: str = ""  # what the body itself does that takes long (`await`, a loop of calls); ""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Code that runs once, before the server takes requests or after it stopped (startup.py).
+
+    `role` "lifespan", "startup" or "shutdown" with `line` 0: the callable `target`
+    (dotted, resolved across files) is registered as a lifespan (split at its
+    `yield`) or a startup/shutdown handler (the whole function). "yield": `target`'s
+    first `yield` is at `line`; `exits` are the `with` lines around it, which exit at
+    shutdown. "serve": `target` serves from `line` (`await server.serve()`): before it
+    is startup, after it shutdown. "startup"/"shutdown" with `line` > 0: the lines
+    `line`..`end` of `target` (a `"lifespan.startup"` branch).
+    """
+
+    target: str  # dotted: "pkg.app.lifespan"
+    role: str
+    line: int = 0
+    end: int = 0
+    exits: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class FunctionFacts:
     """One function (or method, or nested function) of the file."""
 
@@ -121,6 +165,7 @@ class FunctionFacts:
     locks: tuple[Lock, ...] = ()  # HD601: the locks it takes with `async with`, in source order
     awaits: tuple[Await, ...] = ()  # HD601: the coroutines it awaits
     leaks: tuple[Leak, ...] = ()  # HD602: pooled connections it does not give back
+    held: tuple[Held, ...] = ()  # HD206: the threading locks it takes, and for how long
 
 
 @dataclass(frozen=True)
@@ -145,6 +190,11 @@ class FileFacts:
     # module-level names ("lock", "Store.lock" in a class body) bound once, to a constructor:
     # locks (HD601), session factories and engines (HD602) -> the type
     objects: tuple[tuple[str, str], ...] = ()
+    phases: tuple[Phase, ...] = ()  # startup and shutdown code (startup.py)
+    # functions whose value has an evident type: (qualname, how, type); how is "call" (what a
+    # call of a sync function returns), "await" (an async def's), "yield" / "ayield" (what a
+    # sync / async generator yields: a FastAPI dependency's value)
+    returns: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,7 +228,13 @@ def _function(f: FunctionFacts) -> list[Any]:
         int(f.is_async) | (int(f.is_generator) << 1),
         [_event(e) for e in f.events],
         [
-            [c.target, c.line, c.col, c.text, int(c.argument) | (int(c.nonblocking) << 1)]
+            [
+                c.target,
+                c.line,
+                c.col,
+                c.text,
+                _flags(c.argument, c.nonblocking, c.iterated),
+            ]
             for c in f.calls
         ],
         _event(f.stream_loop) if f.stream_loop else None,
@@ -191,6 +247,7 @@ def _function(f: FunctionFacts) -> list[Any]:
             for a in f.awaits
         ],
         [[k.kind, k.line, k.col, k.text, k.name, k.why, k.confirm, k.expect] for k in f.leaks],
+        [[h.key, h.kind, h.line, h.col, h.text, h.start, h.end, h.long] for h in f.held],
     ]
 
 
@@ -204,7 +261,15 @@ def _function_back(v: list[Any]) -> FunctionFacts:
         is_generator=bool(flags & 2),
         events=tuple(_event_back(e) for e in v[4]),
         calls=tuple(
-            Call(str(c[0]), int(c[1]), int(c[2]), str(c[3]), bool(c[4] & 1), bool(c[4] & 2))
+            Call(
+                str(c[0]),
+                int(c[1]),
+                int(c[2]),
+                str(c[3]),
+                bool(c[4] & 1),
+                bool(c[4] & 2),
+                bool(c[4] & 4),
+            )
             for c in v[5]
         ),
         stream_loop=_event_back(v[6]) if v[6] else None,
@@ -246,6 +311,19 @@ def _function_back(v: list[Any]) -> FunctionFacts:
             )
             for k in v[9]
         ),
+        held=tuple(
+            Held(
+                str(h[0]),
+                str(h[1]),
+                int(h[2]),
+                int(h[3]),
+                str(h[4]),
+                int(h[5]),
+                int(h[6]),
+                str(h[7]),
+            )
+            for h in v[10]
+        ),
     )
 
 
@@ -265,6 +343,8 @@ def facts_to_json(facts: FileFacts | FileProblem) -> list[Any]:
         [[line, list(codes)] for line, codes in facts.suppressions],
         facts.lines,
         [list(o) for o in facts.objects],
+        [[p.target, p.role, p.line, p.end, list(p.exits)] for p in facts.phases],
+        [list(r) for r in facts.returns],
     ]
 
 
@@ -287,6 +367,8 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         suppressions,
         lines,
         objects,
+        phases,
+        returns,
     ) = value
     return FileFacts(
         module=str(module),
@@ -299,4 +381,9 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         suppressions=tuple((int(ln), tuple(str(c) for c in codes)) for ln, codes in suppressions),
         lines=int(lines),
         objects=tuple((str(a), str(b)) for a, b in objects),
+        phases=tuple(
+            Phase(str(t), str(r), int(ln), int(e), tuple(int(x) for x in xs))
+            for t, r, ln, e, xs in phases
+        ),
+        returns=tuple((str(q), str(h), str(t)) for q, h, t in returns),
     )

@@ -18,12 +18,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hangdoctor.catalog import get_rule
-from hangdoctor.scan.facts import Await, Call, Event, FileFacts, FunctionFacts, Leak, Lock
-from hangdoctor.scan.holds import LOCK_KINDS, NON_REENTRANT, normal_type
+from hangdoctor.scan.facts import (
+    Await,
+    Call,
+    Event,
+    FileFacts,
+    FunctionFacts,
+    Held,
+    Leak,
+    Lock,
+)
+from hangdoctor.scan.holds import (
+    LOCK_KINDS,
+    NON_REENTRANT,
+    THREAD_LOCKS,
+    LongHold,
+    ThreadLocks,
+    normal_type,
+)
 from hangdoctor.scan.knowledge import PROPAGATING, Knowledge, canonical
+from hangdoctor.scan.startup import Phases
 
 __all__ = ["RawFinding", "Step", "find"]
 
@@ -55,6 +72,7 @@ class RawFinding:
     message: str
     chain: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
+    phase: str = ""  # "startup" / "shutdown": code that runs once, not on requests (startup.py)
 
 
 @dataclass(frozen=True)
@@ -100,9 +118,17 @@ class _Resolver:
         self.modules = {m: ix[0] for m, ix in seen.items() if len(ix) == 1}
         self.roots = {m.split(".", 1)[0] for m in seen}
         self._memo: dict[tuple[str, int], tuple[str, FuncKey | str] | None] = {}
+        # per file: qualname -> (how, type) of what the function gives (`FileFacts.returns`)
+        self.returns = [
+            {q: (how, typ) for q, how, typ in f.returns} if f is not None else {} for f in files
+        ]
 
     def resolve(self, target: str, origin: int) -> tuple[str, FuncKey | str] | None:
         """("func", (file, qualname)) or ("ext", qualified library callable), or None."""
+        if "(" in target:  # a method of what a project function gives: `pkg.db.pool().result`
+            if (target, origin) not in self._memo:
+                self._memo[(target, origin)] = self._deferred(target, origin)
+            return self._memo[(target, origin)]
         if target.split(".", 1)[0] not in self.roots:
             return None  # a library call the catalog does not name
         own = self.files[origin]
@@ -111,6 +137,66 @@ class _Resolver:
         if key not in self._memo:
             self._memo[key] = self._resolve(target, origin, 0)
         return self._memo[key]
+
+    def function(self, target: str, origin: int) -> FuncKey | None:
+        """The project function `target` names, or None."""
+        found = self.resolve(target, origin)
+        if found is None or found[0] != "func":
+            return None
+        key = found[1]
+        assert isinstance(key, tuple)
+        return key
+
+    def _deferred(self, target: str, origin: int) -> tuple[str, FuncKey | str] | None:
+        """`pkg.db.pool().result`, `Depends(pkg.deps.get_db).query().all`: the method called on
+        what a project function returns (or gives a FastAPI route as a dependency), followed
+        through the types the functions of every file give (`FileFacts.returns`)."""
+        depends = target.startswith("Depends(")
+        if depends:
+            close = target.find(")")
+            head, rest = target[8:close], target[close + 2 :]
+        else:
+            close = target.find("()")
+            head, rest = target[:close], target[close + 3 :]
+        *methods, last = rest.split("().")
+        found = self.function(head, origin) if head.split(".", 1)[0] in self.roots else None
+        typed = self._given(found, depends)
+        for method in methods:
+            if typed is None:
+                return None
+            typed = self._method_gives(typed[0], method, typed[1])
+        if typed is None or not last:
+            return None
+        return self._typed(typed[0], last, typed[1], 0)
+
+    def _given(self, func: FuncKey | None, depends: bool = False) -> tuple[str, int] | None:
+        """(type, file) of what a call of `func` returns; with `depends`, of what it gives as
+        a dependency (returns, yields, or its coroutine returns)."""
+        if func is None:
+            return None
+        entry = self.returns[func[0]].get(func[1])
+        if entry is None or not (depends or entry[0] == "call"):
+            return None
+        typ = entry[1]
+        # `SessionLocal()` for an imported `SessionLocal = sessionmaker(...)`: what calling
+        # that object returns
+        obj = self.resolve_object(typ, func[0])
+        if obj is not None:
+            called = self.kb.returns(canonical(f"{obj[1]}.__call__"))
+            return (called, func[0]) if called else None
+        return (typ, func[0])
+
+    def _method_gives(self, typ: str, method: str, index: int) -> tuple[str, int] | None:
+        """(type, file) of what the method `method` of the type `typ` returns."""
+        found = self._typed(typ, method, index, 0)
+        if found is None:
+            return None
+        if found[0] == "func":
+            assert isinstance(found[1], tuple)
+            return self._given(found[1])
+        assert isinstance(found[1], str)
+        returned = self.kb.returns(found[1])
+        return (returned, index) if returned else None
 
     def _resolve(self, target: str, origin: int, depth: int) -> tuple[str, FuncKey | str] | None:
         if depth > _MAX_DEPTH:
@@ -209,6 +295,14 @@ class _Resolver:
             return None
         return found
 
+    def thread_lock_key(self, held: Held, index: int) -> str | None:
+        """The stable key of a `threading` lock taken in file `index`, or None."""
+        own = self.files[index]
+        if held.kind:
+            return None if own is None else self.object_key(index, held.key[len(own.module) + 1 :])
+        found = self.resolve_object(held.key, index, typed=True)
+        return found[0] if found is not None and found[1] in THREAD_LOCKS else None
+
     def _method(
         self, index: int, cls: str, method: str, depth: int
     ) -> tuple[str, FuncKey | str] | None:
@@ -239,8 +333,11 @@ def _own_events(
     out: list[tuple[_Own, Call | None]] = [
         (_Own(e.code, e.line, e.col, e.name, e.text, e.kind), None) for e in fn.events
     ]
+    # a method the catalog names (`.recv`) on what another file's function returns is
+    # reported by name already: the type, known now, says it better
+    by_name = {(e.line, e.col, e.code): i for i, e in enumerate(fn.events) if e.kind == "method"}
     for call in fn.calls:
-        if call.nonblocking:
+        if call.nonblocking or call.iterated:
             continue
         found = resolver.resolve(call.target, key[0])
         if found is not None and found[0] == "ext":
@@ -248,7 +345,12 @@ def _own_events(
             assert isinstance(name, str)
             code = kb.call_code(name)
             if code is not None:
-                out.append((_Own(code, call.line, call.col, name, call.text, "call"), call))
+                event = (_Own(code, call.line, call.col, name, call.text, "call"), call)
+                same = by_name.pop((call.line, call.col, code), None)
+                if same is None:
+                    out.append(event)
+                else:
+                    out[same] = event
     return out
 
 
@@ -298,12 +400,18 @@ def find(
             target = funcs.get(callee)
             if target is None or target.is_async or callee == key:
                 continue
-            if target.is_generator and call.argument:
-                continue  # a sync generator handed on (to StreamingResponse) is iterated elsewhere
+            # a generator's body runs where it is iterated, not where it is made or handed
+            # on (to StreamingResponse, which iterates it in a thread)
+            if target.is_generator != call.iterated:
+                continue
             callers.setdefault(callee, []).append((key, call))
             edges.setdefault(key, []).append((call, callee))
     for sites in callers.values():
         sites.sort(key=lambda c: (c[0], c[1].line, c[1].col))
+    # HD206: a `with lock:` on a lock only ever held briefly is no wait worth a finding
+    holds = ThreadLocks(funcs, _blocking_calls(own), edges, resolver.thread_lock_key)
+    for key, events in own.items():
+        events[:] = [e for e in events if _hold(holds, key, e[0]) != "short"]
     out: list[RawFinding] = []
     for key, fn in funcs.items():
         if not fn.is_async:
@@ -326,7 +434,58 @@ def find(
         out.extend(_LockOrder(funcs, resolver, display).findings())
     if enabled("HD602"):
         out.extend(_leaks(funcs, resolver))
+    if holds.long:
+        out = [_held_long(r, holds, display) for r in out]
+    phases = Phases(files, funcs, resolver.function)
+    if phases.ranges or phases.whole:
+        out = [_phased(r, phases) for r in out]
     return out
+
+
+def _phased(r: RawFinding, phases: Phases) -> RawFinding:
+    phase = phases.of((r.file_index, r.function), r.line, r.code)
+    return replace(r, phase=phase) if phase else r
+
+
+def _lock_wait(event: _Own) -> bool:
+    """A `with lock:` on a `threading` lock: its own type, or an imported one."""
+    return event.code == "HD206" and event.text.startswith("with ")
+
+
+def _hold(holds: ThreadLocks, key: FuncKey, event: _Own) -> LongHold | str | None:
+    if not _lock_wait(event):
+        return None
+    return holds.verdict(key, event.line, event.col, event.text)
+
+
+def _blocking_calls(
+    own: dict[FuncKey, list[tuple[_Own, Call | None]]],
+) -> dict[FuncKey, list[tuple[int, int, str]]]:
+    """Per function, what blocks in its own code, lock acquisitions aside (they are what
+    is being judged)."""
+    out: dict[FuncKey, list[tuple[int, int, str]]] = {}
+    for key, events in own.items():
+        found = [
+            (e.line, e.col, e.text if e.kind == "with" else e.name)
+            for e, _ in events
+            if e.code in PROPAGATING and not _lock_wait(e)
+        ]
+        if found:
+            out[key] = sorted(found)
+    return out
+
+
+def _held_long(r: RawFinding, holds: ThreadLocks, display: Callable[[int], str]) -> RawFinding:
+    """An HD206 `with lock:` finding, saying where the lock is held long."""
+    if r.code != "HD206":
+        return r
+    end = r.steps[-1] if r.steps else Step(r.file_index, r.function, r.line, r.col, "")
+    found = holds.verdict((end.file_index, end.function), end.line, end.col)
+    if not isinstance(found, LongHold):
+        return r
+    where = f"{display(found.func[0])}:{found.held.line}"
+    said = f"; `{found.held.text}` is held {found.reason} ({where})"
+    return replace(r, message=r.message + said)
 
 
 def _chains(
@@ -378,6 +537,12 @@ def _chains(
             for call, callee in edges[key]:
                 if callee in nearest:
                     found = _chain_finding(key, fn, call, callee, code, nearest, funcs, display)
+                    if call.iterated:
+                        message = f"iterating the sync generator {found.message}".replace(
+                            "run the call in a thread there (`await asyncio.to_thread(...)`)",
+                            "iterate it in a thread there (`await asyncio.to_thread(list, ...)`)",
+                        )
+                        found = replace(found, message=message)
                     out.append(found)
     return out
 

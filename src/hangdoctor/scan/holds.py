@@ -7,15 +7,23 @@ path: entered with `async with`, closed in a `finally`, handed on (returned,
 passed to a call, stored, captured by a nested function), or not.
 
 Both checks report only what the code shows for certain; see docs/scan.md.
+
+`threading` locks (HD206) are judged by how long they are held: `ThreadLocks`
+decides, for every `with lock:` the scan meets in async code (or in a sync helper
+it calls), whether any place in the project holds that lock across something that
+takes long. A lock only ever held for a few assignments makes the loop wait
+microseconds at worst, and is not reported.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from hangdoctor.scan.names import SCOPE_NODES
+from hangdoctor.scan.facts import Call, FunctionFacts, Held
+from hangdoctor.scan.names import SCOPE_NODES, safe_unparse
 
 __all__ = [
     "AIOHTTP",
@@ -28,6 +36,10 @@ __all__ = [
     "NON_REENTRANT",
     "SESSION_CLASSES",
     "SESSION_FACTORY",
+    "THREAD_LOCKS",
+    "LongHold",
+    "ThreadLocks",
+    "long_body",
     "normal_type",
     "release",
 ]
@@ -53,6 +65,17 @@ LOCK_KINDS = frozenset(LOCK_TYPES.values())
 # acquiring one of these again in the task that holds it waits for ever (anyio and trio
 # raise instead; a semaphore may have a token to spare)
 NON_REENTRANT = frozenset({"asyncio.Lock"})
+
+# `threading` primitives that `with x:` acquires (HD206), as the scan names their type
+THREAD_LOCKS = frozenset(
+    {
+        "threading.Lock",
+        "threading.RLock",
+        "threading.Semaphore",
+        "threading.BoundedSemaphore",
+        "threading.Condition",
+    }
+)
 
 HTTPX = "httpx.AsyncClient"
 AIOHTTP = "aiohttp.ClientSession"
@@ -251,3 +274,157 @@ def release(fn: ast.AST, name: str, kind: str) -> str:
     if closed:
         return "ok"
     return "late" if late else "never"
+
+
+# ---- HD206: how long a `threading` lock is held ------------------------------------------
+
+_SUSPENDS = (ast.Await, ast.Yield, ast.YieldFrom, ast.AsyncFor, ast.AsyncWith)
+_LOOPS: tuple[type[ast.AST], ...] = (
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _own_nodes(node: ast.AST) -> list[ast.AST]:
+    """The nodes below `node` that run with it: not nested functions, lambdas or classes."""
+    out: list[ast.AST] = []
+    stack = list(ast.iter_child_nodes(node))
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, (*SCOPE_NODES, ast.Lambda)):
+            continue
+        out.append(cur)
+        stack.extend(ast.iter_child_nodes(cur))
+    return out
+
+
+def long_body(body: Sequence[ast.stmt]) -> str:
+    """What in a `with lock:` body keeps the lock long, by the body alone, or "".
+
+    An `await` or a `yield` gives up the thread with the lock held, for as long as
+    the awaited thing takes; a loop that calls something repeats work the scan cannot
+    size. Blocking calls in the body are found by the graph (from the events).
+    """
+    nodes = [n for stmt in body for n in (stmt, *_own_nodes(stmt))]
+    for n in nodes:
+        if isinstance(n, _SUSPENDS):
+            suspends = isinstance(n, (ast.Await, ast.AsyncFor, ast.AsyncWith))
+            return "an `await`" if suspends else "a `yield`"
+    for n in nodes:
+        if isinstance(n, _LOOPS):
+            call = next((c for c in _own_nodes(n) if isinstance(c, ast.Call)), None)
+            if call is not None:
+                return f"a loop that calls `{safe_unparse(call.func, 40)}()`"
+    return ""
+
+
+FuncKey = tuple[int, str]  # (file index, qualname), as in `graph`
+_ACQUIRE = "from an `acquire()` to a `release()` the scan does not follow"
+
+
+@dataclass(frozen=True)
+class LongHold:
+    """A place that holds a `threading` lock long, and what it does meanwhile."""
+
+    func: FuncKey
+    held: Held
+    reason: str  # "across `requests.get`", "across an `await`"
+
+
+class ThreadLocks:
+    """Which `with lock:` sites are worth reporting (HD206), across the project.
+
+    `own` lists, per function, its blocking calls as (line, col, text), `with lock:`
+    acquisitions excluded; `edges` its calls into project sync functions;
+    `lock_key` the stable key of a lock taken in a file (None when unknown).
+    """
+
+    def __init__(
+        self,
+        funcs: Mapping[FuncKey, FunctionFacts],
+        own: Mapping[FuncKey, Sequence[tuple[int, int, str]]],
+        edges: Mapping[FuncKey, Sequence[tuple[Call, FuncKey]]],
+        lock_key: Callable[[Held, int], str | None],
+    ) -> None:
+        self._sites: dict[tuple[int, str, int, int], list[tuple[Held, str | None]]] = {}
+        self.long: dict[str, list[LongHold]] = {}  # lock key -> the places that hold it long
+        if not any(fn.held for fn in funcs.values()):
+            return
+        blocks = _blocking(own, edges)
+        for func in sorted(funcs):
+            for held in funcs[func].held:
+                key = lock_key(held, func[0])
+                site = (func[0], func[1], held.line, held.col)
+                self._sites.setdefault(site, []).append((held, key))
+                if key is None:
+                    continue
+                reason = _reason(held, own.get(func, ()), edges.get(func, ()), blocks)
+                if reason:
+                    self.long.setdefault(key, []).append(LongHold(func, held, reason))
+
+    def verdict(
+        self, func: FuncKey, line: int, col: int, text: str | None = None
+    ) -> LongHold | str | None:
+        """For the HD206 `with` at this place (`text`: its header, when there are several
+        items): the place that holds its lock long; "short" when every place holds it
+        briefly (not worth a finding); None when the scan does not know the lock."""
+        for held, key in self._sites.get((func[0], func[1], line, col), ()):
+            if held.start == 0:
+                continue
+            header = f"with {held.text}"
+            if text is not None and text != header and not text.startswith(f"{header} as "):
+                continue
+            if key is None:
+                return None
+            places = self.long.get(key)
+            if not places:
+                return "short"
+            # the clearest place to name: this very block, then this function, then any
+            return min(places, key=lambda p: (p.held is not held, p.func != func))
+        return None
+
+
+def _blocking(
+    own: Mapping[FuncKey, Sequence[tuple[int, int, str]]],
+    edges: Mapping[FuncKey, Sequence[tuple[Call, FuncKey]]],
+) -> dict[FuncKey, str]:
+    """Sync functions that block, directly or through the sync functions they call ->
+    the first blocking call (as written) at the end."""
+    callers: dict[FuncKey, list[FuncKey]] = {}
+    for caller, calls in edges.items():
+        for _, callee in calls:
+            callers.setdefault(callee, []).append(caller)
+    out = {f: events[0][2] for f, events in own.items() if events}
+    queue = list(out)
+    while queue:
+        callee = queue.pop()
+        for caller in callers.get(callee, ()):
+            if caller not in out:
+                out[caller] = out[callee]
+                queue.append(caller)
+    return out
+
+
+def _reason(
+    held: Held,
+    own: Sequence[tuple[int, int, str]],
+    calls: Sequence[tuple[Call, FuncKey]],
+    blocks: Mapping[FuncKey, str],
+) -> str:
+    """Why this place holds the lock long ("" when it holds it briefly)."""
+    if held.start == 0:
+        return _ACQUIRE
+    if held.long:
+        return f"across {held.long}"
+    for line, _, text in own:
+        if held.start <= line <= held.end:
+            return f"across `{text}`"
+    for call, callee in calls:
+        if held.start <= call.line <= held.end and callee in blocks:
+            return f"across `{call.text}()`, which blocks (`{blocks[callee]}`)"
+    return ""

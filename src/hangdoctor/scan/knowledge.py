@@ -23,6 +23,7 @@ from hangdoctor.catalog.library import (
     NONBLOCKING_FLAGS,
     NONBLOCKING_KEYWORDS,
     NONBLOCKING_SETUP,
+    QUIET_METHODS,
     RETURNS,
     UNKNOWN_RECEIVER_RETURNS,
 )
@@ -66,7 +67,9 @@ class Knowledge:
         if code is not None:
             return code
         owner = name.rpartition(".")[0]
-        return self.types.get(owner) if owner else None
+        if not owner or name in QUIET_METHODS:  # `s3.generate_presigned_url()` sends nothing
+            return None
+        return self.types.get(owner)
 
     def returns(self, name: str) -> str | None:
         """The type a call to `name` returns when the name alone does not say it."""
@@ -128,6 +131,7 @@ def build_knowledge(
             sorted(ALIASES.items()),
             sorted(UNKNOWN_RECEIVER_RETURNS.items()),
             sorted(CANCELLATION),
+            sorted(QUIET_METHODS),
             sorted(NONBLOCKING_FLAGS),
             sorted((k, repr(v)) for k, v in NONBLOCKING_SETUP.items()),
             sorted((k, repr(v)) for k, v in NONBLOCKING_KEYWORDS.items()),

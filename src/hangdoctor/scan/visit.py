@@ -4,7 +4,10 @@ Two passes over the AST. The first builds the scopes (module, classes,
 functions) and what each name is bound to: an import (`ref`), an object of a
 type evident from its assignment (`inst`: `s = requests.Session()`, `with
 open(p) as f`, a parameter annotated `lock: threading.Lock`, `self._pool =
-ThreadPoolExecutor()` anywhere in the class), or something unknown. The second
+ThreadPoolExecutor()` anywhere in the class, what a function of the file returns
+by its annotation or its `return`s, what a FastAPI `Depends(...)` gives), or
+something unknown; a value only another file can type (`other.make()`) keeps
+the way to it (`_Value.via`) for `graph` to follow. The second
 walks every function's own code (not nested functions, lambdas or classes: they
 run elsewhere) and classifies each call with the catalog (`Knowledge`):
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,7 @@ from hangdoctor.scan.facts import (
     Event,
     FileFacts,
     FunctionFacts,
+    Held,
     Leak,
     Lock,
     Sink,
@@ -51,11 +55,14 @@ from hangdoctor.scan.holds import (
     LOCK_KINDS,
     SESSION_CLASSES,
     SESSION_FACTORY,
+    THREAD_LOCKS,
+    long_body,
     normal_type,
     release,
 )
 from hangdoctor.scan.knowledge import Knowledge, canonical
 from hangdoctor.scan.names import dotted_parts, import_bindings, iter_scope, safe_unparse
+from hangdoctor.scan.startup import file_phases
 
 __all__ = ["file_facts"]
 
@@ -66,7 +73,33 @@ _PATH = "pathlib.Path"
 _ATTRIBUTE_TYPES = {f"{_PATH}.parent": _PATH}
 _TEXT_LIMIT = 80
 _STATEMENTS = frozenset({ast.Assign, ast.AnnAssign, ast.Expr})  # where a resource is opened
-_OBJECT_KINDS = frozenset({*LOCK_KINDS, SESSION_FACTORY, ENGINE})
+_PROPERTIES = frozenset({"property", "cached_property", "functools.cached_property"})
+_DEPENDS = frozenset(
+    f"fastapi.{where}{kind}"
+    for where in ("", "params.", "param_functions.")
+    for kind in ("Depends", "Security")
+)
+_ANNOTATED = frozenset({"typing.Annotated", "typing_extensions.Annotated"})
+# what a generator annotated `Iterator[X]` (and the like) yields: its first argument
+_ITERATORS = frozenset(
+    f"{module}.{name}"
+    for module in ("typing", "collections.abc")
+    for name in ("Iterator", "Iterable", "Generator", "AsyncIterator", "AsyncGenerator")
+)
+# builtins that run an iterable to its end (or one step: `next`), and those that pass the
+# iteration on to their arguments (`for i, x in enumerate(gen())`)
+_CONSUMERS = frozenset(
+    {"list", "tuple", "set", "frozenset", "dict", "sorted", "sum", "min", "max", "any", "all"}
+    | {"next"}
+)
+_PASS_THROUGH = frozenset({"enumerate", "zip", "iter", "reversed", "map", "filter"})
+# the nodes `_iterated` and `_gives` look at (checked by exact type: they see every node)
+_ITERATING = frozenset(
+    {ast.For, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.YieldFrom}
+    | {ast.With, ast.Call}
+)
+_GIVING = frozenset({ast.Return, ast.Yield, ast.YieldFrom})
+_OBJECT_KINDS = frozenset({*LOCK_KINDS, *THREAD_LOCKS, SESSION_FACTORY, ENGINE})
 
 # flags of a node, given by its parent
 _AWAITED = 1  # the value of an `await`
@@ -88,6 +121,10 @@ class _Value:
     kind: str  # "ref" | "method" | "inst" | "unknown" | "opaque" | "none"
     name: str = ""  # ref/method: dotted callable; inst: dotted type
     origin: str = ""  # a value a call returned: the callee (links `g = gen()` to `gen`)
+    # unknown here, known to the file that defines it: "pkg.db.pool()" (what the call
+    # returns), "Depends(pkg.deps.get_db)" (what the dependency gives), then ".method()"s;
+    # resolved in this file when it can be, else across files (`graph`)
+    via: str = ""
 
 
 _UNKNOWN = _Value("unknown")
@@ -362,6 +399,23 @@ def _reraises(stmts: list[ast.stmt]) -> bool:
     return any(isinstance(n, ast.Raise) for n in _in_scope(stmts))
 
 
+def _gives(flagged: list[tuple[ast.AST, int]]) -> tuple[bool, list[ast.expr | None]]:
+    """(is a generator, the values it yields if so, else those it returns; None: bare), from
+    a function's own nodes (`_walk_flagged`)."""
+    returned: list[ast.expr | None] = []
+    yielded: list[ast.expr | None] = []
+    for n, _ in flagged:
+        if type(n) not in _GIVING:
+            continue
+        if isinstance(n, ast.Return):
+            returned.append(n.value)
+        elif isinstance(n, ast.Yield):
+            yielded.append(n.value)
+        elif isinstance(n, ast.YieldFrom):
+            yielded.append(n)  # what it yields is not written here: an unknown type
+    return (True, yielded) if yielded else (False, returned)
+
+
 class _FileAnalyzer:
     def __init__(
         self, tree: ast.Module, lines: list[str], module: str, is_package: bool, kb: Knowledge
@@ -382,6 +436,17 @@ class _FileAnalyzer:
         # session factory or engine constructor -> its kind; None once bound to anything else
         self.objects: dict[str, str | None] = {}
         self.instance_attrs: set[str] = set()  # those of them set on `self` in a method
+        # every function of the file: dotted -> (its node, the scope it is defined in); its
+        # own scope once built; class -> its bases; properties; what each one gives
+        self.defs: dict[str, tuple[ast.FunctionDef | ast.AsyncFunctionDef, _Scope]] = {}
+        self.def_scopes: dict[str, _Scope] = {}
+        self.bases: dict[str, tuple[str, ...]] = {}
+        self.properties: set[str] = set()
+        self.built = False  # all scopes bound: types found from now on are final
+        self._gives_memo: dict[str, tuple[str, _Value] | None] = {}
+        self._via_memo: dict[str, _Value | None] = {}
+        self._busy: set[str] = set()  # functions whose value is being worked out (recursion)
+        self._bodies: dict[int, tuple[bool, list[ast.expr | None]]] = {}  # `_gives`, by node id
 
     @staticmethod
     def _self_setup(tree: ast.Module, lines: list[str], kb: Knowledge) -> frozenset[str]:
@@ -410,6 +475,7 @@ class _FileAnalyzer:
         root = _Scope("module", self.tree, None)
         self.root = root
         self._fill(root, "")
+        self.built = True
         return root
 
     def _fill(self, scope: _Scope, qualname: str) -> None:
@@ -426,6 +492,8 @@ class _FileAnalyzer:
                 child = prefix + node.name
                 scope.bind(node.name, _Value("ref", f"{self.module}.{child}"))
                 nested.append((node, child))
+                if not isinstance(node, ast.ClassDef):
+                    self._define(node, f"{self.module}.{child}", scope)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, dotted in import_bindings(node, self.module, self.is_package):
                     scope.bind(name, _Value("ref", dotted))
@@ -453,6 +521,7 @@ class _FileAnalyzer:
             if value.kind == "ref":
                 bases.append(canonical(value.name))
         self.class_infos.append(ClassInfo(qualname, tuple(bases)))
+        self.bases[dotted] = tuple(bases)
         self._fill(scope, qualname)
 
     def _function_scope(
@@ -463,45 +532,69 @@ class _FileAnalyzer:
         positional = [*args.posonlyargs, *args.args]
         decorators = {_text(d) for d in node.decorator_list}
         first_is_self = parent.kind == "class" and positional and "staticmethod" not in decorators
+        defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
+        defaults += [*args.defaults, *args.kw_defaults]
         for i, arg in enumerate([*positional, *args.kwonlyargs]):
             if i == 0 and first_is_self:
                 scope.cls = parent.cls
                 kind = "ref" if "classmethod" in decorators else "inst"
                 scope.bind(arg.arg, _Value(kind, parent.cls))
                 continue
-            scope.bind(arg.arg, self._annotation(arg.annotation, parent))
+            scope.bind(arg.arg, self._parameter(arg.annotation, defaults[i], parent))
         for extra in (args.vararg, args.kwarg):
             if extra is not None:
                 scope.bind(extra.arg, _OPAQUE)
         self.function_scopes.append((qualname, scope))
         self._fill(scope, qualname)
+        self.def_scopes[f"{self.module}.{qualname}"] = scope
 
-    def _annotation(self, annotation: ast.expr | None, scope: _Scope) -> _Value:
-        """An evident type from a parameter's annotation (`X`, `X | None`, `Optional[X]`)."""
-        if annotation is None:
+    def _annotation(self, annotation: ast.expr | None, scope: _Scope, depth: int = 0) -> _Value:
+        """An evident type from an annotation: `X`, `"X"`, `X | None`, `Optional[X]`,
+        `Union[X, None]`, `Annotated[X, ...]`, nested; `Future[int]` is a `Future`. A union
+        of two different types is no evident type."""
+        if annotation is None or depth > 20:
             return _UNKNOWN
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             try:
-                annotation = ast.parse(annotation.value, mode="eval").body
+                annotation = ast.parse(annotation.value.strip(), mode="eval").body
             except SyntaxError:
                 return _UNKNOWN
-        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
-            sides = [annotation.left, annotation.right]
-            real = [s for s in sides if not (isinstance(s, ast.Constant) and s.value is None)]
-            if len(real) != 1:
-                return _UNKNOWN
-            annotation = real[0]
-        if isinstance(annotation, ast.Subscript):
-            outer = self._infer(annotation.value, scope)
-            if outer.kind == "ref" and outer.name in ("typing.Optional", "Optional"):
-                annotation = annotation.slice
-            else:
-                annotation = annotation.value  # Future[int] is a Future
         if isinstance(annotation, (ast.Name, ast.Attribute)):
             value = self._infer(annotation, scope)
-            if value.kind == "ref" and _is_class_name(value.name):
-                return _Value("inst", canonical(value.name))
-        return _UNKNOWN
+            if value.kind != "ref":
+                return _UNKNOWN
+            name = canonical(value.name)
+            # `typing.IO` is no class name by its spelling, but the catalog knows it whole
+            if _is_class_name(value.name) or name in self.kb.types:
+                return _Value("inst", name)
+            return _UNKNOWN
+        options: list[ast.expr]
+        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+            options = [annotation.left, annotation.right]
+        elif isinstance(annotation, ast.Subscript):
+            outer = self._infer(annotation.value, scope)
+            wrapper = canonical(outer.name).rpartition(".") if outer.kind == "ref" else ("", "", "")
+            inner = annotation.slice
+            args = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+            if wrapper[0] not in ("typing", "typing_extensions"):
+                options = [annotation.value]  # a generic: `Future[int]` is a Future
+            elif wrapper[2] in ("Optional", "Union"):
+                options = args
+            elif wrapper[2] == "Annotated":
+                options = args[:1]  # the rest is metadata (`Depends(...)`)
+            else:
+                options = [annotation.value]  # `IO[str]` is an `IO`
+        else:
+            return _UNKNOWN
+        found: set[str] = set()
+        for option in options:
+            if isinstance(option, ast.Constant) and option.value in (None, "None"):
+                continue
+            value = self._annotation(option, scope, depth + 1)
+            if value.kind != "inst":
+                return _UNKNOWN
+            found.add(value.name)
+        return _Value("inst", found.pop()) if len(found) == 1 else _UNKNOWN
 
     def _bind_statement(self, node: ast.AST, scope: _Scope) -> None:
         if isinstance(node, ast.Assign):
@@ -657,9 +750,10 @@ class _FileAnalyzer:
             value = self._lookup(expr.id, scope)
             if value is None:
                 return _UNKNOWN
-            return _OPAQUE if value.kind == "none" else value
+            return _OPAQUE if value.kind == "none" else self._settled(value)
         if isinstance(expr, ast.Attribute):
-            return self._attribute(self._infer(expr.value, scope, depth + 1), expr.attr)
+            base = self._infer(expr.value, scope, depth + 1)
+            return self._settled(self._attribute(base, expr.attr))
         if isinstance(expr, ast.Call):
             return self._call_result(expr, scope, depth)
         if isinstance(expr, ast.Constant):
@@ -676,6 +770,10 @@ class _FileAnalyzer:
             return _merge(a, b)
         if isinstance(expr, ast.NamedExpr):
             return self._infer(expr.value, scope, depth + 1)
+        if isinstance(expr, ast.Subscript):  # `client["app"]["users"]`: pymongo's collections
+            base = self._infer(expr.value, scope, depth + 1)
+            item = self.kb.returns(f"{base.name}.__getitem__") if base.kind == "inst" else None
+            return _Value("inst", item) if item else _UNKNOWN
         opaque = (
             ast.Await,
             ast.JoinedStr,
@@ -704,9 +802,16 @@ class _FileAnalyzer:
                 return cls.attrs[attr]
             value = cls.bindings.get(attr)
             if value is not None and value.kind == "ref" and value.name.startswith(base.name):
+                if value.name in self.properties:  # `self.conn` for `def conn(self) -> X`
+                    typed = self._provided(value.name)
+                    if typed is not None:
+                        return typed
                 return _Value("method", value.name)
             if value is not None and value.kind != "ref":
                 return value
+            inherited = self._inherited(base.name, attr) if value is None else None
+            if inherited is not None:
+                return inherited
             return _Value("method", f"{base.name}.{attr}")
         full = canonical(f"{base.name}.{attr}")
         if full in _ATTRIBUTE_TYPES:  # an attribute that is an object (`path.parent`)
@@ -719,10 +824,194 @@ class _FileAnalyzer:
             receiver = self._infer(func.value, scope, depth + 1)
             if receiver.kind == "unknown":
                 returned = self.kb.unknown_receiver_returns(func.attr)
-                return _Value("inst", returned) if returned else _UNKNOWN
+                if returned:
+                    return _Value("inst", returned)
+                if receiver.via:  # another file knows the receiver, so the method too
+                    return _Value("unknown", via=f"{receiver.via}.{func.attr}()")
+                return _UNKNOWN
             callee = self._attribute(receiver, func.attr)
         else:
             callee = self._infer(func, scope, depth + 1)
+        return self._returns_of(callee)
+
+    # ---- types one step further: what functions give, FastAPI dependencies -------------
+
+    def _define(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, dotted: str, scope: _Scope
+    ) -> None:
+        self.defs[dotted] = (node, scope)
+        if any(_text(d) in _PROPERTIES for d in node.decorator_list):
+            self.properties.add(dotted)
+
+    def _parameter(
+        self, annotation: ast.expr | None, default: ast.expr | None, scope: _Scope
+    ) -> _Value:
+        """A parameter's type: its annotation, else what the FastAPI dependency it declares
+        gives (`db = Depends(get_db)`, `db: Annotated[Session, Depends(get_db)]`)."""
+        marks: list[ast.expr] = [default] if default is not None else []
+        if (
+            isinstance(annotation, ast.Subscript)
+            and isinstance(annotation.slice, ast.Tuple)
+            and annotation.slice.elts
+        ):
+            outer = self._infer(annotation.value, scope)
+            if outer.kind == "ref" and outer.name in _ANNOTATED:
+                annotation, *extra = annotation.slice.elts
+                marks.extend(extra)
+        value = self._annotation(annotation, scope)
+        if value.kind != "inst":
+            for mark in marks:
+                found = self._depends(mark, scope)
+                if found is not None:
+                    return found
+        return value
+
+    def _depends(self, expr: ast.expr, scope: _Scope) -> _Value | None:
+        """What `Depends(get_db)` gives the route: resolved later, when every scope is bound."""
+        if not isinstance(expr, ast.Call):
+            return None
+        callee = self._infer(expr.func, scope)
+        if callee.kind != "ref" or canonical(callee.name) not in _DEPENDS:
+            return None
+        dependency = expr.args[0] if expr.args else None
+        for kw in expr.keywords:
+            if kw.arg == "dependency":
+                dependency = kw.value
+        value = self._infer(dependency, scope) if dependency is not None else _UNKNOWN
+        if value.kind != "ref":
+            return None
+        name = canonical(value.name)
+        if name in self.classes or _is_class_name(name):
+            return _Value("inst", name)  # a class as a dependency: an instance of it
+        if not self._project_candidate(name):
+            return None
+        return _Value("unknown", via=f"Depends({name})")
+
+    def _def_name(self, dotted: str, depth: int = 0) -> str | None:
+        """The function of this file `dotted` names, looking through the bases of its class."""
+        if dotted in self.defs:
+            return dotted
+        cls, _, attr = dotted.rpartition(".")
+        for base in self.bases.get(cls, ()) if depth < 10 else ():
+            found = self._def_name(f"{base}.{attr}", depth + 1)
+            if found is not None:
+                return found
+        return None
+
+    def _inherited(self, cls: str, attr: str, depth: int = 0) -> _Value | None:
+        """An object a base class of this file binds to `attr` (`self.db = ...` in its
+        `__init__`, `db: Connection` in its body)."""
+        for base in self.bases.get(cls, ()) if depth < 10 else ():
+            scope = self.classes.get(base)
+            if scope is None:
+                continue
+            value = scope.attrs.get(attr) or scope.bindings.get(attr)
+            if value is None:
+                value = self._inherited(base, attr, depth + 1)
+            if value is not None:
+                return value if value.kind == "inst" else None
+        return None
+
+    def _gives(self, dotted: str) -> tuple[str, _Value] | None:
+        """(how, type) of what the function `dotted` of this file gives (`FileFacts.returns`):
+        its annotation says, or else every value it returns (or yields) agrees."""
+        if dotted in self._gives_memo:
+            return self._gives_memo[dotted]
+        found = self.defs.get(dotted)
+        if found is None or dotted in self._busy:
+            return None
+        node, outer = found
+        self._busy.add(dotted)
+        try:
+            result = self._work_out(node, outer, self.def_scopes.get(dotted))
+        finally:
+            self._busy.discard(dotted)
+        if self.built:
+            self._gives_memo[dotted] = result
+        return result
+
+    def _work_out(
+        self,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        outer: _Scope,
+        inner: _Scope | None,
+    ) -> tuple[str, _Value] | None:
+        is_async = isinstance(node, ast.AsyncFunctionDef)
+        body = self._bodies.get(id(node))
+        if body is None:
+            body = self._bodies[id(node)] = _gives(list(_walk_flagged(node)))
+        generator, values = body
+        how = ("call", "await", "yield", "ayield")[2 * generator + is_async]
+        annotation = node.returns
+        if generator:  # `-> Iterator[Session]`: what it yields is the first argument
+            wrapper = (
+                self._infer(annotation.value, outer)
+                if isinstance(annotation, ast.Subscript)
+                else _UNKNOWN
+            )
+            if wrapper.kind == "ref" and canonical(wrapper.name) in _ITERATORS:
+                assert isinstance(annotation, ast.Subscript)
+                first = annotation.slice
+                if isinstance(first, ast.Tuple):
+                    annotation = first.elts[0] if first.elts else None
+                else:
+                    annotation = first
+            else:
+                annotation = None
+        if annotation is not None:
+            typed = self._annotation(annotation, outer)
+            if typed.kind == "inst":
+                return how, _Value("inst", typed.name)
+        if inner is None or not values:
+            return None
+        merged: _Value | None = None
+        for v in values:
+            merged = _merge(merged, _NONE if v is None else self._infer(v, inner))
+        if merged is None or merged.kind != "inst":
+            return None
+        return how, _Value("inst", merged.name)
+
+    def _provided(self, dotted: str, depends: bool = False, origin: str = "") -> _Value | None:
+        """What a call of the function `dotted` of this file returns (a sync function, not a
+        generator), or, with `depends`, what it gives as a FastAPI dependency (what it
+        returns, yields, or its coroutine returns)."""
+        own = self._def_name(dotted)
+        found = self._gives(own) if own is not None else None
+        if found is None or not (depends or found[0] == "call"):
+            return None
+        return _Value("inst", found[1].name, origin=origin)
+
+    def _settled(self, value: _Value) -> _Value:
+        """A deferred value (`_Value.via`) this file can resolve, resolved."""
+        if value.kind != "unknown" or not value.via or not self.built:
+            return value
+        if value.via not in self._via_memo:
+            self._via_memo[value.via] = None  # a value defined through itself: unknown
+            self._via_memo[value.via] = self._follow(value.via)
+        return self._via_memo[value.via] or value
+
+    def _follow(self, via: str) -> _Value | None:
+        if via.startswith("Depends("):
+            close = via.find(")")
+            value = self._provided(via[8:close], depends=True)
+            rest = via[close + 1 :]
+        else:
+            close = via.find("()")
+            value = self._provided(via[:close])
+            rest = via[close + 2 :]
+        for method in rest.split("()"):  # ".query().filter()" -> ".query", ".filter", ""
+            if not method:
+                continue
+            if value is None or value.kind != "inst":
+                return None
+            value = self._returns_of(self._attribute(value, method[1:]))
+        return value if value is not None and value.kind == "inst" else None
+
+    def _returns_of(self, callee: _Value) -> _Value:
+        """What calling `callee` gives."""
+        if callee.kind == "inst":  # an object called: `SessionLocal()` for a sessionmaker
+            returned = self.kb.returns(canonical(f"{callee.name}.__call__"))
+            return _Value("inst", returned) if returned else _UNKNOWN
         if callee.kind not in ("ref", "method"):
             return _UNKNOWN
         name = canonical(callee.name)
@@ -731,7 +1020,68 @@ class _FileAnalyzer:
             return _Value("inst", returned)
         if callee.kind == "ref" and (name in self.classes or _is_class_name(name)):
             return _Value("inst", name)
-        return _Value("unknown", origin=name)
+        own = self._def_name(name)
+        if own is not None:
+            typed = self._provided(own, origin=name)
+            if typed is not None:
+                return typed
+            if self.built:
+                return _Value("unknown", origin=name)
+        # another file knows (or, while scopes are still being bound, this one later)
+        via = f"{name}()" if self._project_candidate(name) else ""
+        return _Value("unknown", origin=name, via=via)
+
+    def _iterated(
+        self, flagged: list[tuple[ast.AST, int]], scope: _Scope
+    ) -> dict[int, tuple[int, int]]:
+        """The expressions this function iterates (runs a generator's body for), by id, with
+        where the iteration is: `for x in it` (the `for`), comprehensions, `yield from it`,
+        `with it`, `list(it)`, `next(it)`, `"".join(it)` (the call), through `enumerate`,
+        `zip` & co. A fix that moves the call of a generator to a thread moves nothing:
+        the place is the statement, or a call that runs the whole iteration."""
+        out: dict[int, tuple[int, int]] = {}
+        for n, _ in flagged:
+            if type(n) not in _ITERATING:
+                continue
+            if isinstance(n, ast.For):
+                out[id(n.iter)] = (n.lineno, n.col_offset)
+            elif isinstance(n, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                for gen in n.generators:
+                    if not gen.is_async:
+                        out[id(gen.iter)] = (n.lineno, n.col_offset)
+            elif isinstance(n, ast.YieldFrom):
+                out[id(n.value)] = (n.lineno, n.col_offset)
+            elif isinstance(n, ast.With):
+                out.update((id(item.context_expr), (n.lineno, n.col_offset)) for item in n.items)
+            elif isinstance(n, ast.Call) and n.args:
+                func = n.func
+                if isinstance(func, ast.Name):
+                    value = self._lookup(func.id, scope)
+                    name = value.name if value is not None and value.kind == "ref" else ""
+                    if name in _CONSUMERS:
+                        out[id(n.args[0])] = (n.lineno, n.col_offset)
+                    elif name in _PASS_THROUGH and id(n) in out:
+                        out.update((id(a), out[id(n)]) for a in n.args)
+                elif (
+                    isinstance(func, ast.Attribute)
+                    and func.attr == "join"
+                    and isinstance(func.value, ast.Constant)
+                    and isinstance(func.value.value, str)
+                ):
+                    out[id(n.args[0])] = (n.lineno, n.col_offset)
+        return out
+
+    def _iterate(
+        self, node: ast.Name, at: tuple[int, int], scope: _Scope, calls: list[Call]
+    ) -> None:
+        """`g = gen()` ... `for x in g`: the generator's body runs at the `for`."""
+        value = self._lookup(node.id, scope)
+        if value is None or value.kind != "unknown" or not value.origin:
+            return
+        name = canonical(value.origin)
+        if self._project_candidate(name):
+            line, col = at[0], self._col(*at)
+            calls.append(Call(name, line, col, name.rpartition(".")[2], iterated=True))
 
     # ---- pass 2: what each function does ---------------------------------------------
 
@@ -755,13 +1105,17 @@ class _FileAnalyzer:
         is_async = isinstance(node, ast.AsyncFunctionDef)
         withs: list[tuple[ast.AsyncWith, int]] = []
         flagged = list(_walk_flagged(node, withs if is_async else None))
+        if id(node) not in self._bodies:
+            self._bodies[id(node)] = _gives(flagged)
         is_generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n, _ in flagged)
         events: list[Event] = []
         calls: list[Call] = []
         quiet = self._made_nonblocking(flagged)
         locks, inside = self._locks(withs, scope, flagged) if withs else ([], {})
+        held = self._thread_locks(flagged, scope)
         awaits: list[Await] = []
         opens: list[tuple[ast.stmt, str, ast.expr, tuple[str, str, str]]] = []
+        iterated = self._iterated(flagged, scope)
         for n, flags in flagged:
             kind = type(n)
             if kind is ast.Call:
@@ -769,10 +1123,13 @@ class _FileAnalyzer:
                 if is_async and flags & (_AWAITED | _ASYNC_CTX):
                     self._await(n, flags, scope, inside, awaits)
                 else:
-                    self._call(n, flags, scope, events, calls, quiet)
+                    self._call(n, flags, scope, events, calls, quiet, iterated.get(id(n)))
             elif kind is ast.With:
                 assert isinstance(n, ast.With)
                 self._with(n, scope, events, calls)
+            elif kind is ast.Name and id(n) in iterated:
+                assert isinstance(n, ast.Name)
+                self._iterate(n, iterated[id(n)], scope, calls)
             elif is_async and kind in _STATEMENTS:
                 assert isinstance(n, (ast.Assign, ast.AnnAssign, ast.Expr))
                 self._open(n, scope, opens)
@@ -793,6 +1150,7 @@ class _FileAnalyzer:
             locks=tuple(locks),
             awaits=tuple(awaits),
             leaks=leaks,
+            held=held,
         )
 
     # ---- HD601: the locks a coroutine takes, and what it awaits while it holds them ------
@@ -826,12 +1184,15 @@ class _FileAnalyzer:
         positional = [*node.args.posonlyargs, *node.args.args]
         return owner.cls if positional and positional[0].arg == name else None
 
-    def _lock_of(self, expr: ast.expr, scope: _Scope) -> tuple[str, str, bool] | None:
+    def _lock_of(
+        self, expr: ast.expr, scope: _Scope, kinds: frozenset[str] = LOCK_KINDS
+    ) -> tuple[str, str, bool] | None:
         """(key, kind, per instance) of a lock entered with `async with`; kind "" for an import.
 
         Only objects with a stable identity: a module-level name bound once to a lock
         constructor (here, or imported: resolved across files later), or `self.x` where
         the class binds `x` to one (its own class body, or `self.x = ...` in a method).
+        `kinds`: the lock types wanted (asyncio's and friends; `THREAD_LOCKS` for HD206).
         """
         if isinstance(expr, ast.Name):
             owner, value = self._owner(expr.id, scope)
@@ -840,7 +1201,7 @@ class _FileAnalyzer:
             if value.kind == "ref":
                 return (value.name, "", False)
             kind = self._object(expr.id)
-            return (f"{self.module}.{expr.id}", kind, False) if kind in LOCK_KINDS else None
+            return (f"{self.module}.{expr.id}", kind, False) if kind in kinds else None
         if not isinstance(expr, ast.Attribute):
             return None
         if isinstance(expr.value, ast.Name):
@@ -848,7 +1209,7 @@ class _FileAnalyzer:
             if cls is not None:
                 key = f"{cls[len(self.module) + 1 :]}.{expr.attr}"
                 kind = self._object(key)
-                if kind not in LOCK_KINDS:
+                if kind not in kinds:
                     return None
                 assert kind is not None
                 return (f"{cls}.{expr.attr}", kind, key in self.instance_attrs)
@@ -891,6 +1252,40 @@ class _FileAnalyzer:
             if held:
                 inside[number] = held
         return locks, inside
+
+    def _thread_locks(self, flagged: list[tuple[ast.AST, int]], scope: _Scope) -> tuple[Held, ...]:
+        """HD206: the `threading` locks of known identity this function takes, and how.
+
+        `with lock:` holds it for its body (`long_body` judges the body alone; the graph
+        adds the blocking calls in it); `lock.acquire()` until a `release()` the scan
+        does not pair with it: for as long as anyone knows.
+        """
+        out: list[Held] = []
+        for n, _ in flagged:
+            if isinstance(n, ast.With):
+                col = self._col(n.lineno, n.col_offset)
+                end = getattr(n.body[-1], "end_lineno", None) or n.body[-1].lineno
+                why: str | None = None
+                for item in n.items:
+                    found = self._lock_of(item.context_expr, scope, THREAD_LOCKS)
+                    if found is None:
+                        continue
+                    if why is None:
+                        why = long_body(n.body)
+                    key, kind, _ = found
+                    text = safe_unparse(item.context_expr, _TEXT_LIMIT)
+                    out.append(Held(key, kind, n.lineno, col, text, n.body[0].lineno, end, why))
+            elif (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr == "acquire"
+            ):
+                found = self._lock_of(n.func.value, scope, THREAD_LOCKS)
+                if found is not None:
+                    key, kind, _ = found
+                    col = self._col(n.lineno, n.col_offset)
+                    out.append(Held(key, kind, n.lineno, col, _text(n.func.value)))
+        return tuple(out)
 
     def _await(
         self,
@@ -1052,12 +1447,14 @@ class _FileAnalyzer:
         events: list[Event],
         calls: list[Call],
         quiet: set[str],
+        iterated: tuple[int, int] | None = None,
     ) -> None:
         if flags & (_AWAITED | _ASYNC_CTX):
             return  # an awaitable: asynchronous by definition
         func = node.func
         target: str | None = None
         unknown_receiver = False
+        deferred = ""  # the receiver's type is known to another file: `pool().result()`
         if isinstance(func, ast.Attribute):
             receiver = self._infer(func.value, scope)
             if receiver.kind in ("ref", "inst"):
@@ -1065,6 +1462,7 @@ class _FileAnalyzer:
                 target = callee.name if callee.kind in ("ref", "method") else None
             elif receiver.kind == "unknown":
                 unknown_receiver = True
+                deferred = receiver.via
         elif isinstance(func, ast.Name):
             value = self._lookup(func.id, scope)
             if value is not None and value.kind in ("ref", "method"):
@@ -1079,6 +1477,12 @@ class _FileAnalyzer:
         argument = bool(flags & _ARGUMENT)
         if target is None:
             assert isinstance(func, ast.Attribute)
+            if deferred:
+                target = f"{deferred}.{func.attr}"
+                calls.append(Call(target, line, col, text, argument, nonblocking))
+                if iterated is not None:
+                    at, at_col = iterated[0], self._col(*iterated)
+                    calls.append(Call(target, at, at_col, text, iterated=True))
             code = self.kb.methods.get(func.attr)
             if code is not None and not argument and not nonblocking:
                 events.append(Event(code, line, col, f".{func.attr}", text, "method"))
@@ -1090,6 +1494,9 @@ class _FileAnalyzer:
                 events.append(Event(code, line, col, name, text, "call"))
         elif self._project_candidate(name):
             calls.append(Call(name, line, col, text, argument, nonblocking))
+            if iterated is not None:
+                at, at_col = iterated[0], self._col(*iterated)
+                calls.append(Call(name, at, at_col, text, iterated=True))
         if name in self.kb.sinks:
             self._sink(node, name, scope)
 
@@ -1244,12 +1651,30 @@ class _FileAnalyzer:
         line = loop.lineno
         return Event("HD301", line, self._col(line, loop.col_offset), text, text, "stream")
 
+    def _returns(self) -> tuple[tuple[str, str, str], ...]:
+        """`FileFacts.returns`: what the functions of this file give, for other files."""
+        out: list[tuple[str, str, str]] = []
+        skip = len(self.module) + 1
+        for dotted in self.defs:
+            found = self._gives(dotted)
+            if found is not None:
+                out.append((dotted[skip:], found[0], found[1].name))
+        return tuple(out)
+
     def facts(self, root: _Scope) -> FileFacts:
         functions: list[FunctionFacts] = []
         quiet: list[str] = []
         for qualname, scope in self.function_scopes:
             fn = self.analyze(qualname, scope)
-            if fn.events or fn.calls or fn.stream_loop or fn.locks or fn.awaits or fn.leaks:
+            if (
+                fn.events
+                or fn.calls
+                or fn.stream_loop
+                or fn.locks
+                or fn.awaits
+                or fn.leaks
+                or fn.held
+            ):
                 functions.append(fn)
             else:
                 quiet.append(qualname)
@@ -1268,13 +1693,26 @@ class _FileAnalyzer:
             aliases=tuple(aliases),
             instances=tuple(instances),
             sinks=tuple(self.sinks),
+            returns=self._returns(),
             lines=len(self.lines),
             objects=tuple(
                 (key, kind)
                 for key in self.objects
                 if key not in self.instance_attrs and (kind := self._object(key)) is not None
             ),
+            phases=file_phases(self.tree, self.module, self._phase_dotted(root)),
         )
+
+    def _phase_dotted(self, root: _Scope) -> Callable[[ast.expr, ast.AST | None], str | None]:
+        """For `startup.file_phases`: the callable a name refers to where it is written."""
+        scopes = {id(scope.node): scope for _, scope in self.function_scopes}
+
+        def dotted(expr: ast.expr, where: ast.AST | None) -> str | None:
+            scope = scopes.get(id(where), root) if where is not None else root
+            value = self._infer(expr, scope)
+            return canonical(value.name) if value.kind in ("ref", "method") else None
+
+        return dotted
 
 
 def file_facts(

@@ -30,12 +30,126 @@ class Holder:
         self._lock = threading.RLock()
 
     async def locked(self) -> None:
-        with self._lock:  # error: HD206
+        with self._lock:  # held for nothing, here and everywhere: a microsecond
             pass
 
 
 async def unknown(lock: object) -> None:
     lock.acquire()  # error: HD206
+
+
+async def unknown_lock(lock: threading.Lock) -> None:
+    with lock:  # error: HD206
+        pass  # who else holds it, and for how long, is not known
+
+
+# ---- how long a lock is held: brief everywhere is no wait worth a finding ----------
+
+state: dict[str, int] = {}
+counts_lock = threading.Lock()  # held for a few operations, everywhere
+slow_lock = threading.Lock()  # a worker thread holds it while it sleeps
+config_lock = threading.Lock()  # a worker thread holds it across a helper that reads a file
+loop_lock = threading.Lock()  # a worker thread holds it across a loop of calls
+await_lock = threading.Lock()
+taken_lock = threading.Lock()  # taken with acquire(): its release is not followed
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._data: dict[str, int] = {}
+        self._size = 0
+
+    async def get(self, key: str) -> int | None:
+        with self._lock:
+            return self._data.get(key)
+
+    async def put(self, key: str, value: int) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._size = len(self._data)
+            if self._size > 100:
+                self._data.clear()
+
+
+async def count() -> None:
+    with counts_lock:
+        state["n"] = state.get("n", 0) + 1
+
+
+def bump_in_thread() -> None:
+    with counts_lock:
+        state["m"] = state.get("m", 0) + 1
+
+
+def get_thing() -> int:
+    with counts_lock:
+        if "t" not in state:
+            state["t"] = len(state)
+        return state["t"]
+
+
+async def uses_short_helper() -> int:
+    return get_thing()
+
+
+async def waits_for_sleeper() -> None:
+    with slow_lock:  # error: HD206
+        state["x"] = 1
+
+
+def sleeper() -> None:
+    import time
+
+    with slow_lock:
+        time.sleep(5)
+
+
+def _read_config() -> str:
+    with open("/etc/app.conf") as fh:
+        return fh.read()
+
+
+def reload_config() -> None:
+    with config_lock:
+        state["cfg"] = len(_read_config())
+
+
+async def reads_config() -> int:
+    with config_lock:  # error: HD206
+        return state.get("cfg", 0)
+
+
+def flush_all(items: list[Holder]) -> None:
+    with loop_lock:
+        for item in items:
+            item.locked()
+
+
+async def notes() -> None:
+    with loop_lock:  # error: HD206
+        state["y"] = 2
+
+
+async def held_across_await() -> None:
+    with await_lock:  # error: HD206
+        await asyncio.sleep(1)
+
+
+def takes_by_hand() -> None:
+    taken_lock.acquire()
+    state["z"] = 3
+    taken_lock.release()
+
+
+async def waits_for_hand() -> None:
+    with taken_lock:  # error: HD206
+        state["z"] = 4
+
+
+def only_in_threads() -> None:
+    with counts_lock:
+        state["w"] = 5
 
 
 async def fine(lock: asyncio.Lock, other: object) -> None:

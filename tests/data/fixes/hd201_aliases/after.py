@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time as t
 from time import sleep
-from time import sleep as nap
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,4 @@
 import asyncio as aio
-import time
 
 
 async def tick(n):

@@ -1,7 +1,6 @@
 # -*- coding: utf-8 -*-
 """Odd formatting and comments around every site must survive."""
 import asyncio
-import time   # two spaces before this comment
 
 
 async def   spaced( x ):
@@ -13,5 +12,10 @@ async def   spaced( x ):
     # comment inside the block
     y = await get_loop( ).run_in_executor( None , len ,  "abc" )   # keep me
 
-    z = [ y ]  ;  print( z )
+    z = [ y ]  ;  print( z )   # noqa: E702 (odd on purpose)
     return   y
+
+
+def get_loop( ):
+    from asyncio import get_running_loop
+    return get_running_loop( )

@@ -16,5 +16,10 @@ async def   spaced( x ):
         # comment inside the block
         y = await get_loop( ).run_in_executor( ex , len ,  "abc" )   # keep me
 
-        z = [ y ]  ;  print( z )
+        z = [ y ]  ;  print( z )   # noqa: E702 (odd on purpose)
     return   y
+
+
+def get_loop( ):
+    from asyncio import get_running_loop
+    return get_running_loop( )
