@@ -127,3 +127,37 @@ def test_a_file_too_big_for_the_fixer_gets_no_mark_and_no_fix(tmp_path: Path) ->
     assert [f["fix"] for f in json.loads(out)["findings"]] == [None]
     _, _, err = _scan("--format", "json", "--fix", "app.py", cwd=tmp_path)
     assert "Fixed 0 problems." in err and "more than the fixer reads" in err
+
+
+def _cached_scan(folder: Path) -> dict[tuple[int, str], str | None]:
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        run = CliRunner().invoke(cli, ["scan", "--format", "json", "app.py"])
+    finally:
+        os.chdir(old)
+    return {(f["line"], f["code"]): f["fix"] for f in json.loads(run.stdout)["findings"]}
+
+
+def test_marks_are_kept_beside_the_cache_and_asked_again_when_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    """A repeated scan reuses the dry run's answer (`marks.json` in the scan cache); an
+    edited file, or another fixer, is asked again."""
+    folder = _copy(ROOT / "tests" / "data" / "scan" / "hd201_sleep.py", tmp_path, "proj")
+    (folder / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    first = _cached_scan(folder)
+    assert "safe" in first.values()
+    store = folder / ".hangdoctor_cache" / "marks.json"
+    data = json.loads(store.read_text())
+    assert data["entries"]
+    # an answer the fixer would never give: a second scan showing it read the store
+    for entry in data["entries"].values():
+        entry[1], entry[0] = entry[0] + entry[1], []
+    store.write_text(json.dumps(data))
+    second = _cached_scan(folder)
+    assert "safe" not in second.values() and set(second) == set(first)
+    # the file changed (one more line at the end): its own dry run, right marks again
+    with (folder / "app.py").open("a") as fh:
+        fh.write("\n# edited\n")
+    assert _cached_scan(folder) == first

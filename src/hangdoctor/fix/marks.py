@@ -13,14 +13,23 @@ only when that dry run changes its code:
 - no mark: neither does (the fixer's reason is printed by `--fix`).
 
 Renderers read the marks from `ScanResult.fix_of`; they never run the fixer.
+
+The dry run costs a libcst parse of each such file, so its answer is kept beside
+the scan's cache (`marks.json`), keyed by the file's bytes, the sites, the target
+Python and the fixer's own code: a repeated scan (pre-commit, an editor) reuses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from hangdoctor import __version__
 from hangdoctor.fix.codes import FIXABLE
 from hangdoctor.fix.files import fix_file_runs
 from hangdoctor.fix.model import FixSite
@@ -58,21 +67,107 @@ def fix_sites(
     return by_file
 
 
+_MAX_MARKS = 20_000  # cached dry runs kept: a file and its sites each
+
+_fixer_digest: str | None = None
+
+
+def _fixer_fingerprint() -> str:
+    """A hash of the fixer's own source: a changed fixer answers again."""
+    global _fixer_digest
+    if _fixer_digest is None:
+        digest = hashlib.blake2b(digest_size=12)
+        digest.update(f"{__version__}\0{sys.version_info[:2]}".encode())
+        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(path.name.encode())
+        _fixer_digest = digest.hexdigest()
+    return _fixer_digest
+
+
+class _MarkCache:
+    """The dry runs' answers of earlier scans, in the scan cache's folder (or nowhere)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.path = None if folder is None else folder / "marks.json"
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("fixer") == _fixer_fingerprint():
+                entries = data.get("entries")
+                self.entries = entries if isinstance(entries, dict) else {}
+
+    @staticmethod
+    def key(data: bytes, runs: list[list[FixSite]], target: tuple[int, int]) -> str:
+        digest = hashlib.blake2b(data, digest_size=16)
+        sites = [[(s.code, s.line, s.col) for s in run] for run in runs]
+        digest.update(json.dumps([sites, target]).encode())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> tuple[list[FixSite], list[FixSite]] | None:
+        found = self.entries.get(key)
+        if not (isinstance(found, list) and len(found) == 2):
+            return None
+        try:
+            safe, unsafe = ([FixSite(str(c), int(ln), int(col)) for c, ln, col in r] for r in found)
+        except (TypeError, ValueError):
+            return None
+        return safe, unsafe
+
+    def put(self, key: str, safe: list[FixSite], unsafe: list[FixSite]) -> None:
+        self.entries[key] = [[[s.code, s.line, s.col] for s in r] for r in (safe, unsafe)]
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        from hangdoctor.scan.cache import write_quietly
+
+        kept = dict(list(self.entries.items())[-_MAX_MARKS:])
+        write_quietly(self.path, json.dumps({"fixer": _fixer_fingerprint(), "entries": kept}))
+
+
+def _cache_folder(result: ScanResult) -> Path | None:
+    """The scan cache's folder (its `stats.cache_file` names the facts file or the folder)."""
+    where = result.stats.cache_file
+    if not where:
+        return None  # `--no-cache`: nothing read or written
+    path = Path(where)
+    return path if path.is_dir() else path.parent
+
+
 def _changed(
     result: ScanResult,
     display: str,
     safe: list[FixSite],
     every: list[FixSite],
     target: tuple[int, int],
+    cache: _MarkCache,
 ) -> tuple[list[FixSite], list[FixSite]]:
     """The sites a safe fix of the file would change, and those a fix with unsafe fixes
     would: one read, parse and analysis for both; nothing is written."""
     src = result.files.get(display)
     if src is None or is_read_only(src.path):
         return [], []  # `--fix` refuses a read-only file, whatever the code says
+    try:
+        data = src.path.read_bytes()
+    except OSError:
+        data = None
+    key = None if data is None else _MarkCache.key(data, [safe, every], target)
+    known = None if key is None else cache.get(key)
+    if known is not None:
+        return known
     runs = [(safe, False), (every, True)]
     done = fix_file_runs(src.path, runs, target_python=target)
     safe_run, unsafe_run = ([a.site for a in r.outcome.applied if a.site] for r in done)
+    if key is not None:
+        cache.put(key, safe_run, unsafe_run)
     return safe_run, unsafe_run
 
 
@@ -82,12 +177,15 @@ def fix_marks(
     """(file, line, col, code) -> SAFE or UNSAFE for every finding a fix would change."""
     marks: dict[_Key, str] = {}
     safe_sites = fix_sites(result, unsafe=False, files=files)
-    for display, every in fix_sites(result, unsafe=True, files=files).items():
-        safe, unsafe = _changed(result, display, safe_sites.get(display, []), every, target)
+    every_sites = fix_sites(result, unsafe=True, files=files)
+    cache = _MarkCache(_cache_folder(result) if every_sites else None)
+    for display, every in every_sites.items():
+        safe, unsafe = _changed(result, display, safe_sites.get(display, []), every, target, cache)
         for site in safe:
             marks[(display, site.line, site.col, site.code)] = SAFE
         for site in unsafe:
             marks.setdefault((display, site.line, site.col, site.code), UNSAFE)
+    cache.save()
     return marks
 
 

@@ -317,10 +317,37 @@ def long_body(body: Sequence[ast.stmt]) -> str:
             return "an `await`" if suspends else "a `yield`"
     for n in nodes:
         if isinstance(n, _LOOPS):
-            call = next((c for c in _own_nodes(n) if isinstance(c, ast.Call)), None)
+            call = next(
+                (c for c in _own_nodes(n) if isinstance(c, ast.Call) and not _cheap(c)), None
+            )
             if call is not None:
                 return f"a loop that calls `{safe_unparse(call.func, 40)}()`"
     return ""
+
+
+# Builtins and container methods that do a bounded step in memory: a loop of them over
+# a registry (Django's signal receivers) is a microsecond section, not a wait.
+_CHEAP_FUNCTIONS = frozenset(
+    {
+        "range", "len", "enumerate", "zip", "reversed", "sorted", "isinstance", "id",
+        "hash", "min", "max", "abs", "bool", "int", "str", "tuple", "list", "dict", "set",
+        "frozenset", "getattr", "hasattr", "type", "iter", "next", "callable", "repr",
+    }
+)  # fmt: skip
+_CHEAP_METHODS = frozenset(
+    {
+        "append", "extend", "insert", "pop", "popleft", "appendleft", "remove", "discard",
+        "add", "clear", "copy", "get", "setdefault", "update", "items", "keys", "values",
+        "index", "count",
+    }
+)  # fmt: skip
+
+
+def _cheap(call: ast.Call) -> bool:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id in _CHEAP_FUNCTIONS
+    return isinstance(func, ast.Attribute) and func.attr in _CHEAP_METHODS
 
 
 FuncKey = tuple[int, str]  # (file index, qualname), as in `graph`

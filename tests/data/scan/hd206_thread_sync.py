@@ -152,6 +152,30 @@ def only_in_threads() -> None:
         state["w"] = 5
 
 
+registry_lock = threading.Lock()  # loops over a registry in memory only: still brief
+receivers: list[object] = []
+
+
+def connect(receiver: object) -> None:
+    with registry_lock:
+        for known in receivers:
+            if id(known) == id(receiver):
+                return
+        receivers.append(receiver)
+
+
+def disconnect(receiver: object) -> None:
+    with registry_lock:
+        for index in range(len(receivers) - 1, -1, -1):
+            if receivers[index] is receiver:
+                receivers.pop(index)
+
+
+async def registers(receiver: object) -> None:
+    with registry_lock:
+        receivers.append(receiver)
+
+
 async def fine(lock: asyncio.Lock, other: object) -> None:
     async with lock:
         pass
