@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from hangdoctor.scan.facts import FileFacts, FunctionFacts, Phase
-from hangdoctor.scan.names import SCOPE_NODES, dotted_parts
+from hangdoctor.scan.names import SCOPE_NODES, children, dotted_parts, walk
 
 __all__ = ["SHUTDOWN", "STARTUP", "Phases", "file_phases", "reason"]
 
@@ -72,13 +72,16 @@ def reason(phase: str) -> str:
 def _own(node: ast.AST) -> Iterator[ast.AST]:
     """The nodes of a function's own code, in source order (not nested scopes); a stack,
     not recursion, so that absurdly deep expressions cost no more than shallow ones."""
-    stack = [c for c in reversed(list(ast.iter_child_nodes(node)))]
+    stack = children(node)
+    stack.reverse()
     while stack:
         cur = stack.pop()
         if isinstance(cur, SCOPE_NODES):
             continue
         yield cur
-        stack.extend(reversed(list(ast.iter_child_nodes(cur))))
+        below = children(cur)
+        below.reverse()
+        stack.extend(below)
 
 
 def _name(expr: ast.expr) -> str:
@@ -155,7 +158,7 @@ class _FilePhases:
                     self.register(stmt.value, "lifespan", where)
 
     def expression(self, expr: ast.expr, where: ast.AST | None) -> None:
-        for n in ast.walk(expr):
+        for n in walk(expr):
             if isinstance(n, ast.Call):
                 self.call(n, where)
                 for a in (*n.args, *(k.value for k in n.keywords)):
