@@ -68,6 +68,7 @@ def test_wheel_holds_what_an_installation_needs(wheel: Path) -> None:
         f"{example}routes/stream_fixed.py",
         "hangdoctor/runtime/_inject/sitecustomize.py",
         "hangdoctor/py.typed",
+        "hangdoctor/report/assets/report.css",  # the HTML report's stylesheet
         "hangdoctor/cli/main.py",
     ):
         assert needed in names, needed

@@ -6,7 +6,7 @@ import json
 
 from tests.probe.test_terminal import make_result
 
-from hangdoctor.probe.json_output import probe_to_json, probe_to_jsonable, redacted
+from hangdoctor.report.probe_json import probe_to_json, probe_to_jsonable, redacted
 
 
 def test_json_redacts_headers_and_body() -> None:

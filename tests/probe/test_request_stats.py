@@ -18,9 +18,7 @@ import pytest
 from rich.console import Console
 
 from hangdoctor.probe.errors import ProbeError
-from hangdoctor.probe.json_output import probe_to_json, probe_to_jsonable
 from hangdoctor.probe.target import parse_request, parse_target
-from hangdoctor.probe.terminal import render_summary, verdict_reasons
 from hangdoctor.probe.timeline import (
     HealthSample,
     ProbeConfig,
@@ -32,6 +30,8 @@ from hangdoctor.probe.timeline import (
     summarize_requests,
     with_stuck,
 )
+from hangdoctor.report.probe_json import probe_to_json, probe_to_jsonable
+from hangdoctor.report.probe_terminal import render_summary, verdict_reasons
 
 CONFIG = ProbeConfig(
     url="http://127.0.0.1:8000",

@@ -23,11 +23,11 @@ from tests.conftest import APP_DIR, ROOT, newsroom_argv, run_hangdoctor
 from tests.probe._servers import quick_config
 
 from hangdoctor.probe.engine import run_probe
-from hangdoctor.probe.json_output import probe_to_jsonable
 from hangdoctor.probe.resources import ResourceSample, ResourceWatch, judge
 from hangdoctor.probe.server import ManagedServer, free_port
-from hangdoctor.probe.terminal import verdict_reasons
 from hangdoctor.probe.timeline import ProbeVerdict
+from hangdoctor.report.probe_json import probe_to_jsonable
+from hangdoctor.report.probe_terminal import verdict_reasons
 
 LEAKY = ROOT / "tests" / "data" / "leaky_fix" / "stream.py"
 

@@ -16,7 +16,6 @@ from rich.console import Console
 from tests.probe._servers import TinyServer
 
 from hangdoctor.probe.engine import ProbeProgress
-from hangdoctor.probe.terminal import LiveProgress, format_seconds, render_summary
 from hangdoctor.probe.timeline import (
     HealthSample,
     ProbeConfig,
@@ -24,6 +23,7 @@ from hangdoctor.probe.timeline import (
     StreamRecord,
     summarize,
 )
+from hangdoctor.report.probe_terminal import LiveProgress, format_seconds, render_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ _LIVE_SCRIPT = """
 import sys, time
 from rich.console import Console
 from hangdoctor.probe.engine import ProbeProgress
-from hangdoctor.probe.terminal import LiveProgress
+from hangdoctor.report.probe_terminal import LiveProgress
 console = Console(stderr=True)
 assert console.is_terminal, "stderr is not a terminal"
 with LiveProgress(console) as progress:

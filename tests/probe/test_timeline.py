@@ -12,7 +12,6 @@ import io
 
 from rich.console import Console
 
-from hangdoctor.probe.terminal import render_summary, verdict_reasons
 from hangdoctor.probe.timeline import (
     HealthSample,
     ProbeConfig,
@@ -20,6 +19,7 @@ from hangdoctor.probe.timeline import (
     ProbeVerdict,
     summarize,
 )
+from hangdoctor.report.probe_terminal import render_summary, verdict_reasons
 
 CONFIG = ProbeConfig(url="http://127.0.0.1:8000", streams=("/s",), health="/health", clients=10)
 

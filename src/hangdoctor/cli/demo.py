@@ -60,7 +60,7 @@ def _require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise DemoError(
             f"The demo needs {module}, which is not installed.",
-            "Install the demo extra: pip install 'hangdoctor[demo]'.",
+            "Install the demo extra from the checkout: pip install -e '.[demo]'.",
         )
 
 

@@ -75,7 +75,7 @@ def _run_once(
     ready_timeout: float,
     title: str,
 ) -> ProbeResult:
-    from hangdoctor.probe.terminal import LiveProgress, render_summary
+    from hangdoctor.report.probe_terminal import LiveProgress, render_summary
 
     server = ManagedServer(
         argv, base_url=config.url, ready_path=config.health, ready_timeout=ready_timeout
@@ -145,7 +145,7 @@ def _manual(console: Console, finding: Finding) -> None:
 
 def _before_after(before: ProbeResult, after: ProbeResult) -> Table:
     """The figures of the run before the fix and the run after it, side by side."""
-    from hangdoctor.probe.terminal import format_seconds
+    from hangdoctor.report.probe_terminal import format_seconds
 
     table = Table(title="before and after the fix", box=None, padding=(0, 2), pad_edge=False)
     table.add_column("", style="bold", no_wrap=True)
@@ -194,7 +194,7 @@ def _write_report(
     fixed: str | None,
 ) -> None:
     from hangdoctor.cli.probe import require_report_module, write_html
-    from hangdoctor.probe.json_output import redacted
+    from hangdoctor.report.probe_json import redacted
 
     require_report_module()
     from hangdoctor.report.html import render_doctor_html

@@ -127,7 +127,7 @@ def require_report_module() -> None:
 
 def write_report(result: ProbeResult, path: Path) -> None:
     """Render the HTML report and write it atomically: a reader never sees half a file."""
-    from hangdoctor.probe.json_output import redacted
+    from hangdoctor.report.probe_json import redacted
 
     require_report_module()
     module = importlib.import_module(_REPORT_MODULE)
@@ -336,7 +336,7 @@ def command(
     threshold or too far over the baseline, a --request got no answer in
     time), 2 the service could not be probed.
     """
-    from hangdoctor.probe.terminal import LiveProgress
+    from hangdoctor.report.probe_terminal import LiveProgress
 
     if pid is not None and no_capture:
         raise click.UsageError("Give either --pid or --no-capture, not both.")
@@ -373,11 +373,11 @@ def command(
     code = EXIT_OK if result.verdict is ProbeVerdict.PASS else EXIT_PROBLEM
     # the results first: a report that cannot be written must not take them with it
     if fmt == "json":
-        from hangdoctor.probe.json_output import probe_to_json
+        from hangdoctor.report.probe_json import probe_to_json
 
         click.echo(probe_to_json(result, exit_code=code))
     else:
-        from hangdoctor.probe.terminal import render_summary
+        from hangdoctor.report.probe_terminal import render_summary
 
         console = TrimmedConsole(highlight=False, soft_wrap=False)  # no padded line ends
         console.print(render_summary(result, width=console.width))

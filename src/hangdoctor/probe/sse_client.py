@@ -5,6 +5,21 @@ connection is a plain `asyncio.Protocol`: bytes are parsed as they arrive,
 with no task per read, which keeps the loop free to start health requests on
 time. One `Exchange` is one request on one connection (`Connection: close`),
 the way a client that drops a stream opens the next one.
+
+Why not an HTTP client library: the probe's findings are timings, and its
+abuse of streams is the reproduction. httpx and aiohttp read through their
+own buffers, connection pools and tasks, so the moment a byte arrived (the
+first SSE event, the end of a health response) is no longer the moment the
+probe sees it; and neither offers, short of reaching into its internals, to
+close one connection with an RST at a chosen moment (SO_LINGER 0 on the raw
+socket: `Exchange.close(reset=True)`) rather than a FIN, as a crashed client
+or a proxy drops a stream.
+
+h11 (sans-IO, so it would keep both: bytes are still fed from
+`data_received`, and the socket stays ours) could replace `_parse_head` and
+`_Chunked`. It is not used because it would be a new dependency of the base
+install (it comes only with the demo extra's uvicorn and httpx) for some sixty
+lines of parsing that the tests cover; it is a possible later change.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A probe run as one self-contained HTML page: verdict, timeline chart, numbers, diagnosis.
 
 The page must open anywhere, years later, from a CI artifact or an e-mail:
-no network (no CDN, no web fonts), no script. CSS is inline; the timeline is
-inline SVG drawn here, so it is there even with JavaScript off and prints as
-it shows. Everything that comes from the target (URL, paths, source lines,
-reprs, messages) is escaped: a report of a hostile service must not run its
-code in the reader's browser.
+no network (no CDN, no web fonts), no script. The CSS (package data,
+assets/report.css) is inlined; the timeline is inline SVG drawn here, so it
+is there even with JavaScript off and prints as it shows. Everything that
+comes from the target (URL, paths, source lines, reprs, messages) is escaped:
+a report of a hostile service must not run its code in the reader's browser.
 
 Renderers never analyse: the verdict, percentiles and stall windows come
 from `summarize()`, the cause from the diagnosis. The judgements made here
@@ -14,16 +14,18 @@ are presentational: the scale of the chart and which stack frames to fold.
 
 from __future__ import annotations
 
+import functools
 import html
-import io
-import keyword
 import math
 import re
-import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
+
+from pygments.lexers import PythonLexer
+from pygments.token import Token, _TokenType
 
 from hangdoctor import __version__
 from hangdoctor.analysis.frames import FRAMEWORK_PACKAGES, display_path
@@ -51,6 +53,9 @@ from hangdoctor.probe.timeline import (
 from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
 __all__ = ["render_doctor_html", "render_probe_html", "verdict_reason", "write_probe_html"]
+
+# the stylesheet, relative to this package: hatchling ships it in the wheel with the modules
+CSS_RESOURCE = "assets/report.css"
 
 
 def render_probe_html(result: ProbeResult) -> str:
@@ -130,7 +135,7 @@ def _document(title: str, body: Sequence[str]) -> str:
         # the page may be opened from a hostile service's report: nothing may load or run
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n"
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{_e(title)}</title>\n<style>{_css()}</style>\n</head>\n<body>\n"
         + "\n".join(part for part in body if part)
         + "\n</body>\n</html>\n"
     )
@@ -1191,239 +1196,65 @@ def _notes(notes: Sequence[str], title: str) -> str:
     return f'<section class="notes"><h3>{_e(title)}</h3><ul>{items}</ul></section>'
 
 
-# --- Python source, highlighted without a dependency ---------------------------------------
+# --- Python source, highlighted by Pygments ------------------------------------------------
 
-_STRING_TOKENS = frozenset(
-    t
-    for t in (
-        tokenize.STRING,
-        getattr(tokenize, "FSTRING_START", None),
-        getattr(tokenize, "FSTRING_MIDDLE", None),
-        getattr(tokenize, "FSTRING_END", None),
-    )
-    if t is not None
-)
+# Pygments' token types, mapped onto the report's few colours (its own HtmlFormatter would
+# wrap every name and comma in a span of its own palette). A subtype takes the class of its
+# nearest listed parent: String.Doc is a string, Name.Function.Magic a function name.
+_TOKEN_CLASSES: dict[_TokenType, str] = {
+    Token.Keyword: "tk",
+    Token.Operator.Word: "tk",  # and, or, not, in, is
+    Token.Literal.String: "ts",
+    Token.Comment: "tc",
+    Token.Literal.Number: "tn",
+    Token.Name.Function: "tf",
+    Token.Name.Class: "tf",
+    Token.Name.Decorator: "tf",
+    Token.Name.Builtin: "tb",
+    Token.Name.Exception: "tb",
+}
+
+
+@functools.cache
+def _lexer() -> PythonLexer:
+    # the text must come back exactly: no newline added or stripped at either end
+    return PythonLexer(stripnl=False, ensurenl=False)
+
+
+def _token_class(ttype: _TokenType) -> str | None:
+    while ttype is not Token:
+        cls = _TOKEN_CLASSES.get(ttype)
+        if cls is not None:
+            return cls
+        if ttype.parent is None:
+            break
+        ttype = ttype.parent
+    return None
 
 
 def _highlight(code: str) -> str:
-    """Escaped Python with keywords, strings, comments and numbers in spans.
+    """Escaped Python with keywords, strings, comments, numbers and names in spans.
 
-    Source lines come from the target and may be fragments (an unclosed
-    bracket): whatever the tokenizer cannot read is shown plain, never lost.
+    Source lines come from the target and may be fragments (an unclosed bracket or
+    string): the lexer reads those too, and every character comes back, escaped.
     """
-    line_starts = [0]
-    for line in code.splitlines(keepends=True):
-        line_starts.append(line_starts[-1] + len(line))
-
-    def offset(pos: tuple[int, int]) -> int:
-        row, col = pos
-        return line_starts[min(row - 1, len(line_starts) - 1)] + col
-
-    out: list[str] = []
-    done = 0
-    previous = ""
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            cls = _token_class(tok, previous)
-            if tok.type == tokenize.NAME:
-                previous = tok.string
-            elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
-                previous = ""
-            if cls is None:
-                continue
-            start, end = offset(tok.start), offset(tok.end)
-            if start < done or end <= start or end > len(code):
-                continue
-            out.append(_e(code[done:start]))
-            out.append(f'<span class="{cls}">{_e(code[start:end])}</span>')
-            done = end
-    except (tokenize.TokenError, SyntaxError):
-        pass  # a fragment: the rest is shown as it is
-    out.append(_e(code[done:]))
-    return "".join(out)
-
-
-def _token_class(tok: tokenize.TokenInfo, previous: str) -> str | None:
-    if tok.type == tokenize.COMMENT:
-        return "tc"
-    if tok.type in _STRING_TOKENS:
-        return "ts"
-    if tok.type == tokenize.NUMBER:
-        return "tn"
-    if tok.type == tokenize.NAME:
-        if keyword.iskeyword(tok.string):
-            return "tk"
-        if previous in ("def", "class"):
-            return "tf"
-    return None
+    # Pygments cuts a string into quote, body and quote: one span per run of a class
+    runs: list[tuple[str | None, str]] = []
+    for ttype, text in _lexer().get_tokens(code):
+        cls = _token_class(ttype)
+        if runs and runs[-1][0] == cls:
+            runs[-1] = (cls, runs[-1][1] + text)
+        else:
+            runs.append((cls, text))
+    return "".join(
+        f'<span class="{cls}">{_e(text)}</span>' if cls else _e(text) for cls, text in runs if text
+    )
 
 
 # --- style ---------------------------------------------------------------------------------
 
-_CSS = """
-:root {
-  --bg: #f6f7f9; --card: #ffffff; --fg: #1c2330; --muted: #5d6778; --line: #dde1e8;
-  --code-bg: #f1f3f6; --ok: #16a34a; --slow: #d97706; --bad: #dc2626; --bad-bg: #fdecec;
-  --stall: rgba(220, 38, 38, 0.13); --open: #2563eb; --abort: #7c8799; --capture: #7c3aed;
-  --grid: #e7eaef; --plot: #fcfcfd; --pass-banner: #15803d; --fail-banner: #b91c1c;
-  --user: #fff4d6; --tk: #7c3aed; --ts: #15803d; --tc: #6b7280; --tn: #b45309; --tf: #1d4ed8;
-  color-scheme: light dark;
-}
-@media (prefers-color-scheme: dark) {
-  :root {
-    --bg: #11151c; --card: #1a2029; --fg: #e6e9ef; --muted: #9aa4b5; --line: #2d3542;
-    --code-bg: #232a35; --bad-bg: #3a1d20; --plot: #161b23; --grid: #262e3a;
-    --stall: rgba(248, 113, 113, 0.18); --open: #60a5fa; --abort: #94a3b8;
-    --user: #3b3320; --tk: #c4b5fd; --ts: #86efac; --tc: #9ca3af; --tn: #fcd34d; --tf: #93c5fd;
-  }
-}
-* { box-sizing: border-box; }
-html { font-size: 15px; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-  font: 1rem/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-.page { max-width: 1120px; margin: 0 auto; padding: 0 20px; }
-main.page { padding-bottom: 12px; }
-code, pre { font-family: ui-monospace, "SFMono-Regular", "DejaVu Sans Mono", Menlo, monospace;
-  font-size: 0.9em; }
-code { background: var(--code-bg); padding: 0 4px; border-radius: 4px; overflow-wrap: anywhere; }
-h2 { font-size: 1.15rem; margin: 0 0 6px; }
-h3 { font-size: 1.05rem; margin: 14px 0 6px; }
-h4 { font-size: 0.95rem; margin: 16px 0 4px; }
-p { margin: 6px 0; }
-.muted { color: var(--muted); }
-.hint { color: var(--muted); font-size: 0.9rem; margin-top: 0; }
-.banner { color: #fff; padding: 22px 0; margin-bottom: 18px;
-  -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.banner.pass { background: var(--pass-banner); }
-.banner.fail { background: var(--fail-banner); }
-.banner .page { display: flex; align-items: center; gap: 26px; }
-.verdict-word { font-size: 3rem; font-weight: 800; letter-spacing: 0.06em; line-height: 1; }
-.reason { font-size: 1.3rem; font-weight: 600; margin: 0; }
-.cause { margin: 6px 0 0; font-size: 1.02rem; }
-.banner code { background: rgba(255, 255, 255, 0.18); color: #fff; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
-  padding: 16px 20px; margin: 0 0 16px; }
-.facts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr));
-  gap: 4px 24px; margin: 0; }
-.facts div { display: flex; gap: 10px; }
-.facts dt { color: var(--muted); min-width: 78px; }
-.facts dd { margin: 0; }
-.chart-wrap { overflow-x: auto; }
-/* below this width the chart's text would shrink past reading: scroll instead */
-svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; font-size: 12px;
-  font-family: inherit; }
-.plot-bg { fill: var(--plot); }
-.lane-bg { fill: var(--code-bg); }
-.grid { stroke: var(--grid); stroke-width: 1; }
-.grid.minor { stroke-dasharray: 2 4; }
-.axis { stroke: var(--muted); stroke-width: 1; }
-.tick, .lane-label { fill: var(--muted); }
-.axis-title { fill: var(--fg); font-weight: 600; }
-.stall { fill: var(--stall); }
-.stall-label { fill: var(--bad); font-weight: 700; }
-.threshold { stroke: var(--slow); stroke-width: 1.5; stroke-dasharray: 7 5; }
-.deadline { stroke: var(--bad); stroke-width: 1; stroke-dasharray: 2 3; }
-.limit-label { font-weight: 600; paint-order: stroke; stroke: var(--plot); stroke-width: 4px;
-  stroke-linejoin: round; }
-.threshold-label { fill: var(--slow); }
-.deadline-label { fill: var(--bad); }
-.health-point { fill: var(--ok); fill-opacity: 0.85; }
-.health-point.slow { fill: var(--slow); fill-opacity: 1; }
-.health-point.error { fill: none; stroke: var(--bad); stroke-width: 1.5; }
-.health-timeout { stroke: var(--bad); stroke-width: 2; fill: none; stroke-linecap: round; }
-.stream-open { stroke: var(--open); stroke-width: 1.2; stroke-opacity: 0.8; }
-.stream-abort { stroke: var(--abort); stroke-width: 1.2; stroke-opacity: 0.9; }
-.stream-fail { stroke: var(--bad); stroke-width: 2; }
-.request { fill-opacity: 0.55; }
-.request.ok { fill: var(--ok); }
-.request.stuck, .request.timeout { fill: var(--bad); fill-opacity: 0.7; }
-.request.timeout { fill: var(--slow); }
-.request.error { fill: none; stroke: var(--bad); stroke-width: 1; }
-.request-label { font-size: 11px; fill: var(--fg); paint-order: stroke; stroke: var(--card);
-  stroke-width: 3px; stroke-linejoin: round; }
-table.stats.requests { margin-top: 12px; }
-table.stats.requests td { text-align: right; }
-.capture-line { stroke: var(--capture); stroke-width: 2; stroke-dasharray: 5 3; }
-.capture-mark { fill: var(--capture); }
-.capture-label { fill: var(--capture); font-weight: 700; paint-order: stroke;
-  stroke: var(--card); stroke-width: 4px; stroke-linejoin: round; }
-.empty { fill: var(--muted); font-size: 16px; }
-.legend { list-style: none; padding: 0; margin: 10px 0 0; display: flex; flex-wrap: wrap;
-  gap: 6px 20px; font-size: 0.9rem; color: var(--muted); }
-.legend li { display: flex; align-items: center; gap: 6px; }
-.lg-point { fill: var(--ok); }
-.lg-point.slow { fill: var(--slow); }
-.lg-point.error { fill: none; stroke: var(--bad); stroke-width: 1.5; }
-.lg-timeout { stroke: var(--bad); stroke-width: 2; stroke-linecap: round; }
-.lg-stall { fill: var(--stall); stroke: var(--bad); stroke-opacity: 0.3; }
-.lg-threshold { stroke: var(--slow); stroke-width: 2; stroke-dasharray: 5 3; }
-.lg-open { stroke: var(--open); stroke-width: 2; }
-.lg-abort { stroke: var(--abort); stroke-width: 2; }
-.lg-fail { stroke: var(--bad); stroke-width: 2; }
-.lg-capture { fill: var(--capture); }
-.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(230px, 1fr)); gap: 18px;
-  align-items: start; }
-table { border-collapse: collapse; }
-table.stats { width: 100%; }
-.stats caption { text-align: left; font-weight: 700; padding-bottom: 4px; }
-.stats th, .stats td { padding: 4px 8px; border-bottom: 1px solid var(--line); }
-.stats th { text-align: left; font-weight: 400; color: var(--muted); }
-.stats td { text-align: right; font-variant-numeric: tabular-nums; font-weight: 600; }
-.stats tr.bad td { color: var(--bad); }
-.stats tr.bad { background: var(--bad-bg); }
-.badge, .code-badge { display: inline-block; padding: 1px 8px; border-radius: 5px; font-weight: 700;
-  color: #fff; background: var(--muted); font-family: inherit;
-  -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.badge.blocked, .code-badge.blocked, .badge.stuck, .code-badge.stuck { background: var(--bad); }
-.badge.busy, .badge.starved, .code-badge.busy, .code-badge.starved { background: var(--slow); }
-.badge.healthy { background: var(--ok); }
-.diag-verdict { font-size: 1.08rem; font-weight: 600; }
-.finding { border-top: 1px solid var(--line); margin-top: 14px; padding-top: 6px; }
-.finding h3 { font-size: 1.2rem; }
-.rule-name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
-.summary { font-weight: 700; }
-.finding-facts th { text-align: left; vertical-align: top; color: var(--muted);
-  font-weight: 400; padding: 4px 16px 4px 0; white-space: nowrap; }
-.finding-facts td { padding: 4px 0; }
-.state.blocked, .state.stuck { color: var(--bad); font-weight: 700; }
-ul.holders { margin: 0; padding-left: 1.1em; }
-.state.busy, .state.starved { color: var(--slow); font-weight: 700; }
-.state.idle { color: var(--ok); }
-pre { background: var(--code-bg); border-radius: 6px; padding: 8px 12px; margin: 6px 0;
-  overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
-pre.source { border-left: 4px solid var(--bad); }
-pre.good { border-left: 4px solid var(--ok); }
-pre.diff .add { color: var(--ok); }
-pre.diff .del { color: var(--bad); }
-pre.diff .hunk { color: var(--muted); }
-.run-title { margin: 26px 0 10px; font-size: 1.3rem; }
-.compare th[scope="col"] { text-align: right; }
-.compare td { width: 30%; }
-.ln { color: var(--muted); user-select: none; margin-right: 14px; }
-.tk { color: var(--tk); font-weight: 600; }
-.ts { color: var(--ts); }
-.tc { color: var(--tc); font-style: italic; }
-.tn { color: var(--tn); }
-.tf { color: var(--tf); font-weight: 600; }
-.stack { list-style: none; padding: 0; margin: 4px 0; font-size: 0.92rem; }
-.stack li { padding: 2px 8px; border-radius: 4px; }
-.stack li.user { background: var(--user); font-weight: 700; }
-.stack li.user::before { content: "▶ "; color: var(--capture); }
-.stack .fn { background: none; padding: 0; }
-.stack .loc { background: none; color: var(--muted); }
-.stack .user .loc { color: var(--fg); }
-.stack ul { list-style: none; padding-left: 14px; margin: 2px 0; }
-.stack summary { color: var(--muted); cursor: pointer; }
-.tag { color: var(--capture); font-weight: 700; margin-left: 6px; }
-.notes ul, .loops { margin: 4px 0; padding-left: 22px; }
-.notes { margin: 0 0 16px; }
-footer.page { color: var(--muted); font-size: 0.85rem; padding-bottom: 24px; }
-@media print {
-  html { font-size: 12px; }
-  body { background: #fff; }
-  .chart-wrap { overflow: visible; }
-  svg.timeline { min-width: 0; }
-  .card { border: none; padding: 6px 0; break-inside: avoid; }
-  .finding { break-inside: auto; }
-}
-"""
+
+@functools.cache
+def _css() -> str:
+    """The stylesheet, shipped as package data and inlined: the page loads nothing."""
+    return resources.files("hangdoctor.report").joinpath(CSS_RESOURCE).read_text("utf-8")

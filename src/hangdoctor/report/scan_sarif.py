@@ -1,9 +1,12 @@
 """`--format sarif`: SARIF 2.1.0 for GitHub code scanning (and any other SARIF reader).
 
 One run; the driver carries every scan rule from the catalog (id, name,
-short and full description, help as text and Markdown, a help URI, the default
-level, tags and precision), so a reader needs nothing else to explain an
-alert. Each result has its rule, level, message, one physical location with a
+short and full description, the default level, tags and precision) with its
+whole docs/rules page as `help` (Markdown, and plain text derived from it), so
+a reader needs nothing else to explain an alert. URIs are only ones the project
+really has: `helpUri` and `informationUri` come from `[project.urls]` in the
+installed package's metadata and are left out when it has none. Each result
+has its rule, level, message, one physical location with a
 URI relative to `%SRCROOT%` (the project root) and a 1-based line and column,
 the hops of a call chain as `relatedLocations`, and a `partialFingerprints`
 entry that survives unrelated edits (code, path, function and the normalised
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +27,61 @@ from hangdoctor import __version__
 from hangdoctor.catalog import Rule, all_rules
 from hangdoctor.scan import ScanResult
 
-__all__ = ["PROJECT_URL", "SARIF_SCHEMA", "rule_url", "scan_to_sarif", "scan_to_sarif_json"]
+__all__ = ["SARIF_SCHEMA", "project_urls", "rule_help", "scan_to_sarif", "scan_to_sarif_json"]
 
-PROJECT_URL = "https://github.com/hangdoctor/hangdoctor"  # placeholder until the repo is public
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _FINGERPRINT = "hangdoctor/v1"
+# [project.urls] labels, most specific first: where a rule's help is, where the tool is
+_HELP_LABELS = ("documentation", "docs", "homepage", "home", "source", "repository")
+_INFO_LABELS = ("homepage", "home", "source", "repository", "documentation", "docs")
 
 
-def rule_url(code: str) -> str:
-    """Where the rule's page (docs/rules/CODE.md) is published."""
-    return f"{PROJECT_URL}/blob/main/docs/rules/{code}.md"
+def project_urls() -> dict[str, str]:
+    """`[project.urls]` of the installed hangdoctor, label (lowercased) to URL; {} when none."""
+    try:
+        entries = metadata.metadata("hangdoctor").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return {}
+    urls: dict[str, str] = {}
+    for entry in entries:
+        label, sep, url = entry.partition(",")
+        if sep and url.strip():
+            urls.setdefault(label.strip().lower(), url.strip())
+    return urls
 
 
-def _help_markdown(rule: Rule) -> str:
-    return (
-        f"{rule.why}\n\n**Fix:** {rule.fix}\n\n"
-        f"Example:\n\n```python\n{rule.bad.rstrip()}\n```\n\n"
-        f"Use instead:\n\n```python\n{rule.good.rstrip()}\n```\n\n"
-        f"`hangdoctor explain {rule.code}` prints this in a terminal."
-    )
+def _pick(urls: Mapping[str, str], labels: tuple[str, ...]) -> str | None:
+    return next((urls[label] for label in labels if label in urls), None)
 
 
-def _rule(rule: Rule) -> dict[str, Any]:
-    return {
+def rule_help(rule: Rule) -> tuple[str, str]:
+    """(text, Markdown): the rule's docs/rules page, rendered by the same code as the docs."""
+    # imported here: the page renderer pulls in rich, which `--format concise` never needs
+    from hangdoctor.report.docs import rule_markdown
+
+    # the page's "generated, do not edit" comment is for the checked-in file, not for a reader
+    lines = [ln for ln in rule_markdown(rule).splitlines() if not ln.startswith("<!--")]
+    markdown = "\n".join(lines).replace("\n\n\n", "\n\n").strip() + "\n"
+    text: list[str] = []
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif in_code:
+            text.append(f"    {line}" if line else "")
+        else:
+            text.append(line.lstrip("#").strip() if line.startswith("#") else line)
+    return "\n".join(text).strip() + "\n", markdown
+
+
+def _rule(rule: Rule, help_uri: str | None) -> dict[str, Any]:
+    text, markdown = rule_help(rule)
+    entry: dict[str, Any] = {
         "id": rule.code,
         "name": rule.name,
         "shortDescription": {"text": rule.summary},
         "fullDescription": {"text": rule.why},
-        "help": {"text": f"{rule.why}\n\nFix: {rule.fix}", "markdown": _help_markdown(rule)},
-        "helpUri": rule_url(rule.code),
+        "help": {"text": text, "markdown": markdown},
         "defaultConfiguration": {"level": rule.severity},
         "properties": {
             "tags": ["asyncio", "reliability", "hang"],
@@ -58,6 +89,9 @@ def _rule(rule: Rule) -> dict[str, Any]:
             "problem.severity": rule.severity,
         },
     }
+    if help_uri:
+        entry["helpUri"] = help_uri
+    return entry
 
 
 def _fingerprint(code: str, path: str, function: str, source: str, seen: dict[str, int]) -> str:
@@ -76,8 +110,10 @@ def _location(uri: str, line: int, col: int) -> dict[str, Any]:
     }
 
 
-def scan_to_sarif(result: ScanResult) -> dict[str, Any]:
-    """The SARIF log as plain JSON data."""
+def scan_to_sarif(result: ScanResult, *, urls: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The SARIF log as plain JSON data; `urls` (label to URL) default to `project_urls()`."""
+    urls = project_urls() if urls is None else {k.lower(): v for k, v in urls.items()}
+    help_uri = _pick(urls, _HELP_LABELS)
     rules = [r for r in all_rules() if r.static]
     index = {r.code: i for i, r in enumerate(rules)}
     severity = {r.code: r.severity for r in rules}
@@ -119,21 +155,22 @@ def scan_to_sarif(result: ScanResult) -> dict[str, Any]:
         }
         for p in result.errors
     ]
+    driver: dict[str, Any] = {
+        "name": "hangdoctor",
+        "version": __version__,
+        "semanticVersion": __version__,
+        "rules": [_rule(r, help_uri) for r in rules],
+    }
+    information_uri = _pick(urls, _INFO_LABELS)
+    if information_uri:
+        driver["informationUri"] = information_uri
     root = Path(result.config.root).absolute().as_uri().rstrip("/") + "/"
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "hangdoctor",
-                        "version": __version__,
-                        "semanticVersion": __version__,
-                        "informationUri": PROJECT_URL,
-                        "rules": [_rule(r) for r in rules],
-                    }
-                },
+                "tool": {"driver": driver},
                 "originalUriBaseIds": {"%SRCROOT%": {"uri": root}},
                 "columnKind": "unicodeCodePoints",
                 "invocations": [
@@ -148,6 +185,6 @@ def scan_to_sarif(result: ScanResult) -> dict[str, Any]:
     }
 
 
-def scan_to_sarif_json(result: ScanResult) -> str:
+def scan_to_sarif_json(result: ScanResult, *, urls: Mapping[str, str] | None = None) -> str:
     """`scan_to_sarif` as indented JSON text."""
-    return json.dumps(scan_to_sarif(result), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(scan_to_sarif(result, urls=urls), indent=2, ensure_ascii=False) + "\n"

@@ -21,8 +21,10 @@ Standard library only: this module is imported inside production services.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any, Protocol
@@ -36,6 +38,7 @@ __all__ = [
     "in_flight",
     "mark_seen",
     "register_owner",
+    "span_of",
 ]
 
 Message = MutableMapping[str, Any]
@@ -89,6 +92,8 @@ class InFlight:
         "scope",
         "server_receive",
         "server_send",
+        "span",
+        "span_hold",
         "started",
     )
 
@@ -102,6 +107,10 @@ class InFlight:
     disconnected: bool
     gone_at: float | None  # time.monotonic() when the middleware saw the client go
     ended: bool
+    # set only with OpenTelemetry on (see `otel`): the request's span, and what keeps it
+    # open while a stall of the request is being reported
+    span: Any
+    span_hold: concurrent.futures.Future[None] | None
 
     @property
     def streaming(self) -> bool:
@@ -163,7 +172,7 @@ class InFlight:
             if bytes(key).lower() == self.events.request_id_header:
                 request_id = bytes(value).decode("latin-1")
                 break
-        return RequestInfo(
+        info = RequestInfo(
             method=str(scope.get("method", "GET")),
             path=str(scope.get("path", "")),
             route=template if isinstance(template, str) else None,
@@ -177,6 +186,46 @@ class InFlight:
                 else round(max(0.0, at - self.gone_at), 3)
             ),
         )
+        span = getattr(self, "span", None)
+        if span is not None:
+            _keep_span(info, span)
+        return info
+
+    def hold_span(self) -> concurrent.futures.Future[None] | None:
+        """Keep the request's span open until the stall being captured is reported.
+
+        Called on the watchdog's thread while the loop is blocked, so the request
+        cannot have ended yet; without this the request would usually finish, and
+        its span end, before the record is made, and the stall's span event would
+        be dropped. The middleware waits for the result (bounded) after the app
+        returns. None when the request has no span (OpenTelemetry off).
+        """
+        if getattr(self, "span", None) is None:
+            return None
+        hold: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.span_hold = hold
+        return hold
+
+
+# RequestInfo (a frozen dataclass of the model) -> the span of its request, by identity:
+# records carry the RequestInfo, never the span (they are serialised and kept)
+_SPANS: dict[int, tuple[weakref.ref[RequestInfo], Any]] = {}
+
+
+def _keep_span(info: RequestInfo, span: Any) -> None:
+    key = id(info)
+    ref = weakref.ref(info, lambda _gone: _SPANS.pop(key, None))
+    _SPANS[key] = (ref, span)
+
+
+def span_of(info: RequestInfo | None) -> Any:
+    """The OpenTelemetry span of the request `info` describes, if the middleware kept one."""
+    if info is None:
+        return None
+    entry = _SPANS.get(id(info))
+    if entry is None or entry[0]() is not info:
+        return None
+    return entry[1]
 
 
 def _server_saw_disconnect(send: Send) -> bool:

@@ -16,18 +16,24 @@ At the lifespan shutdown it tells the watchdog the server is shutting down (so
 what the shutdown waits for is reported, HD606) and stops it once the app's
 own shutdown is complete.
 
+With `otel=` (the `otel` extra) it keeps each request's OpenTelemetry span, so
+that a stall or a stuck request is added to the trace of the request it
+happened in (see `otel`); OpenTelemetry is imported only then.
+
 Standard library only: this runs inside production services.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import enum
 import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hangdoctor.runtime import inflight
 from hangdoctor.runtime.inflight import EVENT_STREAM_OPEN, Message, Receive, Send
@@ -35,6 +41,9 @@ from hangdoctor.runtime.inflight import InFlight as _InFlight
 from hangdoctor.runtime.stall import recent_stalls
 from hangdoctor.runtime.stuck import recent_stuck
 from hangdoctor.runtime.watchdog import LoopWatchdog
+
+if TYPE_CHECKING:
+    from hangdoctor.runtime.otel import HangdoctorOtel
 
 __all__ = ["HangdoctorMiddleware", "StreamObserver"]
 
@@ -50,6 +59,9 @@ class _Default(enum.Enum):
 
 _WATCHDOGS_OWN = _Default.WATCHDOG
 _SHUTDOWN_DONE = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+# how long a request that stalled the loop waits, once the app has returned, for the
+# stall to be reported into its span (a report takes a few ms; never hang a request on it)
+_SPAN_HOLD_MAX_S = 1.0
 
 
 class StreamObserver(Protocol):
@@ -72,7 +84,10 @@ class HangdoctorMiddleware:
     attached to the watchdog. `debug_path` (e.g. "/_hangdoctor/stalls") turns
     the debug endpoint on and then needs `debug_token`. `stuck_after` (seconds,
     None: off) is passed to the watchdog it starts; by default the watchdog
-    keeps its own (30 s unless it was made with another).
+    keeps its own (30 s unless it was made with another). `otel=True` (or a
+    `hangdoctor.runtime.otel.HangdoctorOtel`) sends stalls and stuck requests to
+    OpenTelemetry, as span events on the request's current span, log records and
+    metrics (the `otel` extra).
     """
 
     def __init__(
@@ -85,6 +100,7 @@ class HangdoctorMiddleware:
         observer: StreamObserver | None = None,
         watchdog: LoopWatchdog | None = None,
         stuck_after: float | _Default | None = _WATCHDOGS_OWN,
+        otel: bool | HangdoctorOtel = False,
     ) -> None:
         if watchdog is not None and stuck_after is not _WATCHDOGS_OWN:
             watchdog.set_stuck_after(stuck_after)  # checked here: a bad value fails at once
@@ -109,6 +125,20 @@ class HangdoctorMiddleware:
         self._token = (debug_token or "").encode("ascii")
         self.observer = observer
         self.watchdog = watchdog
+        self.otel: HangdoctorOtel | None = None
+        self._span_of: Callable[[], Any] | None = None  # the request's span (OTel on)
+        if otel is not False:
+            try:
+                from hangdoctor.runtime import otel as otel_module
+            except ImportError as exc:
+                raise ImportError(
+                    "HangdoctorMiddleware(otel=...) needs OpenTelemetry: install hangdoctor "
+                    "with its `otel` extra (`pip install '/path/to/hangdoctor[otel]'` from a "
+                    "checkout) or `pip install opentelemetry-sdk`"
+                ) from exc
+
+            self.otel = otel_module.HangdoctorOtel() if otel is True else otel
+            self._span_of = otel_module.current_span
         self._watching = False
         # anything to do before a request is served: start the watchdog, the debug page
         self._pending = watchdog is not None or debug_path is not None
@@ -141,12 +171,17 @@ class HangdoctorMiddleware:
         req.response = None
         req.disconnected = req.ended = False
         req.gone_at = None
+        if self._span_of is not None:
+            req.span = self._span_of()
+            req.span_hold = None
         try:
             await self.app(scope, req.receive, req.send)
         finally:
             req.ended = True
             if req.response is EVENT_STREAM_OPEN:
                 self._stream_closed()
+            if self._span_of is not None and req.span_hold is not None:
+                await _span_reported(req.span_hold)
 
     def _stream_opened(self) -> None:
         self.open_streams += 1
@@ -197,6 +232,8 @@ class HangdoctorMiddleware:
             watch = getattr(self.observer, "watch", None)
             if callable(watch):
                 watch(dog)
+            if self.otel is not None:
+                self.otel.watch(dog)
         self._watching = True
         self._pending = self.debug_path is not None
 
@@ -212,6 +249,12 @@ class HangdoctorMiddleware:
         stuck = [r.to_dict() for r in recent_stuck()]
         in_flight = inflight.in_flight(asyncio.get_running_loop())
         await _json(send, 200, {"stalls": stalls, "stuck": stuck, "in_flight": in_flight})
+
+
+async def _span_reported(hold: concurrent.futures.Future[None]) -> None:
+    """Wait (bounded) until the watchdog has reported the stall of this request."""
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.wrap_future(hold), _SPAN_HOLD_MAX_S)
 
 
 def _is_header_token(token: str) -> bool:

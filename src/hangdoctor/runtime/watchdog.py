@@ -518,7 +518,27 @@ class LoopWatchdog:
         req = inflight.find_request(sys._current_frames().get(self._loop_ident))
         request = None if req is None else req.info(detected)
         in_flight = inflight.in_flight(loop, req)
+        # with OpenTelemetry: the request's span stays open until this stall is reported
+        hold = None if req is None else req.hold_span()
         del req  # not kept past the stall
+        try:
+            self._follow_stall(due, last, detected, samples, seen, request, in_flight, held_gil)
+        finally:
+            if hold is not None:
+                hold.set_result(None)
+
+    def _follow_stall(
+        self,
+        due: float,
+        last: _Reading,
+        detected: float,
+        samples: list[Snapshot],
+        seen: _Reading,
+        request: RequestInfo | None,
+        in_flight: int | None,
+        held_gil: bool,
+    ) -> None:
+        """Sample the stall until it ends, then report it (unless it ended within the threshold)."""
         gap = max(self.threshold / 2, 0.05)  # spread the samples over the stall
         while self._due == due and not self._stopping.is_set():
             if self._wake.wait(min(gap, _POLL)):

@@ -128,7 +128,7 @@ def _capture(doc: dict[str, Any], name: str) -> list[Snapshot]:
     if isinstance(version, int) and version > CAPTURE_VERSION:
         raise BadDumpError(
             f"{name} was saved by a newer hangdoctor (capture format version {version}).",
-            "Upgrade hangdoctor (`pip install -U hangdoctor`) to read it.",
+            "Install a newer hangdoctor from its checkout to read it.",
         )
     snapshots = doc.get("snapshots")
     if version != CAPTURE_VERSION or not isinstance(snapshots, list):

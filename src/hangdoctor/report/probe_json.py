@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from hangdoctor.probe.timeline import ProbeResult
+from hangdoctor.report.json_report import diagnosis_to_jsonable
 
 __all__ = ["SCHEMA_VERSION", "probe_to_json", "probe_to_jsonable", "redacted"]
 
@@ -57,8 +58,6 @@ def redacted(result: ProbeResult) -> ProbeResult:
 
 def probe_to_jsonable(result: ProbeResult, *, exit_code: int) -> dict[str, Any]:
     """Plain JSON data of a run, keys in schema order."""
-    from hangdoctor.report.json_report import diagnosis_to_jsonable
-
     data = redacted(result).to_dict()
     data["exit_code"] = exit_code
     data["diagnosis"] = (

@@ -362,6 +362,7 @@ def render_summary(result: ProbeResult, *, width: int | None = None) -> Renderab
         parts.append(_streams_line(result))  # no stream clients to speak of beside requests
     parts.append(Text())
     if result.diagnosis is not None:
+        # rich.syntax and the catalog load only when there is a diagnosis to draw
         from hangdoctor.report.terminal import render_terminal
 
         caught = Text("Caught in the act", style="bold")
