@@ -23,6 +23,7 @@ REAL = {
     "https://github.com/benfred/py-spy",
     "https://libcst.readthedocs.io/",
     "https://json.schemastore.org/sarif-2.1.0.json",
+    "https://json-schema.org/draft/2020-12/schema",  # `$schema` of src/hangdoctor/schemas/
 }
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0"}
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from hangdoctor.probe.server import ManagedServer, free_port
+from hangdoctor.schemas import SCHEMAS
 from tests.wheel import bare_venv, build_wheel, install_wheel, venv_env
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +70,7 @@ def test_wheel_holds_what_an_installation_needs(wheel: Path) -> None:
         "hangdoctor/runtime/_inject/sitecustomize.py",
         "hangdoctor/py.typed",
         "hangdoctor/report/assets/report.css",  # the HTML report's stylesheet
+        *(f"hangdoctor/schemas/{name}.json" for name in SCHEMAS),  # `hangdoctor schema NAME`
         "hangdoctor/cli/main.py",
     ):
         assert needed in names, needed

@@ -31,6 +31,7 @@ TOP_KEYS = [
     "pid",
     "notes",
     "resources",
+    "server_view",
     "config",
     "started_at",
     "elapsed_s",

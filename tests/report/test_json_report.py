@@ -112,12 +112,18 @@ def test_bad_input_is_a_clear_error(text: str, says: str) -> None:
 
 
 def _documented_tables() -> dict[str, list[str]]:
-    """Section title -> the keys listed in its table, in order."""
+    """Section title -> the keys listed in its table, in order (the `diagnose` section only)."""
     tables: dict[str, list[str]] = {}
     title = ""
+    section = ""
     for line in SCHEMA_DOC.read_text(encoding="utf-8").splitlines():
         if line.startswith("## "):
-            title = line[3:].strip()
+            section = line[3:].split(":", 1)[0]
+            continue
+        if section != "diagnose":
+            continue
+        if line.startswith("### "):
+            title = line[4:].strip()
         m = re.match(r"^\| `(\w+)` \|", line)
         if m:
             tables.setdefault(title, []).append(m.group(1))

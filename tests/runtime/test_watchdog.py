@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from tests.gil import PATTERN, backtracking_length
 
+from hangdoctor.analysis.diagnose import analyze
+from hangdoctor.model import CpuUse, Frame, Snapshot, Thread
 from hangdoctor.runtime import LoopWatchdog, StallRecord, recent_stalls
+from hangdoctor.runtime import watchdog as watchdog_module
 
 THRESHOLD = 0.1
 BLOCK = 0.5
@@ -392,3 +395,36 @@ def _run_with(dog: LoopWatchdog, body: Callable[[], Awaitable[None]]) -> list[St
         return list(dog.records)
 
     return asyncio.run(main())
+
+
+_SELECT = Frame("EpollSelector.select", "/usr/lib/python3.11/selectors.py", 468)
+_RUN_ONCE = Frame("BaseEventLoop._run_once", "/usr/lib/python3.11/asyncio/base_events.py", 1898)
+_HANDLE = Frame("Handle._run", "/usr/lib/python3.11/asyncio/events.py", 80)
+
+
+def _loop_sample(t: float, *frames: Frame) -> Snapshot:
+    thread = Thread(tid=1, name="MainThread", frames=(*frames, _RUN_ONCE), ident=1)
+    return Snapshot(pid=1, taken_at=t, threads=(thread,))
+
+
+def test_a_sample_taken_as_the_stall_ended_is_not_the_stall() -> None:
+    """Samples in a callback, then one with the loop back in its selector (the monitor was
+    preempted): the stall is judged on the callback's samples, not called idle."""
+    work = Frame("_cpu_on_loop", HERE, _line_of("cpu"))
+    busy = [_loop_sample(i * 0.1, work, _HANDLE) for i in range(3)]
+    idle = _loop_sample(0.3, _SELECT)
+    assert watchdog_module._until_it_ran([*busy, idle], 1) == busy
+    assert watchdog_module._until_it_ran([idle], 1) == [idle]  # nothing else to judge on
+    assert watchdog_module._until_it_ran([idle, *busy], 1) == [idle, *busy]
+
+
+def test_a_loop_that_ran_longer_than_the_threshold_is_not_only_starved() -> None:
+    """Starved of CPU, yet on a CPU longer than the threshold without a beat: the code held
+    the loop (C code holding the GIL on a loaded machine), so the stall is reported."""
+    dog = LoopWatchdog(0.1, log=False)
+    idle = _loop_sample(0.0, _SELECT)
+    diagnosis = analyze([idle])
+    ran = CpuUse(on_cpu_s=0.5, waiting_s=1.5, wall_s=2.0)
+    assert not dog._only_starved(diagnosis, None, idle, ran)
+    hardly = CpuUse(on_cpu_s=0.02, waiting_s=1.9, wall_s=2.0)
+    assert dog._only_starved(diagnosis, None, idle, hardly)

@@ -303,6 +303,7 @@ cli.lazy_commands.update(
         "scan": "hangdoctor.cli.scan",
         "demo": "hangdoctor.cli.demo",
         "watch": "hangdoctor.cli.watch",
+        "schema": "hangdoctor.cli.schema",
     }
 )
 

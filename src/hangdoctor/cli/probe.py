@@ -276,6 +276,15 @@ def check_report_path(path: Path) -> None:
     metavar="FILE.html",
     help="Also write a self-contained HTML report of the run.",
 )
+@click.option(
+    "--server-metrics",
+    default="auto",
+    show_default=True,
+    metavar="auto|off|PATH|URL",
+    help="The hangdoctor runtime's Prometheus metrics inside the server, read every 0.25 s "
+    "to show what the server saw (loop lag, stalls by code, stuck requests, threads, streams, "
+    "RSS). auto: URL/metrics, if it serves them.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -304,6 +313,7 @@ def command(
     seed: int | None,
     fmt: str,
     report: Path | None,
+    server_metrics: str,
 ) -> None:
     """Open and drop SSE streams while timing a health endpoint; pass or fail.
 
@@ -367,6 +377,7 @@ def command(
         request_timeout_s=request_timeout,
         request_interval_s=request_interval,
         inject=inject,
+        server_metrics=server_metrics,
     )
     with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)

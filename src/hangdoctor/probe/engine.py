@@ -45,6 +45,7 @@ from hangdoctor.probe.clock import ClockConfig, describe_error
 from hangdoctor.probe.clock_process import ClockProcess
 from hangdoctor.probe.errors import ProbeError, describe_connect_error
 from hangdoctor.probe.resources import SAMPLE_EVERY_S, SETTLE_S, ResourceWatch
+from hangdoctor.probe.server_view import ServerView, ServerWatch, metrics_target
 from hangdoctor.probe.sse_client import Exchange, ResponseHead, build_request, open_exchange
 from hangdoctor.probe.target import Endpoint, parse_request, parse_target, request_path
 from hangdoctor.probe.timeline import (
@@ -258,6 +259,7 @@ class _Run:
         self._window_started = 0.0
         self.resources: ResourceWatch | None = None  # the server's threads and fds, if known
         self._resource_task: asyncio.Task[None] | None = None
+        self.server: ServerWatch | None = None  # the runtime's metrics inside the server
 
     # -- clock -------------------------------------------------------------
 
@@ -360,6 +362,7 @@ class _Run:
         clients: list[asyncio.Task[None]] = []
         senders: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
+        scraper: asyncio.Task[None] | None = None
         try:
             self.t0 = time.monotonic()
             started_at = time.time()
@@ -371,6 +374,9 @@ class _Run:
             ticker = asyncio.create_task(self._ticker())
             senders = [asyncio.create_task(self._send_requests(n)) for n in self.request_names]
             self._resource_task = asyncio.create_task(self._watch_resources())
+            if self.server is not None:
+                # until the very end: a stall in the last health requests is seen from inside too
+                scraper = asyncio.create_task(self.server.run(lambda: not self._stopping))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
             self._draining = True
@@ -391,7 +397,13 @@ class _Run:
             self._stopping = True
             await clock.aclose()
             await _cancel_all(
-                [*clients, *senders, *self._request_tasks, *([ticker] if ticker else [])]
+                [
+                    *clients,
+                    *senders,
+                    *self._request_tasks,
+                    *([ticker] if ticker else []),
+                    *([scraper] if scraper else []),
+                ]
             )
         if self.on_progress is not None:
             self.on_progress(self.progress(done=True))
@@ -840,6 +852,36 @@ def _resource_watch(
     return None
 
 
+async def _server_watch(
+    run: _Run, endpoint: Endpoint
+) -> tuple[ServerWatch | None, ServerView | None]:
+    """The watch of the runtime's metrics, found with one bounded request before the run.
+
+    By default `<url>/metrics` is tried and a server without the runtime gets a
+    note; a path or URL the user named must serve the metrics, or nothing runs.
+    """
+    spec = run.config.server_metrics
+    if spec == "off":
+        return None, None
+    target = metrics_target("/metrics" if spec == "auto" else spec, endpoint)
+    pids = run.resources.pids if run.resources is not None else ()
+    context = endpoint.ssl_context(insecure=run.config.insecure) if target.secure else None
+    watch = ServerWatch(target, context, run.now, pids)
+    problem = await watch.detect(min(run.config.health_timeout_s, 2.0))
+    if problem is None:
+        return watch, None
+    if spec != "auto":
+        raise ProbeError(
+            f"--server-metrics: {problem}.",
+            "Serve HangdoctorMetrics there (docs/runtime.md, Metrics), or pass off.",
+        )
+    note = (
+        f"The server runs no hangdoctor runtime that the probe could read: {problem} "
+        "(wrap the app in HangdoctorMiddleware with HangdoctorMetrics to see its own view)."
+    )
+    return None, ServerView(url=target.url, note=note)
+
+
 async def run_probe(
     config: ProbeConfig,
     *,
@@ -863,6 +905,7 @@ async def run_probe(
     # reads a few /proc files once, before the run starts: not worth a thread
     catcher, notes = _catcher(run, endpoint, pid, capture)  # hangdoctor: ignore[HD205]
     run.resources = _resource_watch(run, endpoint, pid, catcher, notes)  # hangdoctor: ignore[HD205]
+    run.server, server_view = await _server_watch(run, endpoint)
     if run.resources is not None:
         run.resources.sample("before", 0)  # hangdoctor: ignore[HD205]
     started_at, elapsed = await run.execute(catcher)
@@ -902,6 +945,7 @@ async def run_probe(
         request_stats=request_stats,
         requests=sent,
         diagnosis_kind=shown.kind if shown else None,
+        server_view=run.server.view() if run.server is not None else server_view,
     )
 
 

@@ -130,6 +130,11 @@ class ResourceWatch:
         self._samples.append(result)
         return result
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The processes watched: the roots and the workers under them."""
+        return self._pids
+
     def settled(self) -> bool:
         """Whether the latest counts are back near where they started (the settle can end)."""
         if not self._samples:

@@ -37,6 +37,7 @@ from typing import Any
 
 from hangdoctor.model import Diagnosis
 from hangdoctor.probe.resources import ResourceReport
+from hangdoctor.probe.server_view import ServerView
 
 __all__ = [
     "BASELINE_FLOOR_S",
@@ -94,6 +95,9 @@ class ProbeConfig:
     request_interval_s: float = 0.5  # each request path is sent this often
     # read the tasks of a pre-3.14 server from inside it with gdb when requests are stuck
     inject: bool = False
+    # the runtime's metrics inside the server: "auto" (<url>/metrics if it serves them),
+    # "off", a path, or a URL (see server_view)
+    server_metrics: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,7 @@ class ProbeResult:
     request_stats: tuple[RequestStats, ...] = ()  # one per --request path, in config order
     requests: tuple[RequestSample, ...] = ()  # every request to a --request path, by start
     diagnosis_kind: str | None = None  # what triggered the capture shown: "stall" or "stuck"
+    server_view: ServerView | None = None  # what the server's runtime saw (server_view.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

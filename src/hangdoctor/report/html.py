@@ -18,7 +18,7 @@ import functools
 import html
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -43,6 +43,7 @@ from hangdoctor.model import (
     WaitsOn,
     WaitTarget,
 )
+from hangdoctor.probe.server_view import ServerSample, ServerView
 from hangdoctor.probe.timeline import (
     BASELINE_FLOOR_S,
     HealthSample,
@@ -67,6 +68,7 @@ def render_probe_html(result: ProbeResult) -> str:
         '<main class="page">',
         _run_facts(result),
         _chart_card(result),
+        _server_card(result),
         _stats(result),
         _diagnosis_section(result),
         _notes(result.notes, "Notes from the probe"),
@@ -100,6 +102,7 @@ def render_doctor_html(
         + "</h2>",
         _run_facts(before, "before-"),
         _chart_card(before, "before-"),
+        _server_card(before, "before-"),
         _stats(before, "before-"),
         _diagnosis_section(before, "before-"),
         _notes(before.notes, "Notes from the probe"),
@@ -115,6 +118,7 @@ def render_doctor_html(
             '<h2 class="run-title" id="after">After the fix</h2>',
             _run_facts(after, "after-"),
             _chart_card(after, "after-"),
+            _server_card(after, "after-"),
             _stats(after, "after-"),
             _diagnosis_section(after, "after-"),
             _notes(after.notes, "Notes from the probe after the fix"),
@@ -800,6 +804,218 @@ def _legend(result: ProbeResult) -> str:
     if result.diagnosis_t is not None:
         items.append(item('<path class="lg-capture" d="M9 1l5 6l-5 6l-5 -6z"/>', "stacks captured"))
     return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+# --- the server's own view: what the runtime inside it saw, on the same time axis ----------
+
+_PANEL_H, _PANEL_GAP = 64.0, 30.0
+
+
+def _server_card(result: ProbeResult, key: str = "") -> str:
+    view = result.server_view
+    head = '<section class="card server-card" id="{}server-view"><h2>What the server saw</h2>'
+    head = head.format(key)
+    if view is None:
+        return ""
+    if not view.available:
+        sentence = view.note or f"{view.url} gave no answer during the run."
+        return f'{head}<p class="server-none">{_e(sentence)}</p></section>'
+    hint = (
+        f"From inside the server: its hangdoctor runtime, read from {_e(view.url)} every "
+        "quarter second, on the health chart's time axis. Loop lag is the slowest heartbeat "
+        "since the previous read (the upper bound of its histogram bucket); a red span is a "
+        "stall the watchdog reported, with its catalog code; a cross is a read that got no "
+        "answer in time (the loop that serves it was not running). A stall's late heartbeat "
+        "is counted once the loop runs again, so its lag shows at or just after the span."
+    )
+    return (
+        f'{head}<p class="hint">{hint}</p>'
+        f'<div class="chart-wrap">{_server_svg(result, key)}</div></section>'
+    )
+
+
+def _server_svg(result: ProbeResult, key: str = "") -> str:
+    view = result.server_view
+    assert view is not None
+    sc = _scale(result)
+    samples = view.samples
+
+    def count(v: float) -> str:
+        return f"{v:g}"
+
+    def mib(v: float) -> str:
+        return f"{v:.0f} MiB"
+
+    panels: list[tuple[str, list[tuple[str, str, list[tuple[float, float]]]], _Fmt]] = [
+        (
+            "threads",
+            [
+                ("server-threads", "OS threads", _series(samples, "threads")),
+                ("server-busy", "AnyIO threads busy", _series(samples, "threads_busy")),
+            ],
+            count,
+        ),
+        ("open streams", [("server-streams", "open", _series(samples, "open_streams"))], count),
+        ("RSS", [("server-rss", "RSS", _series(samples, "rss_bytes", 1 / 2**20))], mib),
+    ]
+    panels = [p for p in panels if any(points for _, _, points in p[1])]
+    lag_top = _TOP + 8  # room for the stall codes above it
+    lag_bottom = lag_top + _PANEL_H * 1.5
+    y = lag_bottom + _PANEL_GAP
+    height = y + len(panels) * (_PANEL_H + _PANEL_GAP) + 20
+    stalls = [e for e in view.events if e.kind == "stall"]
+    stuck = [e for e in view.events if e.kind == "stuck"]
+    parts = [
+        f'<svg id="{key}server-timeline" class="timeline server-timeline" '
+        f'viewBox="0 0 {_W:g} {height:g}" role="img" aria-labelledby="{key}server-title" '
+        f'preserveAspectRatio="xMidYMid meet" data-samples="{len(samples)}" '
+        f'data-stalls="{len(stalls)}" data-stuck="{len(stuck)}" '
+        f'data-missed="{len(view.missed)}">',
+        f'<title id="{key}server-title">What the server saw over {_secs(sc.t_max)}: '
+        f"{_plural(len(stalls), 'stall')} reported, {_plural(len(stuck), 'stuck episode')}"
+        "</title>",
+    ]
+    parts += _grid_x(sc, lag_top, height - 40)
+    parts += _lag_panel(sc, view, lag_top, lag_bottom)
+    for label, series, fmt in panels:
+        parts += _value_panel(sc, y, label, series, fmt)
+        y += _PANEL_H + _PANEL_GAP
+    for e in stalls:
+        parts.append(_server_event(sc, e.t_start, e.t, e.code, "stall", lag_top, height - 40))
+    for e in stuck:
+        parts.append(_server_event(sc, e.t, e.t, e.code, "stuck", lag_top, height - 40))
+    step = _x_step(sc.t_max)
+    for i in range(int(sc.t_max / step + 1e-9) + 1):
+        parts.append(
+            f'<text class="tick" x="{_num(sc.x(i * step))}" y="{_num(height - 24)}" '
+            f'text-anchor="middle">{_tick_label(round(i * step, 6))}</text>'
+        )
+    parts.append(
+        f'<text class="axis-title" x="{(_LEFT + _RIGHT) / 2:g}" y="{_num(height - 4)}" '
+        'text-anchor="middle">seconds since the probe started</text>'
+    )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+_Fmt = Callable[[float], str]
+
+
+def _series(
+    samples: Sequence[ServerSample], attr: str, factor: float = 1.0
+) -> list[tuple[float, float]]:
+    """(t, value) of the samples that have `attr`."""
+    values = ((s.t, getattr(s, attr)) for s in samples)
+    return [(t, v * factor) for t, v in values if v is not None]
+
+
+def _grid_x(sc: _Scale, top: float, bottom: float) -> list[str]:
+    step = _x_step(sc.t_max)
+    return [
+        f'<line class="grid" x1="{_num(sc.x(i * step))}" x2="{_num(sc.x(i * step))}" '
+        f'y1="{top:g}" y2="{_num(bottom)}"/>'
+        for i in range(int(sc.t_max / step + 1e-9) + 1)
+    ]
+
+
+def _lag_panel(sc: _Scale, view: ServerView, top: float, bottom: float) -> list[str]:
+    """Loop lag on a log scale, 0.1 ms to the largest seen (at least 1 s)."""
+    points = [(s.t, s.lag_max_s) for s in view.samples if s.lag_max_s is not None]
+    hi = max([1.0, *(v for _, v in points)]) * 1.3
+    lo = 1e-4
+
+    def y(v: float) -> float:
+        v = min(max(v, lo), hi)
+        return bottom - (bottom - top) * (math.log10(v / lo) / math.log10(hi / lo))
+
+    out = [
+        f'<rect class="plot-bg" x="{_LEFT:g}" y="{top:g}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_num(bottom - top)}"/>',
+        # at the right end: the stall codes are written above the plot where they happened
+        f'<text class="panel-note" x="{_RIGHT - 4:g}" y="{_num(top - 5)}" text-anchor="end">'
+        "loop lag: the slowest heartbeat since the previous read</text>",
+    ]
+    for v in (1e-3, 1e-2, 1e-1, 1.0, 10.0):
+        if lo < v < hi:
+            out.append(
+                f'<line class="grid minor" x1="{_LEFT:g}" x2="{_RIGHT:g}" y1="{_num(y(v))}" '
+                f'y2="{_num(y(v))}"/><text class="tick" x="{_LEFT - 8:g}" '
+                f'y="{_num(y(v) + 4)}" text-anchor="end">{_ms_label(v * 1000)}</text>'
+            )
+    if points:
+        path = " ".join(f"{_num(sc.x(t))},{_num(y(v))}" for t, v in points)
+        out.append(f'<polyline class="server-line server-lag" points="{path}"/>')
+        for t, v in points:
+            out.append(
+                f'<circle class="server-point" cx="{_num(sc.x(t))}" cy="{_num(y(v))}" r="1.8">'
+                f"<title>{_e(f't {t:.2f} s · slowest heartbeat ≤ {_latency(v)}')}</title>"
+                "</circle>"
+            )
+    for t in view.missed:
+        x, yy, d = sc.x(t), bottom - 6, 3.5
+        out.append(
+            f'<path class="server-missed" d="M{_num(x - d)} {_num(yy - d)}L{_num(x + d)} '
+            f'{_num(yy + d)}M{_num(x - d)} {_num(yy + d)}L{_num(x + d)} {_num(yy - d)}">'
+            f"<title>{_e(f'read sent at t {t:.2f} s: no answer in time')}</title></path>"
+        )
+    return out
+
+
+def _value_panel(
+    sc: _Scale,
+    top: float,
+    label: str,
+    series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
+    fmt: Callable[[float], str],
+) -> list[str]:
+    """One linear panel from 0 to the largest value, a line per series."""
+    hi = max([1.0, *(v for _, _, pts in series for _, v in pts)]) * 1.15
+    bottom = top + _PANEL_H
+
+    def y(v: float) -> float:
+        return bottom - _PANEL_H * v / hi
+
+    out = [
+        f'<rect class="plot-bg" x="{_LEFT:g}" y="{top:g}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_PANEL_H:g}"/>',
+        f'<text class="tick" x="{_LEFT - 8:g}" y="{_num(bottom)}" text-anchor="end">0</text>',
+    ]
+    names = []
+    for cls, name, points in series:
+        if not points:
+            continue
+        path = " ".join(f"{_num(sc.x(t))},{_num(y(v))}" for t, v in points)
+        last = points[-1][1]
+        peak = max(v for _, v in points)
+        tip = f"{name}: {fmt(points[0][1])} at first, peak {fmt(peak)}, {fmt(last)} at the end"
+        out.append(
+            f'<polyline class="server-line {cls}" points="{path}"><title>{_e(tip)}</title>'
+            "</polyline>"
+        )
+        names.append(f"{name} (peak {fmt(peak)})")
+    out.append(
+        f'<text class="panel-note" x="{_LEFT + 4:g}" y="{_num(top - 5)}">'
+        f"{_e(label)}: {_e(' · '.join(names))}</text>"
+    )
+    return out
+
+
+def _server_event(
+    sc: _Scale, t0: float, t1: float, code: str, kind: str, top: float, bottom: float
+) -> str:
+    x0, x1 = sc.x(t0), sc.x(t1)
+    width = max(x1 - x0, 2.0)
+    if kind == "stall":
+        tip = f"{code}: the server reported a stall, about {t0:.1f} s to {t1:.1f} s"
+    else:
+        tip = f"{code}: the server reported a request stuck on a healthy loop at {t1:.1f} s"
+    return (
+        f'<g class="server-{kind}" data-code="{_e(code)}" data-t="{t1:.3f}" '
+        f'data-t-start="{t0:.3f}"><rect class="server-{kind}-span" x="{_num(x0)}" '
+        f'y="{top:g}" width="{_num(width)}" height="{_num(bottom - top)}"/>'
+        f'<text class="server-code" x="{_num(x0 + width / 2)}" y="{top - 6:g}" '
+        f'text-anchor="middle">{_e(code)}</text><title>{_e(tip)}</title></g>'
+    )
 
 
 # --- the numbers ---------------------------------------------------------------------------

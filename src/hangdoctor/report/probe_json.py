@@ -31,6 +31,7 @@ _ORDER = (
     "pid",
     "notes",
     "resources",
+    "server_view",
     "config",
     "started_at",
     "elapsed_s",

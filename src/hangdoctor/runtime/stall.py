@@ -28,6 +28,10 @@ __all__ = ["Recent", "RequestInfo", "StallRecord", "recent_stalls"]
 
 R = TypeVar("R")
 
+# stall and stuck records (src/hangdoctor/schemas/stall.json, stuck.json): raised only when
+# a key is renamed or removed or its meaning changes, never when one is added
+RECORD_SCHEMA_VERSION = 1
+
 
 class JsonRecord:
     """A record of the runtime as one JSON object, its kind under `record` first.
@@ -39,7 +43,10 @@ class JsonRecord:
     KIND: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record": self.KIND, **asdict(self)}  # type: ignore[call-overload]
+        # the version last: readers find the kind first, and lines written before it still parse
+        data = {"record": self.KIND, **asdict(self)}  # type: ignore[call-overload]
+        data["schema_version"] = RECORD_SCHEMA_VERSION
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str)

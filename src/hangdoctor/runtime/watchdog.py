@@ -576,6 +576,7 @@ class LoopWatchdog:
         """The stall as a record; None when the loop was only starved of CPU (logged instead)."""
         if _in_own_check(samples, self._loop_ident):
             return None  # the task check held the loop: it measures and logs that itself
+        samples = _until_it_ran(samples, self._loop_ident)
         diagnosis = analyze(samples)
         finding = next((f for f in diagnosis.findings if f.tid == self._loop_tid), None)
         if use is not None and self._only_starved(diagnosis, finding, samples[-1], use):
@@ -620,6 +621,8 @@ class LoopWatchdog:
         cause in the code: naming asyncio's own frames as CPU work, or the line
         the thread was preempted on as a wait, would be a wrong cause.
         """
+        if use.on_cpu_s >= self.threshold:
+            return False  # it ran longer than the threshold without a beat: on any machine
         if cpu_rule.held_back(use):
             return True  # it ran a few percent of the stall: whatever it ran did not hold it up
         if not cpu_rule.starved(use):
@@ -1061,6 +1064,23 @@ def _with_loop_thread(snap: Snapshot, ident: int, **changes: Any) -> Snapshot:
 def _wall(moment: float) -> float:
     """`time.time()` of a past `time.monotonic()` moment."""
     return time.time() - (time.monotonic() - moment)
+
+
+def _until_it_ran(samples: list[Snapshot], loop_ident: int) -> list[Snapshot]:
+    """The samples without those taken after the loop went back to waiting for events.
+
+    A sample taken as the stall ended (the monitor thread preempted between seeing the
+    beat missing and reading the stacks) shows the loop in its selector: it is not the
+    stall, and as the last sample it would make the loop look idle and the cause unknown.
+    """
+    kept = list(samples)
+    while len(kept) > 1:
+        thread = next((t for t in kept[-1].threads if t.ident == loop_ident), None)
+        view = None if thread is None else loop_view(thread)
+        if view is None or not view.idle:
+            break
+        kept.pop()
+    return kept
 
 
 def _held_gil_record(record: StallRecord) -> StallRecord:
