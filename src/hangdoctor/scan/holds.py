@@ -347,7 +347,12 @@ def _cheap(call: ast.Call) -> bool:
     func = call.func
     if isinstance(func, ast.Name):
         return func.id in _CHEAP_FUNCTIONS
-    return isinstance(func, ast.Attribute) and func.attr in _CHEAP_METHODS
+    if not isinstance(func, ast.Attribute) or func.attr not in _CHEAP_METHODS:
+        return False
+    # `self.add(item)` is the project's own method, of unknown cost; `self.items.add(x)`
+    # and `seen.add(x)` are a container's
+    receiver = func.value
+    return not (isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"))
 
 
 FuncKey = tuple[int, str]  # (file index, qualname), as in `graph`
