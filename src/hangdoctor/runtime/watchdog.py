@@ -621,8 +621,6 @@ class LoopWatchdog:
         cause in the code: naming asyncio's own frames as CPU work, or the line
         the thread was preempted on as a wait, would be a wrong cause.
         """
-        if use.on_cpu_s >= self.threshold:
-            return False  # it ran longer than the threshold without a beat: on any machine
         if cpu_rule.held_back(use):
             return True  # it ran a few percent of the stall: whatever it ran did not hold it up
         if not cpu_rule.starved(use):
