@@ -24,12 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hangdoctor import __version__
 from hangdoctor.fix.codes import FIXABLE
 from hangdoctor.fix.files import fix_file_runs
 from hangdoctor.fix.model import FixSite
@@ -69,22 +67,12 @@ def fix_sites(
 
 _MAX_MARKS = 20_000  # cached dry runs kept: a file and its sites each
 
-_fixer_digest: str | None = None
-
 
 def _fixer_fingerprint() -> str:
     """A hash of the fixer's own source: a changed fixer answers again."""
-    global _fixer_digest
-    if _fixer_digest is None:
-        digest = hashlib.blake2b(digest_size=12)
-        digest.update(f"{__version__}\0{sys.version_info[:2]}".encode())
-        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-            try:
-                digest.update(path.read_bytes())
-            except OSError:
-                digest.update(path.name.encode())
-        _fixer_digest = digest.hexdigest()
-    return _fixer_digest
+    from hangdoctor.scan.cache import sources_fingerprint
+
+    return sources_fingerprint((Path(__file__).resolve().parent,))
 
 
 class _MarkCache:

@@ -16,6 +16,7 @@ simply rebuilt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -39,24 +40,26 @@ CACHE_DIR_NAME = ".hangdoctor_cache"
 _FORMAT = 1
 _MAX_ENTRIES = 50_000
 
-_fingerprint: str | None = None
+
+@functools.lru_cache(maxsize=8)
+def sources_fingerprint(folders: tuple[Path, ...], salt: str = "") -> str:
+    """A hash of hangdoctor's version, this Python and the `.py` sources in `folders`:
+    a cache keyed by it is dropped whenever the code that filled it changes."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{__version__}\0{sys.version_info[:2]}\0{salt}".encode())
+    for folder in folders:
+        for path in sorted(folder.glob("*.py")):
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(path.name.encode())
+    return digest.hexdigest()
 
 
 def code_fingerprint() -> str:
     """A hash of the scanner's and the catalog's own source: new code, new cache."""
-    global _fingerprint
-    if _fingerprint is None:
-        digest = hashlib.blake2b(digest_size=12)
-        digest.update(f"{__version__}\0{sys.version_info[:2]}\0{_FORMAT}".encode())
-        here = Path(__file__).resolve().parent
-        for folder in (here, here.parent / "catalog"):
-            for path in sorted(folder.glob("*.py")):
-                try:
-                    digest.update(path.read_bytes())
-                except OSError:
-                    digest.update(path.name.encode())
-        _fingerprint = digest.hexdigest()
-    return _fingerprint
+    here = Path(__file__).resolve().parent
+    return sources_fingerprint((here, here.parent / "catalog"), str(_FORMAT))
 
 
 def _writable(folder: Path) -> bool:
