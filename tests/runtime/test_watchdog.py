@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import tracemalloc
@@ -229,6 +230,35 @@ def test_gil_held_right_after_start_is_still_reported() -> None:
 
     for _ in range(5):
         record = _one(asyncio.run(main()))
+        assert record.code == "HD501" and "held the GIL" in " ".join(record.notes)
+        assert alone * 0.5 <= record.duration <= alone * 3 + 1.0
+
+
+def test_gil_held_until_the_watchdog_stops_is_still_reported() -> None:
+    """C code holding the GIL up to the call that stops the watchdog (the last line of a test)
+    ended the stall in stop(): the beat was cancelled before it ran, the monitor saw it was
+    stopping before it looked, and the stall was dropped (1 run in 4 on CI)."""
+    n, alone = backtracking_length(5 * THRESHOLD)
+    pattern = re.compile(PATTERN)
+    subject = "a" * n + "b"
+
+    async def main() -> tuple[int, list[StallRecord]]:
+        dog = LoopWatchdog(THRESHOLD, log=False).start()
+        await asyncio.sleep(0.05)
+        pattern.match(subject)
+        await dog.aclose(timeout=5.0)
+        return dog.stalls, list(dog.records)
+
+    interval = sys.getswitchinterval()
+    # the loop thread keeps the GIL past the regex, into stop(): the losing side of the race
+    sys.setswitchinterval(10.0)
+    try:
+        runs = [asyncio.run(main()) for _ in range(4)]
+    finally:
+        sys.setswitchinterval(interval)
+    for stalls, records in runs:
+        assert stalls == 1, runs
+        (record,) = records
         assert record.code == "HD501" and "held the GIL" in " ".join(record.notes)
         assert alone * 0.5 <= record.duration <= alone * 3 + 1.0
 

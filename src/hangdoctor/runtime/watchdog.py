@@ -205,6 +205,7 @@ class LoopWatchdog:
         self._handled: set[float] = set()  # due times of stalls captured while they went on
         self._due = 0.0  # when the next heartbeat should run (time.monotonic())
         self._beat_handle: asyncio.TimerHandle | None = None
+        self._stopped_in: float | None = None  # due time of a stall that ended in stop()
         self._counter: schedstat.SchedCounter | None = None  # the loop thread's schedstat
         self._readings: deque[_Reading] = deque(maxlen=_READINGS_KEPT)  # one per wake-up
         # tasks stuck on a healthy loop
@@ -295,6 +296,7 @@ class LoopWatchdog:
         self._lags = deque(maxlen=_LAGS_KEPT)
         self._readings = deque(maxlen=_READINGS_KEPT)
         self._handled.clear()
+        self._stopped_in = None
         # the first reading is taken here, on the loop thread, not by the monitor thread:
         # C code that holds the GIL right after start() would keep the monitor from its
         # first reading until the stall is over, leaving nothing from before it to judge by
@@ -320,6 +322,8 @@ class LoopWatchdog:
         The thread wakes every `interval`, so it normally ends at once; `await
         aclose()` waits for it without blocking the loop.
         """
+        if self._loop is not None and threading.get_ident() == self._loop_ident:
+            self._last_beat()
         self._stopping.set()
         self._wake.set()
         loop = self._loop
@@ -376,6 +380,21 @@ class LoopWatchdog:
         self._due = now + self.interval
         self._beat_handle = self._loop.call_later(self.interval, self._beat)
 
+    def _last_beat(self) -> None:
+        """Stopped on the loop: the pending beat's lag is measured now, as the beat would.
+
+        The loop runs this code, so a stall it was in is over. Without this, a stall
+        that ends in the call that stops the watchdog (C code holding the GIL to the
+        end of a test) would be lost: its beat is cancelled before it can run, and the
+        monitor, let in only once the GIL is free, sees `_stopping` first.
+        """
+        due = self._due
+        late = time.monotonic() - due
+        if late > self.threshold and self._beat_handle is not None:
+            counter = self._counter
+            self._lags.append((due, late, counter.read() if counter is not None else None))
+            self._stopped_in = due
+
     def _read(self, *, full: bool = False) -> _Reading:
         """The loop thread's CPU now: on a CPU, and waiting for one.
 
@@ -426,6 +445,7 @@ class LoopWatchdog:
             self._drain(last, now)
             self._send_stuck()
             if self._stopping.is_set():
+                self._drain(last, self._read(), peek=peek)  # a stall that ended in stop()
                 return
             due = self._due
             overdue = now.at - due > self.threshold - self._early
@@ -441,13 +461,20 @@ class LoopWatchdog:
             last = now
             self._readings.append(now)
 
-    def _drain(self, last: _Reading, now: _Reading) -> None:
+    def _drain(
+        self, last: _Reading, now: _Reading, *, peek: tuple[Frame, ...] | None = None
+    ) -> None:
         """Pass the measured lags on; report a stall that ended unseen.
 
         A heartbeat that ran more than `threshold` late, when this thread never saw
         it overdue, means this thread could not run either: C code held the GIL,
         or the process was stopped, or this thread waited for a CPU all that time
         (then the loop did too: a process starved of CPU, not a cause in its code).
+
+        A stall that ended in `stop()` is looked at after the loop went on: its stack
+        now is the caller of `stop()`, not the stall's. `peek` (read the moment this
+        thread got the GIL back) stands in for it when there is one; else the line
+        is unknown.
         """
         while self._lags:
             due, late, end = self._lags.popleft()
@@ -469,6 +496,8 @@ class LoopWatchdog:
             if not _on_cpu(then, now):
                 continue  # the loop thread was not on the CPU: the process was stopped
             snap, _ = self._capture(then)
+            if due == self._stopped_in:
+                snap = _with_loop_thread(snap, self._loop_ident, frames=peek or ())
             record = self._record([snap], late, _wall(due), now.at - due, None, None)
             if record is not None:
                 self._report(_held_gil_record(record))
