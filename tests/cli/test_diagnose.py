@@ -99,7 +99,7 @@ def test_blocking_cause_is_named_at_its_line(
     finding = _finding(out, code)
     _assert_at(finding, code)
     assert finding["pid"] == causes_server.pid
-    assert finding["thread"] == "MainThread"
+    assert finding["thread_name"] == "MainThread"
     assert finding["blocked_for_s"] is not None and finding["blocked_for_s"] >= 0.5
     if code == "HD102":
         assert finding["waits_for"]["function"] == "build_report"

@@ -19,14 +19,14 @@ pytestmark = pytest.mark.e2e
 SHORT = ("--clients", "10", "--duration", "4", "--abort-after", "0.2-1", "--seed", "3")
 TOP_KEYS = [
     "schema_version",
-    "kind",
+    "record",
     "verdict",
     "exit_code",
     "summary",
     "stalls",
     "request_stats",
     "diagnosis",
-    "diagnosis_t",
+    "diagnosis_t_s",
     "diagnosis_kind",
     "pid",
     "notes",
@@ -70,14 +70,14 @@ def test_fixed_json_and_report(newsroom: ServerFactory, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert list(data) == TOP_KEYS
-    assert data["schema_version"] == 1 and data["kind"] == "probe"
+    assert data["schema_version"] == 2 and data["record"] == "probe"
     assert data["verdict"] == "pass" and data["exit_code"] == 0
     assert data["summary"]["timeouts"] == 0 and data["summary"]["streams_aborted"] > 0
     assert data["config"]["health"] == "/health"  # taken from the URL's path
     assert data["config"]["headers"] == [["Authorization", "<redacted>"]]
     assert "s3cret" not in out.stdout
-    assert data["health"][0].keys() == {"t", "latency_s", "status", "timed_out", "error"}
-    assert {"client", "path", "t_open", "events", "aborted"} <= data["streams"][0].keys()
+    assert data["health"][0].keys() == {"t_s", "latency_s", "status", "timed_out", "error"}
+    assert {"client", "path", "t_open_s", "events", "aborted"} <= data["streams"][0].keys()
     html = report.read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html")
     assert "s3cret" not in html

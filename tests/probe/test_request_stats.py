@@ -148,7 +148,7 @@ def test_json_carries_the_requests_and_their_figures() -> None:
         "max_s", "health_p99_s", "message",
     }  # fmt: skip
     assert data["requests"][2] == {
-        "request": "POST /transfer", "t": 1.0, "latency_s": 5.0, "status": None,
+        "request": "POST /transfer", "t_s": 1.0, "latency_s": 5.0, "status": None,
         "timed_out": True, "error": None, "stuck": True,
     }  # fmt: skip
     assert data["config"]["requests"] == ["POST /transfer", "GET /orders"]

@@ -112,9 +112,9 @@ def test_json_has_the_lag_series_and_the_stall_with_its_code(stalled_run: ProbeR
     assert stall["code"] == "HD201"  # time.sleep on the loop, as the catalog names it
     # on the same axis as the health latency: where the probe saw health stall
     (window,) = stalled_run.stalls
-    assert abs(stall["t_start"] - window.t_start) < 0.5
-    assert abs(stall["t"] - window.t_end) < 0.6
-    assert stall["t"] - stall["t_start"] >= BLOCK_S - 0.3
+    assert abs(stall["t_start_s"] - window.t_start) < 0.5
+    assert abs(stall["t_s"] - window.t_end) < 0.6
+    assert stall["t_s"] - stall["t_start_s"] >= BLOCK_S - 0.3
 
 
 @pytest.fixture(scope="module")

@@ -69,8 +69,8 @@ def test_probe_reads_the_deadlock_from_outside(start314: Start314, tmp_path: Pat
     waits = {_line("transfer waits for the ledger"), _line("close_day waits for the accounts")}
     assert found["line"] in waits
     assert len(found["cycle"]) == 2
-    stuck_at = min(r["t"] for r in data["requests"] if r["stuck"])
-    assert stuck_at < data["diagnosis_t"]  # caught after the first stuck request was sent
+    stuck_at = min(r["t_s"] for r in data["requests"] if r["stuck"])
+    assert stuck_at < data["diagnosis_t_s"]  # caught after the first stuck request was sent
     page = report.read_text(encoding="utf-8")
     assert 'data-code="HD601"' in page
     assert 'data-request="POST /transfer"' in page and 'class="request stuck"' in page

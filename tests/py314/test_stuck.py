@@ -92,7 +92,7 @@ def test_a_lock_order_deadlock_is_named_from_outside(stuck_server: Target) -> No
     assert {h["task"] for h in holders} == set(found["cycle"])
     took = {h["line"] for h in holders}
     assert took == {_line("transfer takes the accounts"), _line("close_day takes the ledger")}
-    assert all(h["waits_at"].split(":")[-1].isdigit() for h in holders)
+    assert all(h["waits_in"].split(":")[-1].isdigit() for h in holders)
     _health_answers(base)
     del callers  # daemon threads: they end at their deadline
 
@@ -116,7 +116,7 @@ def test_a_full_semaphore_needs_time_and_then_is_named(stuck_server: Target) -> 
     assert found["waits_on"]["name"] == "exports"
     assert found["waits_on"]["type"] == "asyncio.Semaphore"
     assert len(found["holders"]) == 2
-    assert {h["waits_at"].rsplit(":", 1)[-1] for h in found["holders"]} == {
+    assert {h["waits_in"].rsplit(":", 1)[-1] for h in found["holders"]} == {
         str(_line("the upstream never answers"))
     }
     assert out["sampled_for_s"] >= 1.8
@@ -156,7 +156,7 @@ def test_a_shutdown_waiting_for_an_endless_stream_is_named(stuck_server: Target)
         # CPython 3.14 does not follow `async for` into the generator: the stream's task
         # is named by the response that drives it
         (waiting,) = found["holders"]
-        assert "starlette/responses.py:" in waiting["waits_at"], waiting
+        assert "starlette/responses.py:" in waiting["waits_in"], waiting
         assert "1 task(s) still running" in found["message"], found["message"]
     finally:
         stream.close()

@@ -28,10 +28,10 @@ TOP = [
     "secrets_redacted",
 ]
 FINDING = [
-    "code", "name", "summary", "message", "file", "line", "function", "pid", "thread", "tid",
-    "blocked_for_s", "state", "source", "col", "waits_for", "stack", "user_frame_index", "chain",
-    "cwd", "task", "task_id", "waits_on", "holders", "waiting_s", "request", "cycle",
-    "tasks_waiting",
+    "code", "name", "summary", "message", "file", "line", "function", "pid", "thread_name",
+    "tid", "blocked_for_s", "state", "source", "column", "waits_for", "stack",
+    "user_frame_index", "chain", "cwd", "task", "task_id", "waits_on", "holders", "waiting_s",
+    "request", "cycle", "tasks_waiting",
 ]  # fmt: skip
 
 
@@ -52,13 +52,14 @@ def test_round_trip_keeps_scan_fields(blocked: Diagnosis) -> None:
     finding = replace(blocked.findings[0], col=8, chain=("gen", "cleanup", "pool.shutdown"))
     d = replace(blocked, findings=(finding,))
     assert diagnosis_from_json(diagnosis_to_json(d)) == d
+    assert json.loads(diagnosis_to_json(d))["findings"][0]["column"] == 9  # 1-based in JSON
 
 
 def test_top_level_and_finding_keys(blocked: Diagnosis) -> None:
     """Keys come in the documented order; each finding carries the rule's name and summary."""
     data = json.loads(diagnosis_to_json(blocked))
     assert list(data) == TOP
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert data["verdict"] == "blocked" and data["pids"] == [3731, 3740]
     finding = data["findings"][0]
     assert list(finding) == FINDING
@@ -82,7 +83,7 @@ def test_no_wait_target_is_null(busy: Diagnosis) -> None:
 def test_indent_none_is_one_line(healthy: Diagnosis) -> None:
     """indent=None gives one line (JSON Lines friendly); the default is indented."""
     assert "\n" not in diagnosis_to_json(healthy, indent=None)
-    assert diagnosis_to_json(healthy).startswith('{\n  "schema_version": 1,')
+    assert diagnosis_to_json(healthy).startswith('{\n  "schema_version": 2,')
 
 
 def test_unknown_code_has_null_name(blocked: Diagnosis) -> None:
@@ -98,13 +99,15 @@ def test_unknown_code_has_null_name(blocked: Diagnosis) -> None:
     [
         ("{not json", "invalid JSON at line 1"),
         ("[1, 2]", "not a hangdoctor report"),
-        ('{"schema_version": 2, "verdict": "healthy"}', "schema_version 2"),
+        ('{"schema_version": 3, "verdict": "healthy"}', "schema_version 3"),
+        ('{"verdict": "healthy"}', "schema_version None"),
+        ('{"schema_version": 2, "verdict": "blocked", "findings": [{"code": "HD101"}]}', "damaged"),
         ('{"schema_version": 1, "verdict": "sleepy"}', "incomplete or damaged"),
         ('{"schema_version": 1, "verdict": "blocked", "findings": [{"code": "HD101"}]}', "damaged"),
     ],
 )
 def test_bad_input_is_a_clear_error(text: str, says: str) -> None:
-    """Anything but a version-1 report raises BadDumpError with a sentence and a remedy."""
+    """Anything but a version-1 or -2 report raises BadDumpError with a sentence and a remedy."""
     with pytest.raises(BadDumpError) as info:
         diagnosis_from_json(text)
     assert says in info.value.message

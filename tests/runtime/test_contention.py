@@ -103,7 +103,7 @@ def test_watch_reports_the_cpu_route_as_hd501_under_contention(
     with burning(cpu):
         got = timed_get(f"{server.base_url}/causes/cpu?seconds=1.0", timeout=30)
         assert got.ok, got
-        records = _records(out, lambda r: r["duration"] >= 0.5)
+        records = _records(out, lambda r: r["blocked_for_s"] >= 0.5)
     assert len(records) == 1, records
     record = records[0]
     exp = expected("HD501")

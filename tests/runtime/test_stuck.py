@@ -599,7 +599,7 @@ def test_record_from_a_finding_round_trips_and_is_scrubbed() -> None:
         "kind": "lock",
         "name": "lock_b",
         "type": "asyncio.Lock",
-        "created_at": None,
+        "created_in": None,
         "capacity": None,
         "in_use": None,
         "waiters": None,
@@ -612,7 +612,7 @@ def test_record_from_a_finding_round_trips_and_is_scrubbed() -> None:
         "function",
         "since_s",
         "waits_on",
-        "waits_at",
+        "waits_in",
         "alive",
         "exception",
     }
@@ -642,7 +642,10 @@ def test_stall_records_say_stall_and_old_lines_still_load() -> None:
     )
     data = record.to_dict()
     assert next(iter(data)) == "record" and data["record"] == "stall"
-    old = {k: v for k, v in data.items() if k != "record"}  # a line written before the key
+    # a line written before the key: schema_version 1, no version, the attributes' names
+    renamed = {"blocked_for_s": "duration", "detected_after_s": "detected_after"}
+    old = {renamed.get(k, k): v for k, v in data.items() if k not in ("record", "schema_version")}
+    old |= {"started_at": 1.0, "thread": old.pop("thread_name")}
     assert StallRecord.from_dict(old) == StallRecord.from_dict(data) == record
 
 

@@ -342,7 +342,7 @@ def test_logs_one_structured_warning_and_calls_on_stall(caplog: pytest.LogCaptur
     logged = [r for r in caplog.records if r.name == "hangdoctor"]
     assert len(logged) == 1 and "HD201" in logged[0].getMessage()
     data = logged[0].__dict__["hangdoctor_stall"]
-    assert data["code"] == "HD201" and data["duration"] == seen[0].duration
+    assert data["code"] == "HD201" and data["blocked_for_s"] == seen[0].duration
     assert StallRecord.from_dict(json.loads(seen[0].to_json())) == seen[0]
 
 

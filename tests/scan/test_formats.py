@@ -74,7 +74,7 @@ def test_json(result: ScanResult) -> None:
     """The JSON report round-trips and carries rule names, 1-based columns and chain steps."""
     marked = with_fix_marks(result, target=(3, 10))
     data = json.loads(json.dumps(scan_to_jsonable(marked)))
-    assert data["schema_version"] == 1 and data["exit_code"] == 1
+    assert data["schema_version"] == 2 and data["exit_code"] == 1
     first, second, third = data["findings"]
     assert (first["code"], first["name"], first["line"], first["column"]) == (
         "HD101",

@@ -18,7 +18,7 @@ from hangdoctor.scan.startup import reason
 
 __all__ = ["SCAN_SCHEMA_VERSION", "scan_to_json", "scan_to_jsonable"]
 
-SCAN_SCHEMA_VERSION = 1
+SCAN_SCHEMA_VERSION = 2
 
 
 def scan_to_jsonable(result: ScanResult) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def scan_to_jsonable(result: ScanResult) -> dict[str, Any]:
             "parsed": stats.parsed,
             "cached": stats.cached,
             "lines": stats.lines,
-            "seconds": round(stats.seconds, 4),
+            "elapsed_s": round(stats.seconds, 4),  # seconds end in `_s` in every output
             "jobs": stats.jobs,
         },
         "exit_code": result.exit_code,

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.model import Frame, RequestInfo, WaitTarget, frame_from_dict
+from hangdoctor.timefmt import epoch_from_iso, iso_utc, to_millis
 
 __all__ = ["Recent", "RequestInfo", "StallRecord", "recent_stalls"]
 
@@ -30,26 +31,53 @@ R = TypeVar("R")
 
 # stall and stuck records (src/hangdoctor/schemas/stall.json, stuck.json): raised only when
 # a key is renamed or removed or its meaning changes, never when one is added
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: JSON Lines logs a service wrote before 2
 
 
 class JsonRecord:
     """A record of the runtime as one JSON object, its kind under `record` first.
 
     `watch --out` writes stall and stuck records into one JSON Lines file; the key
-    tells them apart.
+    tells them apart (`record`, not `kind`: `kind` already names what a task waits on).
+    The JSON names follow the contract of every hangdoctor output where the Python
+    attribute says it otherwise (`JSON_KEYS`), and moments (`MOMENTS`) are ISO 8601 UTC.
     """
 
     KIND: ClassVar[str]
+    JSON_KEYS: ClassVar[dict[str, str]] = {}  # attribute -> its JSON key, where they differ
+    MOMENTS: ClassVar[tuple[str, ...]] = ()  # attributes holding epoch seconds
 
     def to_dict(self) -> dict[str, Any]:
         # the version last: readers find the kind first, and lines written before it still parse
-        data = {"record": self.KIND, **asdict(self)}  # type: ignore[call-overload]
+        data: dict[str, Any] = {"record": self.KIND}
+        for key, value in asdict(self).items():  # type: ignore[call-overload]
+            data[self.JSON_KEYS.get(key, key)] = iso_utc(value) if key in self.MOMENTS else value
         data["schema_version"] = RECORD_SCHEMA_VERSION
         return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+    @classmethod
+    def attributes(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A record's JSON (version 1 or 2) keyed by attribute, moments as epoch seconds.
+
+        ValueError, in one sentence, for a version this hangdoctor cannot read.
+        """
+        version = data.get("schema_version", 1)  # lines older than the key are version 1
+        if version not in READABLE_VERSIONS:
+            raise ValueError(
+                f"This {cls.KIND} record has schema_version {version!r}; this hangdoctor reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}."
+            )
+        # version 1 wrote the attributes' own names (and moments as epoch seconds)
+        by_json = {} if version == 1 else {v: k for k, v in cls.JSON_KEYS.items()}
+        out = {by_json.get(k, k): v for k, v in data.items()}
+        for key in cls.MOMENTS:
+            if key in out:
+                out[key] = epoch_from_iso(out[key])
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,11 +122,22 @@ class StallRecord(JsonRecord):
                 object.__setattr__(self, "waits_for", scrubbed)
         if self.notes:
             object.__setattr__(self, "notes", tuple(redact_text(n) for n in self.notes))
+        # the JSON writes the moment to the millisecond: a record read back is equal
+        object.__setattr__(self, "started_at", to_millis(self.started_at))
 
     KIND: ClassVar[str] = "stall"  # task records say "stuck" (see `stuck`)
+    # the same idea has the same key in every output: `blocked_for_s` as in `diagnose`
+    JSON_KEYS: ClassVar[dict[str, str]] = {
+        "duration": "blocked_for_s",
+        "detected_after": "detected_after_s",
+        "thread": "thread_name",
+    }
+    MOMENTS: ClassVar[tuple[str, ...]] = ("started_at",)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StallRecord:
+        """A record from its JSON, as written now (schema_version 2) or by version 1."""
+        data = cls.attributes(data)
         wf = data.get("waits_for")
         req = data.get("request")
         return cls(
@@ -109,7 +148,7 @@ class StallRecord(JsonRecord):
             line=int(data["line"]),
             function=data["function"],
             duration=float(data["duration"]),
-            started_at=float(data["started_at"]),
+            started_at=data["started_at"],
             detected_after=float(data["detected_after"]),
             pid=int(data["pid"]),
             thread=data.get("thread"),

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from hangdoctor.capture.redact import redact_text
 from hangdoctor.model import Finding, Frame, Holder, RequestInfo, WaitsOn, frame_from_dict
 from hangdoctor.runtime.stall import JsonRecord, Recent
+from hangdoctor.timefmt import to_millis
 
 __all__ = ["StuckHolder", "StuckRecord", "StuckWait", "recent_stuck"]
 
@@ -36,7 +37,8 @@ class StuckWait:
     kind: str  # lock, semaphore, pool, future, shutdown... (`WaitKind`)
     name: str | None = None  # as the code names it: "lock_b", "self.pool"
     type: str | None = None  # "asyncio.Lock", "httpcore.AsyncConnectionPool"
-    created_at: str | None = None  # "file:line" where it was made or taken, when known
+    # "file:line" where it was made or taken, when known; JSON `created_in` (`*_at` is a moment)
+    created_at: str | None = None
     capacity: int | None = None  # tokens of a semaphore or limiter, connections of a pool
     in_use: int | None = None
     waiters: int | None = None
@@ -65,7 +67,8 @@ class StuckWait:
             kind=data["kind"],
             name=data.get("name"),
             type=data.get("type"),
-            created_at=data.get("created_at"),
+            # schema_version 1 called it `created_at`, a name JSON now keeps for moments
+            created_at=data.get("created_in", data.get("created_at")),
             capacity=data.get("capacity"),
             in_use=data.get("in_use"),
             waiters=data.get("waiters"),
@@ -87,7 +90,7 @@ class StuckHolder:
     function: str | None = None
     since_s: float | None = None  # how long it has waited where it is, when known
     waits_on: StuckWait | None = None  # what the holder itself waits on: a cycle shows here
-    waits_at: str | None = None  # "file:line" where the holder waits
+    waits_at: str | None = None  # "file:line" where the holder waits; JSON `waits_in`
     alive: bool = True
     exception: str | None = None  # a holder or resolver task that ended with an exception
 
@@ -114,7 +117,7 @@ class StuckHolder:
             function=data.get("function"),
             since_s=data.get("since_s"),
             waits_on=StuckWait.from_dict(data.get("waits_on")),
-            waits_at=data.get("waits_at"),
+            waits_at=data.get("waits_in", data.get("waits_at")),  # version 1: `waits_at`
             alive=bool(data.get("alive", True)),
             exception=data.get("exception"),
         )
@@ -147,6 +150,8 @@ class StuckRecord(JsonRecord):
     notes: tuple[str, ...] = field(default=())
 
     KIND: ClassVar[str] = "stuck"  # stall records say "stall"
+    JSON_KEYS: ClassVar[dict[str, str]] = {"thread": "thread_name"}
+    MOMENTS: ClassVar[tuple[str, ...]] = ("seen_at",)
 
     def __post_init__(self) -> None:
         # frozen: the scrubbed values replace the given ones before anyone can read them
@@ -158,6 +163,21 @@ class StuckRecord(JsonRecord):
             object.__setattr__(self, "notes", tuple(redact_text(n) for n in self.notes))
         if any(f.locals for f in self.stack):  # never a local's value in a record
             object.__setattr__(self, "stack", tuple(replace(f, locals=()) for f in self.stack))
+        # the JSON writes the moment to the millisecond: a record read back is equal
+        object.__setattr__(self, "seen_at", to_millis(self.seen_at))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        # places are `*_in` in JSON: `*_at` names a moment in every hangdoctor output
+        data["waits_on"] = _wait_json(data["waits_on"])
+        data["holders"] = [
+            {
+                ("waits_in" if k == "waits_at" else k): (_wait_json(v) if k == "waits_on" else v)
+                for k, v in holder.items()
+            }
+            for holder in data["holders"]
+        ]
+        return data
 
     @classmethod
     def from_finding(
@@ -186,7 +206,7 @@ class StuckRecord(JsonRecord):
             pid=pid,
             thread=thread,
             tid=tid,
-            seen_at=round(time.time() if seen_at is None else seen_at, 4),
+            seen_at=time.time() if seen_at is None else seen_at,
             source=finding.source.strip() if finding.source else None,
             waits_on=StuckWait.of(finding.waits_on),
             holders=tuple(StuckHolder.of(h) for h in finding.holders),
@@ -202,6 +222,8 @@ class StuckRecord(JsonRecord):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StuckRecord:
+        """A record from its JSON, as written now (schema_version 2) or by version 1."""
+        data = cls.attributes(data)
         req = data.get("request")
         return cls(
             code=data["code"],
@@ -213,7 +235,7 @@ class StuckRecord(JsonRecord):
             pid=int(data["pid"]),
             thread=data.get("thread"),
             tid=int(data["tid"]),
-            seen_at=float(data["seen_at"]),
+            seen_at=data["seen_at"],
             source=data.get("source"),
             waits_on=StuckWait.from_dict(data.get("waits_on")),
             holders=tuple(StuckHolder.from_dict(h) for h in data.get("holders", ())),
@@ -241,6 +263,12 @@ class StuckRecord(JsonRecord):
         if self.waiting_s is not None:
             text += f", waiting {self.waiting_s:.1f} s"
         return text
+
+
+def _wait_json(wait: dict[str, Any] | None) -> dict[str, Any] | None:
+    if wait is None:
+        return None
+    return {("created_in" if k == "created_at" else k): v for k, v in wait.items()}
 
 
 _RECENT: Recent[StuckRecord] = Recent()
