@@ -77,6 +77,8 @@ def test_action_installs_from_its_own_checkout_and_uploads() -> None:
     steps = _steps()
     install = next(s for s in steps if "pip install" in s.get("run", ""))
     assert '"${{ github.action_path }}"' in install["run"]
+    # hangdoctor depends on hangdoctor-runtime, on no index: installed from the checkout too
+    assert '"${{ github.action_path }}/packaging/hangdoctor-runtime"' in install["run"]
     assert not re.search(r"pip install[^\n]*\shangdoctor\b", install["run"])
     setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
     assert setup["if"] == "inputs.python-version != ''"

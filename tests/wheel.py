@@ -2,9 +2,10 @@
 
 The editable install the suite runs from hides what only a wheel shows: files that are
 not packaged, and paths that differ (the example app lives inside the hangdoctor package,
-`site-packages/hangdoctor/_examples/newsroom`). `build_wheel` builds it the way a user
-would (`pip wheel`, with the build backend fetched from PyPI); `install_wheel` puts it with
-its dependencies into a new venv of any Python. Every step has a deadline.
+`site-packages/hangdoctor/_examples/newsroom`). `build_wheels` builds both distributions
+(hangdoctor and the hangdoctor-runtime it depends on) the way a user would (`pip wheel`,
+with the build backend fetched from PyPI); `install_wheel` puts one with its dependencies
+into a new venv of any Python. Every step has a deadline.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ __all__ = [
     "BUILD_TIMEOUT_S",
     "INSTALL_TIMEOUT_S",
     "bare_venv",
-    "build_wheel",
+    "build_wheels",
     "install_wheel",
+    "runtime_wheel",
     "venv_env",
 ]
 
@@ -35,8 +37,15 @@ def _run(argv: list[str], timeout: float, what: str) -> None:
         raise AssertionError(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def build_wheel(tmp_dir: Path) -> Path:
-    """Build hangdoctor's wheel from this checkout into `tmp_dir`; the path of the .whl."""
+RUNTIME_PROJECT = ROOT / "packaging" / "hangdoctor-runtime"
+
+
+def build_wheels(tmp_dir: Path) -> Path:
+    """Build both distributions from this checkout into `tmp_dir`; the `hangdoctor` wheel.
+
+    hangdoctor depends on hangdoctor-runtime (the in-process part, its own wheel), which
+    is on no index: installs find it in `tmp_dir` (`--find-links`), as they would on PyPI.
+    """
     tmp_dir.mkdir(parents=True, exist_ok=True)
     _run(
         [
@@ -48,6 +57,7 @@ def build_wheel(tmp_dir: Path) -> Path:
             "--disable-pip-version-check",
             "--wheel-dir",
             str(tmp_dir),
+            str(RUNTIME_PROJECT),
             str(ROOT),
         ],
         BUILD_TIMEOUT_S,
@@ -55,16 +65,33 @@ def build_wheel(tmp_dir: Path) -> Path:
     )
     wheels = sorted(tmp_dir.glob("hangdoctor-*.whl"))
     assert len(wheels) == 1, wheels
+    assert len(list(tmp_dir.glob("hangdoctor_runtime-*.whl"))) == 1, list(tmp_dir.iterdir())
     return wheels[0]
 
 
+def runtime_wheel(tmp_dir: Path) -> Path:
+    """The hangdoctor-runtime wheel `build_wheels` put into `tmp_dir`."""
+    (wheel,) = tmp_dir.glob("hangdoctor_runtime-*.whl")
+    return wheel
+
+
 def install_wheel(
-    wheel: Path, venv: Path, *, python: str = sys.executable, extras: str = "demo"
+    wheel: Path,
+    venv: Path,
+    *,
+    python: str = sys.executable,
+    extras: str = "demo",
+    also: tuple[str, ...] = (),
 ) -> Path:
-    """A new venv at `venv` (made by `python`) with `wheel[extras]` installed; its python."""
+    """A new venv at `venv` (made by `python`) with `wheel[extras]` installed; its python.
+
+    Wheels beside `wheel` (hangdoctor-runtime) satisfy its dependencies first; `also`
+    names more requirements to install in the same step.
+    """
     _run([python, "-m", "venv", str(venv)], 120.0, "python -m venv")
     bin_python = venv / "bin" / "python"
-    requirement = f"hangdoctor[{extras}] @ {wheel.resolve().as_uri()}" if extras else str(wheel)
+    name = "hangdoctor_runtime" if wheel.name.startswith("hangdoctor_runtime-") else "hangdoctor"
+    requirement = f"{name}[{extras}] @ {wheel.resolve().as_uri()}" if extras else str(wheel)
     _run(
         [
             str(bin_python),
@@ -73,7 +100,10 @@ def install_wheel(
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--find-links",
+            str(wheel.parent),
             requirement,
+            *also,
         ],
         INSTALL_TIMEOUT_S,
         "pip install of the wheel",

@@ -62,10 +62,15 @@ def newsroom_python(py314_root: Py314Root) -> str:
 
 @pytest.fixture(scope="session")
 def hangdoctor_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this checkout, built once per session (not an editable install)."""
+    """hangdoctor's wheel of this checkout, built once per session (not an editable install),
+    beside the hangdoctor-runtime wheel it depends on (`install_wheel` finds it there)."""
     out = tmp_path_factory.mktemp("wheel")
+    runtime = REPO / "packaging" / "hangdoctor-runtime"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out)),
+            *(str(runtime), str(REPO)),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

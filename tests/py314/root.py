@@ -119,25 +119,26 @@ class Py314Root:
         return python
 
     def install_wheel(self, name: str, wheel: Path, extra: str = "") -> str:
-        """Install a wheel built on the host (with its dependencies) into /opt/NAME."""
+        """Install a wheel built on the host (with its dependencies) into /opt/NAME.
+
+        Wheels beside it (hangdoctor-runtime, which hangdoctor depends on and no index
+        has) are found there (`--find-links`)."""
         python = self.venv(name, ())
         binds = [f"{wheel.parent}:/mnt/wheels:ro"]
         target = f"/mnt/wheels/{wheel.name}{extra}"
         pip = f"/opt/{name}/bin/pip"
+        siblings = sorted(f"/mnt/wheels/{w.name}" for w in wheel.parent.glob("*.whl"))
         # --force-reinstall --no-deps: the same version number with new code is still new
         self.run(
-            [
-                pip,
-                "install",
-                "--quiet",
-                "--force-reinstall",
-                "--no-deps",
-                f"/mnt/wheels/{wheel.name}",
-            ],
+            [pip, "install", "--quiet", "--force-reinstall", "--no-deps", *siblings],
             timeout=PIP_TIMEOUT_S,
             binds=binds,
         )
-        self.run([pip, "install", "--quiet", target], timeout=PIP_TIMEOUT_S, binds=binds)
+        self.run(
+            [pip, "install", "--quiet", "--find-links", "/mnt/wheels", target],
+            timeout=PIP_TIMEOUT_S,
+            binds=binds,
+        )
         return python
 
     def nsenter_argv(self, pid: int, argv: Sequence[str]) -> list[str]:

@@ -7,6 +7,8 @@ and the OTLP/HTTP exporter posting to a receiver on 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -400,7 +402,55 @@ except ImportError as exc:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "HangdoctorMiddleware(otel=...) needs OpenTelemetry: install hangdoctor with its "
-        "`otel` extra (`pip install '/path/to/hangdoctor[otel]'` from a checkout) or "
-        "`pip install opentelemetry-sdk`"
+        "HangdoctorMiddleware(otel=...) needs OpenTelemetry: install hangdoctor-runtime with "
+        "its `otel` extra (`pip install '/path/to/hangdoctor/packaging/hangdoctor-runtime[otel]'`"
+        " from a checkout) or `pip install opentelemetry-sdk`"
     )
+
+
+def _docs_example(name: str) -> dict[str, Any]:
+    """The JSON block under `<!-- otel-example: NAME -->` in docs/runtime.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "runtime.md").read_text("utf-8")
+    block = text.split(f"<!-- otel-example: {name} -->\n```json\n", 1)[1].split("\n```", 1)[0]
+    example: dict[str, Any] = json.loads(block)
+    return example
+
+
+def test_the_docs_examples_hold_what_the_sdk_exports(telemetry: Telemetry) -> None:
+    """docs/runtime.md shows a stall's span event and log record as the console exporters
+    print them: the same names, attributes and value types as a real export of a stall
+    of a request, so the example cannot drift from the code."""
+    _stall_run(telemetry)
+    slow = next(s for s in telemetry.spans.get_finished_spans() if s.name == "GET /slow")
+    span = json.loads(slow.to_json())
+    [real_event] = [e for e in span["events"] if e["name"] == STALL_EVENT]
+    shown_span = _docs_example("span")
+    [shown_event] = shown_span["events"]
+    assert (shown_span["name"], shown_span["kind"]) == (span["name"], span["kind"])
+    assert set(shown_event) == set(real_event)
+    assert shown_event["name"] == real_event["name"]
+
+    real_log = next(
+        json.loads(r.to_json())
+        for r in telemetry.logs.get_finished_logs()
+        if (r.log_record.attributes or {}).get("event.name") == STALL_EVENT
+        and (r.log_record.attributes or {}).get("hangdoctor.duration", 0) >= BLOCK / 2
+    )
+    shown_log = _docs_example("log")
+    assert set(shown_log) <= set(real_log)  # ids kept, times and the resource cut
+    for key in ("severity_number", "severity_text"):
+        assert shown_log[key] == real_log[key]
+    pattern = (
+        r"event loop stalled \d+\.\d{3} s: HD201 time-sleep-in-async "
+        r"at \S+:\d+ in \S+ during GET /slow"
+    )
+    for body in (shown_log["body"], real_log["body"]):
+        assert re.fullmatch(pattern, body), body
+
+    for shown, real in (
+        (shown_event["attributes"], real_event["attributes"]),
+        (shown_log["attributes"], real_log["attributes"]),
+    ):
+        assert list(shown) == list(real)  # the same attributes, in the order they are set
+        assert {k: type(v) for k, v in shown.items()} == {k: type(v) for k, v in real.items()}
+        assert shown["hangdoctor.code"] == real["hangdoctor.code"] == "HD201"

@@ -52,7 +52,8 @@ def example_dir() -> Path:
             return path
     raise DemoError(
         "The bundled newsroom example app is missing from this installation.",
-        "Run the demo from a checkout of hangdoctor (pip install -e '.[demo]').",
+        "Run the demo from a checkout of hangdoctor "
+        "(pip install -e packaging/hangdoctor-runtime -e '.[demo]').",
     )
 
 
@@ -60,7 +61,8 @@ def _require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise DemoError(
             f"The demo needs {module}, which is not installed.",
-            "Install the demo extra from the checkout: pip install -e '.[demo]'.",
+            "Install the demo extra from the checkout: "
+            "pip install -e packaging/hangdoctor-runtime -e '.[demo]'.",
         )
 
 

@@ -132,8 +132,9 @@ class HangdoctorMiddleware:
                 from hangdoctor.runtime import otel as otel_module
             except ImportError as exc:
                 raise ImportError(
-                    "HangdoctorMiddleware(otel=...) needs OpenTelemetry: install hangdoctor "
-                    "with its `otel` extra (`pip install '/path/to/hangdoctor[otel]'` from a "
+                    "HangdoctorMiddleware(otel=...) needs OpenTelemetry: install "
+                    "hangdoctor-runtime with its `otel` extra (`pip install "
+                    "'/path/to/hangdoctor/packaging/hangdoctor-runtime[otel]'` from a "
                     "checkout) or `pip install opentelemetry-sdk`"
                 ) from exc
 
