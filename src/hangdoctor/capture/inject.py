@@ -238,12 +238,7 @@ def inject_tasks(pid: int, loop_tids: Sequence[int], *, timeout: float = 10.0) -
         answer = _read_answer(outside, pid)
     if "error" in answer:
         if answer["error"] == "busy":
-            raise LoopBusyError(
-                f"The loop of process {pid} was not idle when gdb stopped it "
-                f"({answer.get('message')}): its tasks were not read.",
-                "Retry; a loop that is never idle is blocked or busy, which the thread "
-                "samples show.",
-            )
+            raise _busy(pid, f"was not idle when gdb stopped it ({answer.get('message')})")
         raise CaptureError(
             f"The task read inside process {pid} failed: {answer['error']}: "
             f"{answer.get('message', '')}.",
@@ -282,15 +277,19 @@ def _run_gdb(pid: int, tids: list[int], code: str, timeout: float) -> dict[str, 
     return {"error": "gdb", "message": last}
 
 
+def _busy(pid: int, when: str) -> LoopBusyError:
+    """No task was read: the loop was running code, not waiting in its poll."""
+    return LoopBusyError(
+        f"The loop of process {pid} {when}: its tasks were not read.",
+        "A loop that is never idle is blocked or busy, which the thread samples show; "
+        "retry when it answers again.",
+    )
+
+
 def _gdb_error(pid: int, gdb: dict[str, Any]) -> HangdoctorError:
     kind, message = gdb["error"], str(gdb.get("message", "")).strip()
     if kind == "busy":
-        return LoopBusyError(
-            f"The loop of process {pid} was never idle in its poll while gdb looked "
-            f"({_TRIES} tries): its tasks were not read.",
-            "A loop that is never idle is blocked or busy, which the thread samples show; "
-            "retry when it answers again.",
-        )
+        return _busy(pid, f"was never idle in its poll while gdb looked ({_TRIES} tries)")
     if kind == "attach" and ("not permitted" in message or "ptrace" in message.lower()):
         return CaptureError(
             f"gdb may not attach to process {pid}: {message}.",
