@@ -16,8 +16,9 @@ and prints wall time (median of the rounds), lines per second, the number of
 findings each reports, and the ratios behind the issue's targets: the cold scan
 at most 2x the parse floor and at least 3x faster than flake8-async, the warm
 scan no slower than ruff. Memory: the peak resident memory of the cold scan,
-all its processes together (sampled from /proc in an extra, untimed run), and
-of a scan of a 50 MB generated module, which must be skipped, not parsed.
+all its processes together (sampled from /proc in an extra, untimed run; RSS,
+which counts a page forked processes share once in each, and PSS, which does
+not), and of a scan of a 50 MB generated module, which must be skipped, not parsed.
 
 Everything lives in a temporary directory that is removed at the end (unless
 --keep); every command has a deadline and the whole run has a budget.
@@ -65,6 +66,7 @@ class Timing:
     findings: int
     codes: dict[str, int]
     peak_rss: int | None = None  # bytes, all the command's processes together; None: not measured
+    peak_pss: int | None = None  # the same in proportional set size (see `_group_memory`)
 
     @property
     def median(self) -> float:
@@ -115,9 +117,25 @@ def _run(argv: list[str], budget: Budget, *, env: dict[str, str] | None = None) 
     return out
 
 
-def _group_rss(group: int, page: int) -> int:
-    """Resident memory of every process in the process group `group`, in bytes."""
-    total = 0
+def _pss(pid: str) -> int:
+    """The proportional set size of a process, in bytes (0 when the kernel has no
+    `smaps_rollup`, before Linux 4.14, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _group_memory(group: int, page: int) -> tuple[int, int]:
+    """(resident, proportional) memory of every process in the process group `group`,
+    in bytes. A page that n processes share (a forked worker's copy of its parent) is in
+    each one's RSS, so the RSS sum counts it n times; PSS gives each 1/n of it, so the PSS
+    sum is what the group holds."""
+    total = pss = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -129,16 +147,18 @@ def _group_rss(group: int, page: int) -> int:
         fields = stat[stat.rfind(b")") + 2 :].split()
         if int(fields[2]) == group:  # after the name: state, ppid, pgrp, ... rss is the 22nd
             total += int(fields[21]) * page
-    return total
+            pss += _pss(entry)
+    return total, pss
 
 
-def _peak_rss(argv: list[str], budget: Budget) -> tuple[int | None, str]:
-    """Peak resident memory of `argv` and of every process it starts, summed, in bytes
-    (None where there is no /proc), and what it printed.
+def _peak_rss(argv: list[str], budget: Budget) -> tuple[int | None, int | None, str]:
+    """Peak resident memory (RSS, then PSS) of `argv` and of every process it starts,
+    summed, in bytes (None where there is no /proc), and what it printed.
 
     Sampled from /proc every 20 ms: a run of its own, never a timed one, so the
-    sampling costs the timings nothing. Summing counts pages the workers share with
-    their parent twice, so this errs on the high side.
+    sampling costs the timings nothing. The RSS sum counts the pages forked workers
+    share with their parent once per process, so it errs on the high side; the PSS sum
+    (None without `smaps_rollup`) does not.
     """
     sample = os.path.isdir("/proc/self")
     page = os.sysconf("SC_PAGE_SIZE") if sample else 0
@@ -151,13 +171,14 @@ def _peak_rss(argv: list[str], budget: Budget) -> tuple[int | None, str]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: the workers are found by it
         )
-        peak = 0
+        peak = peak_pss = 0
         try:
             while proc.poll() is None:
                 if time.monotonic() > deadline:
                     raise BenchError(f"`{' '.join(argv[:4])} ...` took too long (memory run)")
                 if sample:
-                    peak = max(peak, _group_rss(proc.pid, page))
+                    rss, pss = _group_memory(proc.pid, page)
+                    peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 time.sleep(0.02)
         finally:
             if proc.poll() is None:
@@ -167,7 +188,7 @@ def _peak_rss(argv: list[str], budget: Budget) -> tuple[int | None, str]:
         text = out.read().decode("utf-8", "replace")
     if proc.returncode not in (0, 1, 2):  # 2: a file not scanned, expected for the huge one
         raise BenchError(f"`{' '.join(argv[:4])} ...` exited {proc.returncode}: {text[-300:]}")
-    return (peak if sample else None), text
+    return (peak if sample else None), (peak_pss if sample and peak_pss else None), text
 
 
 def _huge_module(work: Path, size: int) -> Path:
@@ -318,8 +339,8 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
     assert cold is not None  # rounds >= 1
     results.append(Timing("floor", " ".join(floor), floors, 0, {}))
     print("measuring peak memory (untimed runs) ...", flush=True)
-    rss, _ = _peak_rss([*scan, "--no-cache"], budget)
-    results.append(replace(cold, seconds=colds, peak_rss=rss))
+    rss, pss, _ = _peak_rss([*scan, "--no-cache"], budget)
+    results.append(replace(cold, seconds=colds, peak_rss=rss, peak_pss=pss))
 
     cold_cache: list[float] = []
     warm: list[float] = []
@@ -364,7 +385,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
 
     huge = _huge_module(work, HUGE_SIZE)
     start = time.perf_counter()
-    huge_rss, said = _peak_rss([*scan[:4], str(huge), "--no-cache"], budget)
+    huge_rss, huge_pss, said = _peak_rss([*scan[:4], str(huge), "--no-cache"], budget)
     huge_seconds = time.perf_counter() - start
     if "not scanned" not in said:
         raise BenchError(f"the {HUGE_SIZE >> 20} MB module was not reported as skipped: {said}")
@@ -394,6 +415,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
             "bytes": huge.stat().st_size,
             "seconds": huge_seconds,
             "peak_rss": huge_rss,
+            "peak_pss": huge_pss,
         },
         "targets_met": {
             "cold <= 2x the parse floor": ratios["cold / floor (target <= 2)"] <= 2,
@@ -411,16 +433,20 @@ def _print(report: dict[str, Any]) -> None:
         f"{report['lines']:,} lines in {report['files']} files "
         f"({', '.join(report['packages'])}), {report['cpus']} CPUs, Python {report['python']}"
     )
-    print(f"{'tool':<11} {'median s':>9} {'lines/s':>12} {'findings':>9} {'peak RSS':>10}")
+    print(
+        f"{'tool':<11} {'median s':>9} {'lines/s':>12} {'findings':>9} {'peak RSS':>10}"
+        f" {'peak PSS':>10}"
+    )
     for row in report["results"]:
         print(
             f"{row['tool']:<11} {row['median']:9.2f} {row['lines_per_s']:12,.0f} "
-            f"{row['findings']:9d} {_mb(row['peak_rss']):>10}"
+            f"{row['findings']:9d} {_mb(row['peak_rss']):>10} {_mb(row['peak_pss']):>10}"
         )
     huge = report["huge_module"]
     print(
         f"a {_mb(huge['bytes'])} generated module: {huge['seconds']:.2f} s, "
-        f"peak RSS {_mb(huge['peak_rss'])} (skipped over --max-file-size, not parsed)"
+        f"peak RSS {_mb(huge['peak_rss'])}, PSS {_mb(huge['peak_pss'])} "
+        "(skipped over --max-file-size, not parsed)"
     )
     for row in report["results"]:
         top = ", ".join(f"{code} {n}" for code, n in list(row["codes"].items())[:8])

@@ -17,19 +17,24 @@ Renderers read the marks from `ScanResult.fix_of`; they never run the fixer.
 The dry run costs a libcst parse of each such file, so its answer is kept beside
 the scan's cache (`marks.json`), keyed by the file's bytes, the sites, the target
 Python and the fixer's own code: a repeated scan (pre-commit, an editor) reuses it.
+The files the cache does not know are dry-run in forked worker processes when
+there are several (and cores for them), and libcst is imported only then.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hangdoctor.fix.codes import FIXABLE
-from hangdoctor.fix.files import fix_file_runs
 from hangdoctor.fix.model import FixSite
 from hangdoctor.outfile import is_read_only
 
@@ -130,33 +135,72 @@ def _cache_folder(result: ScanResult) -> Path | None:
     return path if path.is_dir() else path.parent
 
 
-def _changed(
+_Answer = tuple[list[FixSite], list[FixSite]]  # the sites a safe run and an unsafe run change
+# (file, sites of the safe run, sites of the run with unsafe fixes, target Python)
+_DryRun = tuple[Path, list[FixSite], list[FixSite], tuple[int, int]]
+
+
+def _known(
     result: ScanResult,
     display: str,
     safe: list[FixSite],
     every: list[FixSite],
     target: tuple[int, int],
     cache: _MarkCache,
-) -> tuple[list[FixSite], list[FixSite]]:
-    """The sites a safe fix of the file would change, and those a fix with unsafe fixes
-    would: one read, parse and analysis for both; nothing is written."""
+) -> tuple[_Answer | None, str | None]:
+    """The answer for a file without running the fixer (a read-only file, or one the cache
+    knows), or None and the cache key the fixer's answer is to be kept under."""
     src = result.files.get(display)
     if src is None or is_read_only(src.path):
-        return [], []  # `--fix` refuses a read-only file, whatever the code says
+        return ([], []), None  # `--fix` refuses a read-only file, whatever the code says
     try:
         data = src.path.read_bytes()
     except OSError:
-        data = None
-    key = None if data is None else _MarkCache.key(data, [safe, every], target)
-    known = None if key is None else cache.get(key)
-    if known is not None:
-        return known
-    runs = [(safe, False), (every, True)]
-    done = fix_file_runs(src.path, runs, target_python=target)
+        return None, None
+    key = _MarkCache.key(data, [safe, every], target)
+    return cache.get(key), key
+
+
+def _dry_run(job: _DryRun) -> _Answer:
+    """The sites a safe fix of the file would change, and those a fix with unsafe fixes
+    would: one read, parse and analysis for both; nothing is written. Runs in a worker
+    process when several files are marked."""
+    # imported here: libcst takes a tenth of a second to import, and a scan whose marks
+    # all come from the cache (or that has nothing to fix) never needs it
+    from hangdoctor.fix.files import fix_file_runs
+
+    path, safe, every, target = job
+    done = fix_file_runs(path, [(safe, False), (every, True)], target_python=target)
     safe_run, unsafe_run = ([a.site for a in r.outcome.applied if a.site] for r in done)
-    if key is not None:
-        cache.put(key, safe_run, unsafe_run)
     return safe_run, unsafe_run
+
+
+def _dry_runs(jobs: list[_DryRun]) -> list[_Answer]:
+    """`_dry_run` of each job, in order: in forked worker processes when there are several
+    files and cores. Each file costs a libcst parse and analysis (a fifth of a second for
+    a small module) in the parent after the scan's own work: on its own, this was a
+    fifth of a cold scan of a large tree."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1:
+        # libcst imported once, here, for the forked workers to share, not once in each
+        import hangdoctor.fix.files  # noqa: F401
+        from hangdoctor.scan.engine import pool_context
+
+        # only a fork starts at once with libcst already imported; a fresh interpreter
+        # would spend more on its imports than the files cost
+        ctx = pool_context()
+        if ctx.get_start_method() == "fork":
+            # A forked worker's collector would walk (and so copy) every object it got from
+            # this process; frozen, they are left alone there. Here they are let go after.
+            gc.freeze()
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    return list(pool.map(_dry_run, jobs))
+            except (BrokenProcessPool, OSError):
+                pass  # no processes to be had: do it here
+            finally:
+                gc.unfreeze()
+    return [_dry_run(job) for job in jobs]
 
 
 def fix_marks(
@@ -167,11 +211,26 @@ def fix_marks(
     safe_sites = fix_sites(result, unsafe=False, files=files)
     every_sites = fix_sites(result, unsafe=True, files=files)
     cache = _MarkCache(_cache_folder(result) if every_sites else None)
+    answers: dict[str, _Answer] = {}
+    todo: list[tuple[str, str | None]] = []
+    jobs: list[_DryRun] = []
     for display, every in every_sites.items():
-        safe, unsafe = _changed(result, display, safe_sites.get(display, []), every, target, cache)
-        for site in safe:
+        safe = safe_sites.get(display, [])
+        known, key = _known(result, display, safe, every, target, cache)
+        if known is not None:
+            answers[display] = known
+        else:
+            todo.append((display, key))
+            jobs.append((result.files[display].path, safe, every, target))
+    for (display, key), (safe_run, unsafe_run) in zip(todo, _dry_runs(jobs), strict=True):
+        answers[display] = (safe_run, unsafe_run)
+        if key is not None:
+            cache.put(key, safe_run, unsafe_run)
+    for display in every_sites:
+        safe_run, unsafe_run = answers[display]
+        for site in safe_run:
             marks[(display, site.line, site.col, site.code)] = SAFE
-        for site in unsafe:
+        for site in unsafe_run:
             marks.setdefault((display, site.line, site.col, site.code), UNSAFE)
     cache.save()
     return marks

@@ -7,9 +7,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,11 @@ def _single_threaded() -> bool:
         return False
 
 
+def pool_context() -> multiprocessing.context.BaseContext:
+    """How to start worker processes here (`hangdoctor.fix.marks` starts its own alike)."""
+    return _pool_context()
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     # fork: the workers start at once, with everything already imported (a forkserver
@@ -265,6 +271,25 @@ def _run_jobs(
 # ---- the scan ------------------------------------------------------------------------
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while (as it was before, after).
+
+    A scan builds millions of small objects that all stay alive until it returns (the
+    facts of every file, from the workers or the cache, and the graph over them): each
+    of the collector's passes walks them all and frees nothing. With it on, taking in
+    the workers' facts cost several times their unpickling itself. Reference counting
+    still frees everything else at once.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def scan_paths(
     paths: Sequence[Path],
     options: ScanOptions | None = None,
@@ -276,6 +301,16 @@ def scan_paths(
 
     Raises ScanConfigError (a HangdoctorError) for invalid settings only.
     """
+    with _no_cyclic_gc():
+        return _scan(paths, options, config, cwd)
+
+
+def _scan(
+    paths: Sequence[Path],
+    options: ScanOptions | None,
+    config: ScanConfig | None,
+    cwd: Path | None,
+) -> ScanResult:
     started = time.perf_counter()
     options = options or ScanOptions()
     cwd = (cwd or Path.cwd()).absolute()

@@ -118,6 +118,7 @@ class _Resolver:
         self.modules = {m: ix[0] for m, ix in seen.items() if len(ix) == 1}
         self.roots = {m.split(".", 1)[0] for m in seen}
         self._memo: dict[tuple[str, int], tuple[str, FuncKey | str] | None] = {}
+        self._deep: dict[tuple[str, int, int], tuple[str, FuncKey | str] | None] = {}
         # per file: qualname -> (how, type) of what the function gives (`FileFacts.returns`)
         self.returns = [
             {q: (how, typ) for q, how, typ in f.returns} if f is not None else {} for f in files
@@ -199,6 +200,22 @@ class _Resolver:
         return (returned, index) if returned else None
 
     def _resolve(self, target: str, origin: int, depth: int) -> tuple[str, FuncKey | str] | None:
+        # Remembered at every depth, not only for `resolve`: a method is looked up through
+        # the same base classes (SQLAlchemy's mixins, Django's) again and again. The answer
+        # depends on the caller only for a name inside the caller's own module, and on the
+        # depth by `_MAX_DEPTH`, so both are in the key.
+        own = self.files[origin]
+        inside = own is not None and target.startswith(own.module + ".")
+        key = (target, origin if inside else -1, depth)
+        if key in self._deep:
+            return self._deep[key]
+        found = self._resolve_now(target, origin, depth)
+        self._deep[key] = found
+        return found
+
+    def _resolve_now(
+        self, target: str, origin: int, depth: int
+    ) -> tuple[str, FuncKey | str] | None:
         if depth > _MAX_DEPTH:
             return None
         own = self.files[origin]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "SCOPE_NODES",
+    "child_fields",
     "children",
     "dotted_parts",
     "import_bindings",
@@ -31,10 +32,14 @@ _LEAF_FIELDS = frozenset({"ctx", "op", "ops", "type_comment", "kind"})
 _node_fields: dict[type[ast.AST], tuple[str, ...]] = {}
 
 
-def _fields(cls: type[ast.AST]) -> tuple[str, ...]:
+def child_fields(cls: type[ast.AST]) -> tuple[str, ...]:
+    """The fields of a node type that may hold child nodes (what `children` reads)."""
     fields = _node_fields.get(cls)
     if fields is None:
-        fields = tuple(f for f in cls._fields if f not in _LEAF_FIELDS)
+        # a name's `id` and a constant's `value` are never nodes: the commonest leaves
+        # cost no lookups at all
+        leaf = cls in (ast.Name, ast.Constant)
+        fields = () if leaf else tuple(f for f in cls._fields if f not in _LEAF_FIELDS)
         _node_fields[cls] = fields
     return fields
 
@@ -46,7 +51,7 @@ def children(node: ast.AST) -> list[ast.AST]:
     Every scan pass walks every node of every file: this is the scan's inner loop.
     """
     out: list[ast.AST] = []
-    for name in _fields(type(node)):
+    for name in child_fields(type(node)):
         value = getattr(node, name, None)
         if isinstance(value, list):
             out.extend([v for v in value if isinstance(v, ast.AST)])

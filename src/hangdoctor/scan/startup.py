@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from hangdoctor.scan.facts import FileFacts, FunctionFacts, Phase
-from hangdoctor.scan.names import SCOPE_NODES, children, dotted_parts, walk
+from hangdoctor.scan.names import SCOPE_NODES, child_fields, children, dotted_parts
 
-__all__ = ["SHUTDOWN", "STARTUP", "Phases", "file_phases", "reason"]
+__all__ = ["SHUTDOWN", "STARTUP", "Phases", "file_phases", "handed_values", "reason"]
 
 STARTUP = "startup"
 SHUTDOWN = "shutdown"
@@ -60,6 +60,105 @@ _PLAIN_DECORATORS = frozenset(
 _SERVE = frozenset({"serve", "serve_forever"})
 _STDLIB = frozenset(sys.stdlib_module_names)
 
+# the fields of a statement that hold blocks of statements: scopes of their own here
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+# what `_handed` can take for a callable: anything else is skipped without a call
+_HANDED = frozenset({ast.Name, ast.Attribute, ast.Starred})
+_own_fields_cache: dict[type[ast.AST], tuple[str, ...]] = {}
+
+
+def _own_fields(cls: type[ast.AST]) -> tuple[str, ...]:
+    """The fields of a statement other than its blocks, in order: its own expressions."""
+    fields = _own_fields_cache.get(cls)
+    if fields is None:
+        fields = tuple(f for f in cls._fields if f not in _BLOCKS)
+        _own_fields_cache[cls] = fields
+    return fields
+
+
+def _registers(call: ast.Call) -> bool:
+    """Whether `_FilePhases.call` may register something at this call (a superset)."""
+    for kw in call.keywords:
+        if kw.arg in ("lifespan", "on_startup", "on_shutdown"):
+            return True
+    func = call.func
+    if not isinstance(func, ast.Attribute) or not call.args:
+        return False
+    if func.attr == "add_event_handler":
+        return True
+    return (
+        func.attr in ("append", "insert")
+        and isinstance(func.value, ast.Attribute)
+        and func.value.attr in _HOOK_LISTS
+    )
+
+
+_TYPE_ALIAS = getattr(ast, "TypeAlias", None)  # 3.12+: its type parameters are no expressions
+# nodes of a function's own code that `handed_values` looks at
+_NESTED = frozenset(
+    {ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda}
+    | ({_TYPE_ALIAS} if _TYPE_ALIAS is not None else set())
+)
+_SEQUENCES = frozenset({ast.List, ast.Tuple, ast.Set})
+_LOOKED_AT = frozenset(
+    {ast.Call, ast.Dict, ast.Assign, ast.AnnAssign, ast.Return, ast.With, ast.AsyncWith}
+    | _SEQUENCES
+    | _NESTED
+)
+
+
+def handed_values(nodes: Iterable[ast.AST]) -> list[ast.expr] | None:
+    """What a function's body hands on (call arguments, elements of lists, tuples and sets,
+    dict values, assigned and returned values), from every node of its own code in any
+    order (the scan's walk of the function, `visit._walk_flagged`); None when the body
+    registers something, has a scope inside (a def, a class, a lambda) or binds a `with`
+    to more than a name: then its body is walked here, in order.
+
+    The scan already walks every function for its own facts: taking these from that
+    walk spares a second walk of every expression of the file, a fifth of its analysis.
+    """
+    out: list[ast.expr] = []
+    looked_at = _LOOKED_AT
+    for n in nodes:
+        kind = type(n)
+        if kind not in looked_at:
+            continue
+        if kind is ast.Call:
+            assert isinstance(n, ast.Call)
+            if _registers(n):
+                return None
+            out.extend(n.args)
+            out.extend([k.value for k in n.keywords])
+        elif kind in _SEQUENCES:
+            assert isinstance(n, (ast.List, ast.Tuple, ast.Set))
+            out.extend(n.elts)
+        elif kind is ast.Dict:
+            assert isinstance(n, ast.Dict)
+            out.extend(n.values)
+        elif kind is ast.Assign:
+            assert isinstance(n, ast.Assign)
+            if any(
+                isinstance(t, ast.Attribute) and t.attr == "lifespan_context" for t in n.targets
+            ):
+                return None
+            out.append(n.value)
+        elif kind is ast.AnnAssign or kind is ast.Return:
+            assert isinstance(n, (ast.AnnAssign, ast.Return))
+            if n.value is not None:
+                out.append(n.value)
+        elif kind is ast.With or kind is ast.AsyncWith:
+            assert isinstance(n, (ast.With, ast.AsyncWith))
+            # `statement` reads only the context expression; a target like `as (a, b)`
+            # would hand on names it never sees
+            for item in n.items:
+                if item.optional_vars is not None and dotted_parts(item.optional_vars) is None:
+                    return None
+        else:
+            return None  # a nested scope: the order of what it registers matters
+    return out
+
+
+Handed = Mapping[int, "list[ast.expr] | None"]
 Dotted = Callable[[ast.expr, ast.AST | None], "str | None"]
 FuncKey = tuple[int, str]
 
@@ -113,9 +212,10 @@ def _span(body: Sequence[ast.stmt]) -> tuple[int, int]:
 
 
 class _FilePhases:
-    def __init__(self, module: str, dotted: Dotted) -> None:
+    def __init__(self, module: str, dotted: Dotted, handed: Handed) -> None:
         self.module = module
         self.dotted = dotted
+        self.handed = handed
         self.out: list[Phase] = []
         self.refs: set[str] = set()
 
@@ -139,13 +239,13 @@ class _FilePhases:
 
     def statement(self, stmt: ast.AST, prefix: str, where: ast.AST | None) -> None:
         """A statement of a scope's body (nested blocks included) outside nested defs."""
-        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+        for field in _BLOCKS:
             part = getattr(stmt, field, None)
             if isinstance(part, list):
                 self.scope(part, prefix, where)
-        for _, value in ast.iter_fields(stmt):
-            items = value if isinstance(value, list) else [value]
-            for v in items:
+        for field in _own_fields(type(stmt)):
+            value = getattr(stmt, field, None)
+            for v in value if isinstance(value, list) else (value,):
                 if isinstance(v, ast.withitem):
                     v = v.context_expr
                 if isinstance(v, ast.expr):
@@ -158,17 +258,40 @@ class _FilePhases:
                     self.register(stmt.value, "lifespan", where)
 
     def expression(self, expr: ast.expr, where: ast.AST | None) -> None:
-        for n in walk(expr):
-            if isinstance(n, ast.Call):
+        # Every node below `expr`, breadth first (the order of `ast.walk`, so registrations
+        # keep their order), in one loop: this pass meets every expression of the file.
+        queue: list[ast.AST] = [expr]
+        handed = _HANDED
+        i = 0
+        while i < len(queue):
+            n = queue[i]
+            i += 1
+            kind = type(n)
+            if kind is ast.Call:
+                assert isinstance(n, ast.Call)
                 self.call(n, where)
-                for a in (*n.args, *(k.value for k in n.keywords)):
-                    self._handed(a, where)
-            elif isinstance(n, (ast.List, ast.Tuple, ast.Set)):
+                for a in n.args:
+                    if type(a) in handed:
+                        self._handed(a, where)
+                for k in n.keywords:
+                    if type(k.value) in handed:
+                        self._handed(k.value, where)
+            elif kind is ast.List or kind is ast.Tuple or kind is ast.Set:
+                assert isinstance(n, (ast.List, ast.Tuple, ast.Set))
                 for e in n.elts:
-                    self._handed(e, where)
-            elif isinstance(n, ast.Dict):
+                    if type(e) in handed:
+                        self._handed(e, where)
+            elif kind is ast.Dict:
+                assert isinstance(n, ast.Dict)
                 for v in n.values:
-                    self._handed(v, where)
+                    if type(v) in handed:
+                        self._handed(v, where)
+            for field in child_fields(kind):
+                value = getattr(n, field, None)
+                if isinstance(value, list):
+                    queue.extend([v for v in value if isinstance(v, ast.AST)])
+                elif isinstance(value, ast.AST):
+                    queue.append(value)
 
     def _handed(self, expr: ast.expr, where: ast.AST | None) -> None:
         """A name handed on as a value (an endpoint, a dependency, a callback): whoever
@@ -221,7 +344,14 @@ class _FilePhases:
             names = {_name(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list}
             if "asynccontextmanager" in names and "lifespan" in node.name.lower():
                 self.out.append(Phase(dotted, "lifespan"))
-        self.scope(node.body, f"{qualname}.<locals>.", node)
+        values = self.handed.get(id(node))
+        if values is None:
+            self.scope(node.body, f"{qualname}.<locals>.", node)
+            return
+        # a body with nothing to register and no scope inside: only what it hands on counts
+        for v in values:
+            if type(v) in _HANDED:
+                self._handed(v, node)
 
     @staticmethod
     def _decorator_phase(d: ast.expr) -> str | None:
@@ -266,13 +396,17 @@ class _FilePhases:
                     self.out.append(Phase(dotted, phase, start, end))
 
 
-def file_phases(tree: ast.Module, module: str, dotted: Dotted) -> tuple[Phase, ...]:
+def file_phases(
+    tree: ast.Module, module: str, dotted: Dotted, handed: Handed | None = None
+) -> tuple[Phase, ...]:
     """One file's startup and shutdown facts (see the module docstring).
 
     `dotted(expr, function)` resolves a name as written in `function` (None: at
-    module level) to the dotted callable it refers to, or None.
+    module level) to the dotted callable it refers to, or None. `handed` may give,
+    by `id` of a function node, `handed_values` of its own nodes: that function's
+    body is then not walked again.
     """
-    found = _FilePhases(module, dotted)
+    found = _FilePhases(module, dotted, handed or {})
     found.scope(tree.body, "", None)
     return (*found.out, *(Phase(r, "ref") for r in sorted(found.refs)))
 

@@ -62,7 +62,7 @@ from hangdoctor.scan.holds import (
 )
 from hangdoctor.scan.knowledge import Knowledge, canonical
 from hangdoctor.scan.names import dotted_parts, import_bindings, iter_scope, safe_unparse
-from hangdoctor.scan.startup import file_phases
+from hangdoctor.scan.startup import file_phases, handed_values
 
 __all__ = ["file_facts"]
 
@@ -218,18 +218,6 @@ def _child_fields(cls: type[ast.AST]) -> tuple[str, ...]:
     return fields
 
 
-def _children(node: ast.AST) -> list[ast.AST]:
-    """`ast.iter_child_nodes`, faster: no context or operator nodes, no generator."""
-    out: list[ast.AST] = []
-    for name in _child_fields(type(node)):
-        value = getattr(node, name, None)
-        if isinstance(value, list):
-            out.extend(v for v in value if isinstance(v, ast.AST))
-        elif isinstance(value, ast.AST):
-            out.append(value)
-    return out
-
-
 # how `_walk_flagged` goes into a node: 0 its children as they are, -1 not at all (a scope
 # of its own), else the kind of node whose children get flags of their own
 _WALK: dict[type[ast.AST], int] = {
@@ -237,6 +225,8 @@ _WALK: dict[type[ast.AST], int] = {
     ast.AsyncFunctionDef: -1,
     ast.ClassDef: -1,
     ast.Lambda: -1,
+    ast.Name: -1,  # leaves: nothing below (the commonest nodes, skipped at once)
+    ast.Constant: -1,
     ast.Await: 1,
     ast.Call: 2,
     ast.AsyncWith: 3,
@@ -253,22 +243,44 @@ _WALK: dict[type[ast.AST], int] = {
 
 def _walk_flagged(
     node: ast.AST, withs: list[tuple[ast.AsyncWith, int]] | None = None
-) -> Iterator[tuple[ast.AST, int]]:
+) -> list[tuple[ast.AST, int]]:
     """Like `_scope_body`, with each node's flags: from its parent (awaited, argument), and
     inherited from above (in a branch that may not run; the `async with` it is in).
 
     The `async with` blocks are appended to `withs` as they are met, with their own
     flags; a node inside the body of the n-th one has `flags >> _CTX_SHIFT == n`.
+
+    A list, not a generator: every node of every function passes through here.
     """
     body: list[ast.stmt] = getattr(node, "body", [])
     stack: list[tuple[Any, int]] = [(s, 0) for s in reversed(body)]  # Any: fields by kind
+    out: list[tuple[ast.AST, int]] = []
+    add = out.append
     walk = _WALK
+    child_fields = _child_fields_cache
+    node_type = ast.AST
+    attribute = ast.Attribute
     while stack:
-        cur, flags = stack.pop()
-        yield cur, flags
-        how = walk.get(type(cur), 0)
+        pair = stack.pop()
+        add(pair)
+        cur, flags = pair
+        kind = type(cur)
+        if kind is attribute:  # `a.b`: its one child, the commonest inner node
+            stack.append((cur.value, flags & _INHERITED))
+            continue
+        how = walk.get(kind, 0)
         if how == 0:
-            nodes = _children(cur)
+            # `ast.iter_child_nodes`, inlined: this loop meets every node of every function
+            fields = child_fields.get(kind)
+            if fields is None:
+                fields = _child_fields(kind)
+            nodes: list[ast.AST] = []
+            for name in fields:
+                value = getattr(cur, name, None)
+                if isinstance(value, list):
+                    nodes.extend([v for v in value if isinstance(v, node_type)])
+                elif isinstance(value, node_type):
+                    nodes.append(value)
             if nodes:
                 keep = flags & _INHERITED
                 nodes.reverse()
@@ -318,6 +330,7 @@ def _walk_flagged(
             children.extend((v, keep | _COND) for v in cur.values[1:])
         children.reverse()
         stack.extend(children)
+    return out
 
 
 def _as_list(part: ast.AST | list[ast.stmt]) -> list[ast.AST]:
@@ -447,13 +460,17 @@ class _FileAnalyzer:
         self._via_memo: dict[str, _Value | None] = {}
         self._busy: set[str] = set()  # functions whose value is being worked out (recursion)
         self._bodies: dict[int, tuple[bool, list[ast.expr | None]]] = {}  # `_gives`, by node id
+        # what each function's body hands on, by node id, for `file_phases`
+        self.handed: dict[int, list[ast.expr] | None] = {}
 
     @staticmethod
     def _self_setup(tree: ast.Module, lines: list[str], kb: Knowledge) -> frozenset[str]:
         """`self.x` objects made non-blocking anywhere in the file (`self._sock.setblocking(0)`)."""
         setup = kb.nonblocking_setup()
         found: set[str] = set()
-        if not any(name in line for line in lines for name in setup):
+        # one search of the whole text per name, not one per line: a name has no newline
+        text = "\n".join(lines)
+        if not any(name in text for name in setup):
             return frozenset()
         for n in ast.walk(tree):
             if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
@@ -939,7 +956,7 @@ class _FileAnalyzer:
         is_async = isinstance(node, ast.AsyncFunctionDef)
         body = self._bodies.get(id(node))
         if body is None:
-            body = self._bodies[id(node)] = _gives(list(_walk_flagged(node)))
+            body = self._bodies[id(node)] = _gives(_walk_flagged(node))
         generator, values = body
         how = ("call", "await", "yield", "ayield")[2 * generator + is_async]
         annotation = node.returns
@@ -1104,18 +1121,24 @@ class _FileAnalyzer:
         assert isinstance(node, _FUNCS)
         is_async = isinstance(node, ast.AsyncFunctionDef)
         withs: list[tuple[ast.AsyncWith, int]] = []
-        flagged = list(_walk_flagged(node, withs if is_async else None))
-        if id(node) not in self._bodies:
-            self._bodies[id(node)] = _gives(flagged)
-        is_generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n, _ in flagged)
+        flagged = _walk_flagged(node, withs if is_async else None)
+        body = self._bodies.get(id(node))
+        if body is None:
+            body = self._bodies[id(node)] = _gives(flagged)
+        is_generator = body[0]  # it yields (`_gives` saw a `yield` of its own)
+        self.handed[id(node)] = handed_values([n for n, _ in flagged])
+        # the calls, `with`s, loops and comprehensions, in order: all the helpers below
+        # look at (a fraction of the nodes, each of which they would test again)
+        kinds = _ITERATING
+        some = [p for p in flagged if type(p[0]) in kinds]
         events: list[Event] = []
         calls: list[Call] = []
-        quiet = self._made_nonblocking(flagged)
+        quiet = self._made_nonblocking(some)
         locks, inside = self._locks(withs, scope, flagged) if withs else ([], {})
-        held = self._thread_locks(flagged, scope)
+        held = self._thread_locks(some, scope)
         awaits: list[Await] = []
         opens: list[tuple[ast.stmt, str, ast.expr, tuple[str, str, str]]] = []
-        iterated = self._iterated(flagged, scope)
+        iterated = self._iterated(some, scope)
         for n, flags in flagged:
             kind = type(n)
             if kind is ast.Call:
@@ -1700,7 +1723,7 @@ class _FileAnalyzer:
                 for key in self.objects
                 if key not in self.instance_attrs and (kind := self._object(key)) is not None
             ),
-            phases=file_phases(self.tree, self.module, self._phase_dotted(root)),
+            phases=file_phases(self.tree, self.module, self._phase_dotted(root), self.handed),
         )
 
     def _phase_dotted(self, root: _Scope) -> Callable[[ast.expr, ast.AST | None], str | None]:
