@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import re
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -212,6 +213,47 @@ def test_probe_json_with_a_diagnosis_is_valid() -> None:
     assert data["diagnosis"]["findings"] and data["stalls"]
     _valid("probe", data)
     data["diagnosis"]["verdict"] = "fine"
+    assert _invalid("probe", data)
+
+
+def test_probe_json_with_the_servers_records_is_valid(tmp_path: Path) -> None:
+    """--server-records: a real watchdog's stall record, appended to the file mid-run."""
+    records = tmp_path / "records.jsonl"
+
+    async def stall() -> list[StallRecord]:
+        async with LoopWatchdog(0.1, log=False) as dog:
+            await asyncio.sleep(0.05)
+            time.sleep(0.3)  # blocks the loop: the record this test needs
+            await asyncio.sleep(0.05)
+        return list(dog.records)
+
+    def server_side() -> None:
+        time.sleep(0.6)  # into the run
+        lines = [r.to_json() for r in asyncio.run(stall())]
+        with records.open("a") as f:
+            f.write("\n".join([*lines, "not a record", ""]))
+
+    with TinyServer() as server:
+        config = quick_config(
+            server.url,
+            clients=0,
+            streams=(),
+            duration_s=2.0,
+            baseline_s=0.0,
+            server_metrics="off",
+            server_records=str(records),
+        )
+        writer = threading.Thread(target=server_side)
+        writer.start()
+        result = probe(config, capture=False)
+        writer.join(10)
+    data = json.loads(probe_to_json(result, exit_code=0))
+    view = data["server_view"]
+    assert view["url"] is None and view["records_file"] == str(records)
+    assert view["records"] and view["records"][0]["kind"] == "stall"
+    assert 0 < view["records"][0]["t_s"] < 2.0 and view["records_skipped"] == 1
+    _valid("probe", data)
+    view["records"][0]["t"] = 1.0  # the model's name: JSON says t_s
     assert _invalid("probe", data)
 
 

@@ -45,10 +45,13 @@ BLOCK_S = 1.2
 pytestmark = pytest.mark.e2e
 
 
-def _server(app: str) -> ManagedServer:
+def _server(app: str, records: Path | None = None) -> ManagedServer:
+    """`app` under uvicorn; with `records`, under `hangdoctor watch --out records` too."""
     port = free_port()
+    watch = [sys.executable, "-m", "hangdoctor", "watch", "--threshold", "0.25",
+             "--out", str(records), "--"] if records is not None else []  # fmt: skip
     return ManagedServer(
-        [sys.executable, "-m", "uvicorn", app, "--app-dir", str(APPS),
+        [*watch, sys.executable, "-m", "uvicorn", app, "--app-dir", str(APPS),
          "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
         base_url=f"http://127.0.0.1:{port}",
         cwd=str(ROOT),
@@ -78,9 +81,14 @@ def _config(url: str, **overrides: Any) -> ProbeConfig:
 
 
 @pytest.fixture(scope="module")
-def stalled_run() -> Iterator[ProbeResult]:
-    """A 5 s probe of the runtime app, with one 1.2 s time.sleep on its loop at about 2 s."""
-    with _server("with_runtime:app") as server:
+def stalled_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeResult]:
+    """A 5 s probe of the runtime app, with one 1.2 s time.sleep on its loop at about 2 s.
+
+    The server also runs under `hangdoctor watch --out`: the probe reads both its
+    metrics and the records it writes (`--server-records`).
+    """
+    records = tmp_path_factory.mktemp("records") / "stalls.jsonl"
+    with _server("with_runtime:app", records) as server:
 
         def block() -> None:
             time.sleep(BLOCK_AT_S)
@@ -88,7 +96,7 @@ def stalled_run() -> Iterator[ProbeResult]:
 
         poker = threading.Thread(target=block, daemon=True)
         poker.start()
-        result = _probe(_config(server.base_url))
+        result = _probe(_config(server.base_url, server_records=str(records)))
         poker.join(10)
         yield result
 
@@ -115,6 +123,19 @@ def test_json_has_the_lag_series_and_the_stall_with_its_code(stalled_run: ProbeR
     assert abs(stall["t_start_s"] - window.t_start) < 0.5
     assert abs(stall["t_s"] - window.t_end) < 0.6
     assert stall["t_s"] - stall["t_start_s"] >= BLOCK_S - 0.3
+    # beside the estimate, the record the server wrote: exact, with its line
+    assert view["records_file"] and view["records_note"] is None
+    (record,) = [r for r in view["records"] if r["blocked_for_s"] >= BLOCK_S / 2]
+    assert record["kind"] == "stall" and record["code"] == "HD201"
+    assert record["file"].endswith("with_runtime.py") and record["line"] == _block_line()
+    assert window.t_start - 0.15 <= record["t_s"] <= window.t_end
+    assert abs(record["t_s"] - stall["t_start_s"]) < 0.6  # the estimate, near the exact moment
+
+
+def _block_line() -> int:
+    """The line of with_runtime.py that sleeps on the loop."""
+    lines = (APPS / "with_runtime.py").read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if "time.sleep(BLOCK_S)" in text)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +174,27 @@ def test_html_draws_what_the_server_saw(
     shaded = page.locator("#timeline rect.stall").bounding_box()
     assert span is not None and shaded is not None and span["width"] > 20
     assert abs(span["x"] - shaded["x"]) < 0.12 * health["width"]  # the same moment, both charts
+    # the server's own record, exact, drawn apart from the estimate, with its code and line
+    recorded = page.locator("#server-timeline g.server-record-stall")
+    assert recorded.count() >= 1
+    big = [
+        i
+        for i in range(recorded.count())
+        if float(recorded.nth(i).get_attribute("data-t-end") or 0)
+        - float(recorded.nth(i).get_attribute("data-t-start") or 0)
+        >= BLOCK_S / 2
+    ]
+    assert len(big) == 1
+    mark = recorded.nth(big[0])
+    assert mark.get_attribute("data-code") == "HD201"
+    label = mark.locator("text.server-record-label").text_content() or ""
+    assert label == f"HD201 with_runtime.py:{_block_line()}"
+    exact = mark.locator("rect.server-record-span").bounding_box()
+    assert exact is not None and exact["width"] > 20
+    assert exact["y"] + exact["height"] <= span["y"]  # its own lane, above the estimates
+    assert abs(exact["x"] - shaded["x"]) < 0.05 * health["width"]
+    table = page.inner_text("#server-records")
+    assert f"with_runtime.py:{_block_line()}" in table and "HD201" in table
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "probe-server-view.png"), full_page=True)
     page.close()

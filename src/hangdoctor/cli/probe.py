@@ -19,6 +19,7 @@ from hangdoctor.cli.options import FiniteFloatRange
 from hangdoctor.errors import EXIT_OK, EXIT_PROBLEM
 from hangdoctor.outfile import reason, write_atomic
 from hangdoctor.probe.engine import MAX_CLIENTS, MAX_DURATION_S, ProbeError, probe
+from hangdoctor.probe.server_records import check_records_file
 from hangdoctor.probe.target import parse_target
 from hangdoctor.probe.timeline import ProbeConfig, ProbeResult, ProbeVerdict
 from hangdoctor.report.console import TrimmedConsole
@@ -285,6 +286,14 @@ def check_report_path(path: Path) -> None:
     "to show what the server saw (loop lag, stalls by code, stuck requests, threads, streams, "
     "RSS). auto: URL/metrics, if it serves them.",
 )
+@click.option(
+    "--server-records",
+    metavar="FILE",
+    help="The JSON Lines file the server appends its stall and stuck records to "
+    "(`hangdoctor watch --out FILE`), followed during the run: each record written after "
+    "the probe starts is shown exactly on the health chart's time axis, with its code and "
+    "file:line. May not exist yet; works beside --server-metrics.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -314,6 +323,7 @@ def command(
     fmt: str,
     report: Path | None,
     server_metrics: str,
+    server_records: str | None,
 ) -> None:
     """Open and drop SSE streams while timing a health endpoint; pass or fail.
 
@@ -354,6 +364,8 @@ def command(
         require_report_module()
         check_report_path(report)
     endpoint, health_path = parse_target(url, health)
+    if server_records is not None:
+        check_records_file(server_records)  # a directory or a FIFO: said before anything runs
     config = ProbeConfig(
         url=endpoint.base_url,
         streams=streams,
@@ -378,6 +390,7 @@ def command(
         request_interval_s=request_interval,
         inject=inject,
         server_metrics=server_metrics,
+        server_records=server_records,
     )
     with LiveProgress(TrimmedConsole(stderr=True, highlight=False)) as progress:
         result = probe(config, pid=pid, capture=not no_capture, on_progress=progress)

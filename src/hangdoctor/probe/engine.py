@@ -45,6 +45,7 @@ from hangdoctor.probe.clock import ClockConfig, describe_error
 from hangdoctor.probe.clock_process import ClockProcess
 from hangdoctor.probe.errors import ProbeError, describe_connect_error
 from hangdoctor.probe.resources import SAMPLE_EVERY_S, SETTLE_S, ResourceWatch
+from hangdoctor.probe.server_records import RecordFollower, check_records_file
 from hangdoctor.probe.server_view import ServerView, ServerWatch, metrics_target
 from hangdoctor.probe.sse_client import Exchange, ResponseHead, build_request, open_exchange
 from hangdoctor.probe.target import Endpoint, parse_request, parse_target, request_path
@@ -260,6 +261,7 @@ class _Run:
         self.resources: ResourceWatch | None = None  # the server's threads and fds, if known
         self._resource_task: asyncio.Task[None] | None = None
         self.server: ServerWatch | None = None  # the runtime's metrics inside the server
+        self.records: RecordFollower | None = None  # the records it appends (--server-records)
 
     # -- clock -------------------------------------------------------------
 
@@ -363,6 +365,7 @@ class _Run:
         senders: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
         scraper: asyncio.Task[None] | None = None
+        reader: asyncio.Task[None] | None = None
         try:
             self.t0 = time.monotonic()
             started_at = time.time()
@@ -377,6 +380,8 @@ class _Run:
             if self.server is not None:
                 # until the very end: a stall in the last health requests is seen from inside too
                 scraper = asyncio.create_task(self.server.run(lambda: not self._stopping))
+            if self.records is not None:
+                reader = asyncio.create_task(self.records.run(lambda: not self._stopping))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
             self._draining = True
@@ -403,6 +408,7 @@ class _Run:
                     *self._request_tasks,
                     *([ticker] if ticker else []),
                     *([scraper] if scraper else []),
+                    *([reader] if reader else []),
                 ]
             )
         if self.on_progress is not None:
@@ -882,6 +888,14 @@ async def _server_watch(
     return None, ServerView(url=target.url, note=note)
 
 
+async def _with_records(run: _Run, view: ServerView | None, started_at: float) -> ServerView | None:
+    """The server's view with the records it wrote during the run, read one last time."""
+    if run.records is None:
+        return view
+    await asyncio.to_thread(run.records.poll)  # what was written in the run's last moments
+    return run.records.into(view, started_at)
+
+
 async def run_probe(
     config: ProbeConfig,
     *,
@@ -898,6 +912,9 @@ async def run_probe(
     the service cannot be probed.
     """
     endpoint, health_path, stream_paths, requests = _validate(config)
+    if config.server_records is not None:
+        # a stat and an open: off the loop, a file on a hung network disk included
+        await asyncio.to_thread(check_records_file, config.server_records)
     config = replace(config, requests=requests)
     _ensure_fds(config.clients + len(requests) * MAX_REQUESTS_IN_FLIGHT + 64)
     run = _Run(config, endpoint, health_path, stream_paths, on_progress)
@@ -906,6 +923,9 @@ async def run_probe(
     catcher, notes = _catcher(run, endpoint, pid, capture)  # hangdoctor: ignore[HD205]
     run.resources = _resource_watch(run, endpoint, pid, catcher, notes)  # hangdoctor: ignore[HD205]
     run.server, server_view = await _server_watch(run, endpoint)
+    if config.server_records is not None:
+        run.records = RecordFollower(config.server_records)
+        await asyncio.to_thread(run.records.start)  # where the file ends before the run
     if run.resources is not None:
         run.resources.sample("before", 0)  # hangdoctor: ignore[HD205]
     started_at, elapsed = await run.execute(catcher)
@@ -945,7 +965,9 @@ async def run_probe(
         request_stats=request_stats,
         requests=sent,
         diagnosis_kind=shown.kind if shown else None,
-        server_view=run.server.view() if run.server is not None else server_view,
+        server_view=await _with_records(
+            run, run.server.view() if run.server is not None else server_view, started_at
+        ),
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "SCRAPE_EVERY_S",
     "MetricsTarget",
     "ServerEvent",
+    "ServerRecord",
     "ServerSample",
     "ServerView",
     "ServerWatch",
@@ -86,17 +87,56 @@ class ServerEvent:
 
 
 @dataclass(frozen=True)
-class ServerView:
-    """What the server's runtime reported during the run, or why there is nothing."""
+class ServerRecord:
+    """A stall or stuck-request record the server's runtime wrote (`watch --out`), placed exactly.
 
-    url: str
+    Kept apart from `ServerEvent`: an event is a counter's rise, placed by estimate and
+    without a line; a record carries the runtime's own wall-clock moment, the user's
+    file:line and the request, so it is drawn and read as exact (see server_records.py).
+    """
+
+    kind: str  # "stall" or "stuck"
+    code: str  # catalog code, e.g. HD201
+    name: str  # the catalog entry's name
+    t: float  # on the probe's axis: when a stall began (`started_at`), or a stuck one was seen
+    blocked_for_s: float | None  # a stall: how long the loop did not run
+    waiting_s: float | None  # a stuck episode: how long the task's await had not moved
+    file: str
+    line: int
+    function: str
+    request: str | None  # "METHOD /route" it served, with the middleware
+    waits_on: str | None  # what the loop (a stall) or the task (stuck) waited on
+    task: str | None  # a stuck episode: the waiting task's name
+    pid: int
+    message: str  # one sentence, as `diagnose` words it
+
+    @property
+    def t_end(self) -> float:
+        return self.t + (self.blocked_for_s or 0.0) if self.kind == "stall" else self.t
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """What the server's runtime reported during the run, or why there is nothing.
+
+    Two sources, either or both: its metrics (`url`, `samples`, `events`, `missed`; url
+    None when they were not read) and the records it appended to a file
+    (`records_file`, `records`; see server_records.py).
+    """
+
+    url: str | None
     samples: tuple[ServerSample, ...] = ()
     events: tuple[ServerEvent, ...] = ()
     missed: tuple[float, ...] = ()  # scrapes sent at these times got no answer in time
     note: str | None = None  # one sentence when the server has no runtime to read
+    records_file: str | None = None  # --server-records: the JSON Lines file followed
+    records: tuple[ServerRecord, ...] = ()  # what it gained during the run, by time
+    records_skipped: int = 0  # lines of it that were not stall or stuck records
+    records_note: str | None = None  # one sentence on those lines, or on the file itself
 
     @property
     def available(self) -> bool:
+        """The metrics were read: there is a time series to draw."""
         return bool(self.samples)
 
 

@@ -98,6 +98,9 @@ class ProbeConfig:
     # the runtime's metrics inside the server: "auto" (<url>/metrics if it serves them),
     # "off", a path, or a URL (see server_view)
     server_metrics: str = "auto"
+    # a JSON Lines file of stall and stuck records the server appends (`watch --out`), followed
+    # during the run (see server_records); None: not read
+    server_records: str | None = None
 
 
 @dataclass(frozen=True)

@@ -817,21 +817,39 @@ def _server_card(result: ProbeResult, key: str = "") -> str:
     head = head.format(key)
     if view is None:
         return ""
-    if not view.available:
+    body: list[str] = []
+    if view.available:
+        body.append(
+            f'<p class="hint">From inside the server: its hangdoctor runtime, read from '
+            f"{_e(view.url)} every quarter second, on the health chart's time axis. Loop lag is "
+            "the slowest heartbeat since the previous read (the upper bound of its histogram "
+            "bucket); a red span is a stall the watchdog reported, with its catalog code; a "
+            "cross is a read that got no answer in time (the loop that serves it was not "
+            "running). A stall's late heartbeat is counted once the loop runs again, so its "
+            "lag shows at or just after the span.</p>"
+        )
+    elif view.url is not None:
         sentence = view.note or f"{view.url} gave no answer during the run."
-        return f'{head}<p class="server-none">{_e(sentence)}</p></section>'
-    hint = (
-        f"From inside the server: its hangdoctor runtime, read from {_e(view.url)} every "
-        "quarter second, on the health chart's time axis. Loop lag is the slowest heartbeat "
-        "since the previous read (the upper bound of its histogram bucket); a red span is a "
-        "stall the watchdog reported, with its catalog code; a cross is a read that got no "
-        "answer in time (the loop that serves it was not running). A stall's late heartbeat "
-        "is counted once the loop runs again, so its lag shows at or just after the span."
-    )
-    return (
-        f'{head}<p class="hint">{hint}</p>'
-        f'<div class="chart-wrap">{_server_svg(result, key)}</div></section>'
-    )
+        body.append(f'<p class="server-none">{_e(sentence)}</p>')
+    if view.records_file is not None:
+        body.append(
+            f'<p class="hint">Recorded by the server: the stall and stuck records its runtime '
+            f"appended to <code>{_e(view.records_file)}</code> during the run, each placed "
+            "exactly from the moment the runtime wrote in it (a stall from when the loop "
+            "stopped, for as long as it stopped; a stuck request when it was seen), with its "
+            "catalog code and the line of code.</p>"
+        )
+        if not view.records:
+            body.append(
+                '<p class="server-records-none">The server wrote no record during the run.</p>'
+            )
+        if view.records_note:
+            body.append(f'<p class="server-records-note">{_e(view.records_note)}</p>')
+    if view.available or view.records:
+        body.append(f'<div class="chart-wrap">{_server_svg(result, key)}</div>')
+    if view.records:
+        body.append(_records_table(view, key))
+    return f"{head}{''.join(body)}</section>"
 
 
 def _server_svg(result: ProbeResult, key: str = "") -> str:
@@ -859,31 +877,44 @@ def _server_svg(result: ProbeResult, key: str = "") -> str:
         ("RSS", [("server-rss", "RSS", _series(samples, "rss_bytes", 1 / 2**20))], mib),
     ]
     panels = [p for p in panels if any(points for _, _, points in p[1])]
-    lag_top = _TOP + 8  # room for the stall codes above it
-    lag_bottom = lag_top + _PANEL_H * 1.5
-    y = lag_bottom + _PANEL_GAP
-    height = y + len(panels) * (_PANEL_H + _PANEL_GAP) + 20
+    top = _TOP + 8  # room for the codes above the first panel
+    rec_top = top
+    if view.records:
+        top += _RECORD_LANE_H + _PANEL_GAP
+    lag_top = top
+    lag_bottom = lag_top + _PANEL_H * 1.5 if view.available else lag_top
+    y = lag_bottom + _PANEL_GAP if view.available else lag_top
+    height = y + len(panels) * (_PANEL_H + _PANEL_GAP) + 20 if view.available else y + 40
     stalls = [e for e in view.events if e.kind == "stall"]
     stuck = [e for e in view.events if e.kind == "stuck"]
+    recorded = [r for r in view.records if r.kind == "stall"]
+    if view.available:
+        told = f"{_plural(len(stalls), 'stall')} reported, {_plural(len(stuck), 'stuck episode')}"
+    else:
+        told = (
+            f"{_plural(len(recorded), 'stall')} recorded, "
+            f"{_plural(len(view.records) - len(recorded), 'stuck episode')}"
+        )
     parts = [
         f'<svg id="{key}server-timeline" class="timeline server-timeline" '
         f'viewBox="0 0 {_W:g} {height:g}" role="img" aria-labelledby="{key}server-title" '
         f'preserveAspectRatio="xMidYMid meet" data-samples="{len(samples)}" '
         f'data-stalls="{len(stalls)}" data-stuck="{len(stuck)}" '
-        f'data-missed="{len(view.missed)}">',
-        f'<title id="{key}server-title">What the server saw over {_secs(sc.t_max)}: '
-        f"{_plural(len(stalls), 'stall')} reported, {_plural(len(stuck), 'stuck episode')}"
-        "</title>",
+        f'data-missed="{len(view.missed)}" data-records="{len(view.records)}">',
+        f'<title id="{key}server-title">What the server saw over {_secs(sc.t_max)}: {told}</title>',
     ]
-    parts += _grid_x(sc, lag_top, height - 40)
-    parts += _lag_panel(sc, view, lag_top, lag_bottom)
-    for label, series, fmt in panels:
-        parts += _value_panel(sc, y, label, series, fmt)
-        y += _PANEL_H + _PANEL_GAP
-    for e in stalls:
-        parts.append(_server_event(sc, e.t_start, e.t, e.code, "stall", lag_top, height - 40))
-    for e in stuck:
-        parts.append(_server_event(sc, e.t, e.t, e.code, "stuck", lag_top, height - 40))
+    parts += _grid_x(sc, rec_top, height - 40)
+    if view.records:
+        parts += _records_lane(sc, view, rec_top)
+    if view.available:
+        parts += _lag_panel(sc, view, lag_top, lag_bottom)
+        for label, series, fmt in panels:
+            parts += _value_panel(sc, y, label, series, fmt)
+            y += _PANEL_H + _PANEL_GAP
+        for e in stalls:
+            parts.append(_server_event(sc, e.t_start, e.t, e.code, "stall", lag_top, height - 40))
+        for e in stuck:
+            parts.append(_server_event(sc, e.t, e.t, e.code, "stuck", lag_top, height - 40))
     step = _x_step(sc.t_max)
     for i in range(int(sc.t_max / step + 1e-9) + 1):
         parts.append(
@@ -896,6 +927,73 @@ def _server_svg(result: ProbeResult, key: str = "") -> str:
     )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+_RECORD_LANE_H = 40.0
+
+
+def _records_lane(sc: _Scale, view: ServerView, top: float) -> list[str]:
+    """The records the server wrote: each stall a span where its loop stopped, exactly."""
+    out = [
+        f'<rect class="plot-bg" x="{_LEFT:g}" y="{top:g}" width="{_RIGHT - _LEFT:g}" '
+        f'height="{_RECORD_LANE_H:g}"/>',
+        f'<text class="panel-note" x="{_RIGHT - 4:g}" y="{_num(top - 5)}" text-anchor="end">'
+        "recorded by the server: exact moments, code and line</text>",
+    ]
+    for i, r in enumerate(view.records):
+        x0, x1 = sc.x(r.t), sc.x(r.t_end)
+        width = max(x1 - x0, 2.0)
+        where = f"{r.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{r.line}"  # the name: room
+        label_y = top + 14 + (i % 2) * 14  # neighbours alternate rows, so labels stay readable
+        right = x0 > (_LEFT + _RIGHT) / 2
+        if r.kind == "stall":
+            tip = (
+                f"{r.code} {r.name}: the loop stopped for {_latency(r.blocked_for_s or 0.0)} "
+                f"from {r.t:.2f} s, at {_location(r.file, r.line)} in {r.function}"
+            )
+        else:
+            tip = (
+                f"{r.code} {r.name}: a request stuck on a healthy loop, seen at {r.t:.2f} s, "
+                f"at {_location(r.file, r.line)} in {r.function}"
+            )
+        if r.waits_on:
+            tip += f", waiting on {r.waits_on}"
+        if r.request:
+            tip += f", during {r.request}"
+        out.append(
+            f'<g class="server-record server-record-{r.kind}" data-kind="{r.kind}" '
+            f'data-code="{_e(r.code)}" data-file="{_e(r.file)}" data-line="{r.line}" '
+            f'data-t-start="{r.t:.3f}" data-t-end="{r.t_end:.3f}">'
+            f'<rect class="server-record-span" x="{_num(x0)}" y="{top + 2:g}" '
+            f'width="{_num(width)}" height="{_RECORD_LANE_H - 4:g}"/>'
+            f'<text class="server-record-label" x="{_num(x1 + 4 if not right else x0 - 4)}" '
+            f'y="{label_y:g}" text-anchor="{"end" if right else "start"}">'
+            f'<tspan class="server-code">{_e(r.code)}</tspan> {_e(where)}</text>'
+            f"<title>{_e(tip)}</title></g>"
+        )
+    return out
+
+
+def _records_table(view: ServerView, key: str = "") -> str:
+    """The records as rows: the full file:line, the request, what it waited on."""
+    rows = []
+    for r in view.records:
+        long = r.blocked_for_s if r.kind == "stall" else r.waiting_s
+        rows.append(
+            f'<tr data-code="{_e(r.code)}"><td>{r.t:.2f} s</td><td>{_e(r.kind)}</td>'
+            f"<td><code>{_e(r.code)}</code> {_e(r.name)}</td>"
+            f"<td><code>{_e(_location(r.file, r.line))}</code> in "
+            f"<code>{_e(r.function)}</code></td>"
+            f"<td>{_latency(long) if long is not None else '-'}</td>"
+            f"<td>{_e(r.request or '-')}</td><td>{_e(r.waits_on or '-')}</td></tr>"
+        )
+    return (
+        f'<table class="stats server-records" id="{key}server-records"><caption>Records the '
+        "server wrote during the run (t: seconds since the probe started)</caption>"
+        '<tr><th scope="col">t</th><th scope="col">kind</th><th scope="col">code</th>'
+        '<th scope="col">where</th><th scope="col">how long</th><th scope="col">request</th>'
+        f'<th scope="col">waiting on</th></tr>{"".join(rows)}</table>'
+    )
 
 
 _Fmt = Callable[[float], str]

@@ -29,6 +29,7 @@ __all__ = [
 
 _PLAIN_EVERY_S = 5.0
 _MAX_STALLS_SHOWN = 5
+_MAX_RECORDS_SHOWN = 20
 
 
 def format_seconds(value: float | None) -> str:
@@ -347,6 +348,42 @@ def _stalls(result: ProbeResult) -> RenderableType:
     return Group(*parts)
 
 
+def _server_records(result: ProbeResult) -> RenderableType | None:
+    """--server-records: a line per stall or stuck record the server wrote during the run."""
+    view = result.server_view
+    if view is None or view.records_file is None:
+        return None
+    records = view.records
+    stalls = sum(r.kind == "stall" for r in records)
+    head = Text("server records", style="bold")
+    head.append(
+        f"  {stalls} stall(s), {len(records) - stalls} stuck episode(s) written to "
+        f"{view.records_file} during the run"
+    )
+    parts: list[RenderableType] = [head]
+    for r in records[:_MAX_RECORDS_SHOWN]:
+        line = Text(f"  t={r.t:.2f} s  ")
+        line.append(r.code, style="bold red")
+        if r.kind == "stall":
+            line.append(f" stall {format_seconds(r.blocked_for_s)}")
+        else:
+            line.append(" stuck" + (f" {r.waiting_s:.1f} s" if r.waiting_s is not None else ""))
+        line.append(f" at {r.file}:{r.line}", style="bold")
+        line.append(f" in {r.function}")
+        if r.waits_on:
+            line.append(f", waiting on {r.waits_on}")
+        if r.request:
+            line.append(f" during {r.request}")
+        parts.append(line)
+    if len(records) > _MAX_RECORDS_SHOWN:
+        parts.append(Text(f"  ... {len(records) - _MAX_RECORDS_SHOWN} more", style="dim"))
+    if view.records_note:
+        note = Text("note: ", style="bold yellow")
+        note.append(view.records_note)
+        parts.append(note)
+    return Group(*parts)
+
+
 def render_summary(result: ProbeResult, *, width: int | None = None) -> RenderableType:
     """The end of a run: what was probed, the verdict, percentiles, stalls, streams, diagnosis."""
     parts: list[RenderableType] = [
@@ -360,6 +397,9 @@ def render_summary(result: ProbeResult, *, width: int | None = None) -> Renderab
         parts.append(_requests_table(result))
     if not result.config.requests or result.config.clients or result.streams:
         parts.append(_streams_line(result))  # no stream clients to speak of beside requests
+    records = _server_records(result)
+    if records is not None:
+        parts.append(records)
     parts.append(Text())
     if result.diagnosis is not None:
         # rich.syntax and the catalog load only when there is a diagnosis to draw
