@@ -48,11 +48,14 @@ class ClockProcess:
     async def start(self) -> None:
         """Start the child and wait until it has imported what it needs."""
         loop = asyncio.get_running_loop()
-        self._proc = subprocess.Popen(
+        # once, before anything is timed: the fork and exec hold this loop a few ms, and
+        # only the probe's own requests wait on it (asyncio's subprocess API would need a
+        # child watcher and a transport for what is a pipe read by hand below)
+        self._proc = subprocess.Popen(  # hangdoctor: ignore[HD204]
             [sys.executable, "-m", "hangdoctor.probe.clock"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=_child_env(),
+            env=_child_env(),  # hangdoctor: ignore[HD205]
         )
         assert self._proc.stdout is not None
         os.set_blocking(self._proc.stdout.fileno(), False)

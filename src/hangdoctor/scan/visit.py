@@ -1513,6 +1513,8 @@ class _FileAnalyzer:
         name = canonical(target)
         code = self.kb.call_code(name)
         if code is not None:
+            if code == "HD205" and _kernel_file(node):
+                nonblocking = True
             if not nonblocking:
                 events.append(Event(code, line, col, name, text, "call"))
         elif self._project_candidate(name):
@@ -1748,3 +1750,27 @@ def file_facts(
     analyzer = _FileAnalyzer(tree, lines, module, is_package, knowledge)
     root = analyzer.build()
     return analyzer.facts(root)
+
+
+# Files the kernel answers from memory: reading /proc or /sys, or writing /dev/null, never
+# waits for a disk, so such a call is no HD205 (a watchdog reading /proc/self/... is fine).
+_KERNEL_FILES = ("/proc/", "/sys/")
+_NULL_DEVICE = "/dev/null"
+
+
+def _kernel_file(node: ast.Call) -> bool:
+    """The call's path (first argument, or `file=`/`path=`) is literally in /proc, /sys or
+    /dev/null: a string, or an f-string whose text starts there (`f"/proc/{pid}/stat"`)."""
+    arg: ast.expr | None = node.args[0] if node.args else None
+    if arg is None:
+        arg = next((kw.value for kw in node.keywords if kw.arg in ("file", "path")), None)
+    lead: object = None
+    if isinstance(arg, ast.Constant):
+        lead = arg.value
+    elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        lead = arg.values[0].value
+    if not isinstance(lead, str):
+        return False
+    if isinstance(arg, ast.Constant) and lead == _NULL_DEVICE:
+        return True
+    return lead.startswith(_KERNEL_FILES)
