@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.gil import PATTERN, backtracking_length
@@ -137,7 +138,13 @@ CASES = [
 def test_each_cause_is_named_at_its_line(
     body: Callable[[], Awaitable[None]], code: str, marker: str, state: str
 ) -> None:
-    record = _one(_run(body))
+    for _ in range(3):
+        record = _one(_run(body))
+        if record.line != 0:
+            break
+        # a monitor preempted through the whole stall saw none of it: the record says so
+        # (test_a_stall_the_monitor_never_saw_names_no_line); another run will see it
+        assert (record.file, record.function) == ("?", "?"), record
     lines = {_line_of(marker)}
     if code == "HD501":  # CPU work is caught on any line of the loop that does it
         lines.add(_line_of(marker) + 1)
@@ -194,6 +201,39 @@ def test_healthy_loop_under_steady_load_reports_nothing() -> None:
         await asyncio.gather(*(client(i) for i in range(50)))
 
     assert _run(load) == []
+
+
+class _LateMonitor(LoopWatchdog):
+    """A watchdog whose monitor thread is held up through the first stall it catches, as the
+    OS scheduler of a loaded machine can: its first capture happens after the stall."""
+
+    late = True
+
+    def _capture(self, then: Any) -> Any:
+        if self.late:
+            self.late = False
+            time.sleep(BLOCK + 0.2)
+        return super()._capture(then)
+
+
+def test_a_stall_the_monitor_never_saw_names_no_line() -> None:
+    """Read only once the loop waited in its selector again, the loop thread's stack is the
+    idle loop's: its only user frame is the caller of asyncio.run(), which was blamed
+    (HD900 or HD501 "in _run at test_watchdog.py:55" on CI). The record now says the
+    stall was not seen, with its measured length and the CPU verdict."""
+
+    async def main() -> list[StallRecord]:
+        async with _LateMonitor(THRESHOLD, log=False) as dog:
+            await asyncio.sleep(0.05)
+            await _cpu_on_loop()
+            await asyncio.sleep(0.05)
+        return list(dog.records)
+
+    record = _one(asyncio.run(main()))
+    assert (record.file, record.line, record.function) == ("?", 0, "?"), record
+    assert record.code == "HD501" and record.state == "busy"  # it wanted the CPU throughout
+    assert "before its stack could be captured" in " ".join(record.notes)
+    assert record.duration >= BLOCK / 2
 
 
 def test_gil_holding_c_call_is_reported_with_its_duration_and_line() -> None:

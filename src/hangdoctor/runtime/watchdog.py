@@ -446,7 +446,8 @@ class LoopWatchdog:
             self._drain(last, now)
             self._send_stuck()
             if self._stopping.is_set():
-                self._drain(last, self._read(), peek=peek)  # a stall that ended in stop()
+                # a stall that ended in stop(), or just before it, unseen
+                self._drain(last, self._read(), peek=peek, stopping=True)
                 return
             due = self._due
             overdue = now.at - due > self.threshold - self._early
@@ -463,7 +464,12 @@ class LoopWatchdog:
             self._readings.append(now)
 
     def _drain(
-        self, last: _Reading, now: _Reading, *, peek: tuple[Frame, ...] | None = None
+        self,
+        last: _Reading,
+        now: _Reading,
+        *,
+        peek: tuple[Frame, ...] | None = None,
+        stopping: bool = False,
     ) -> None:
         """Pass the measured lags on; report a stall that ended unseen.
 
@@ -472,10 +478,11 @@ class LoopWatchdog:
         or the process was stopped, or this thread waited for a CPU all that time
         (then the loop did too: a process starved of CPU, not a cause in its code).
 
-        A stall that ended in `stop()` is looked at after the loop went on: its stack
-        now is the caller of `stop()`, not the stall's. `peek` (read the moment this
-        thread got the GIL back) stands in for it when there is one; else the line
-        is unknown.
+        When the watchdog is `stopping`, the loop has gone on past `stop()`: its stack
+        now is `stop()`'s caller's (or asyncio.run's), never a stall's. A stall that
+        ended in `stop()` is shown with `peek` (the stack read the moment this thread
+        got the GIL back) when there is one; any other, and one without `peek`, with
+        its line unknown.
         """
         while self._lags:
             due, late, end = self._lags.popleft()
@@ -497,8 +504,9 @@ class LoopWatchdog:
             if not _on_cpu(then, now):
                 continue  # the loop thread was not on the CPU: the process was stopped
             snap, _ = self._capture(then)
-            if due == self._stopped_in:
-                snap = _with_loop_thread(snap, self._loop_ident, frames=peek or ())
+            if stopping:
+                seen = peek if due == self._stopped_in and peek else ()
+                snap = _with_loop_thread(snap, self._loop_ident, frames=seen)
             record = self._record([snap], late, _wall(due), now.at - due, None, None)
             if record is not None:
                 self._report(_held_gil_record(record))
@@ -613,7 +621,12 @@ class LoopWatchdog:
             self._report_starved(duration, use)
             return None
         notes: list[str] = []
-        if finding is None:
+        if finding is None and _loop_idle(samples[-1], self._loop_ident):
+            # read only once the loop ran again (this thread was preempted through the whole
+            # stall): the stack is the idle loop's, and asyncio.run's caller is no cause
+            finding = _unseen_finding(use)
+            notes.append("The stall ended before its stack could be captured.")
+        elif finding is None:
             finding = self._fallback_finding(samples[-1])
             if finding.code == "HD900" and finding.function == "?":
                 notes.append("The stall ended before its stack could be captured.")
@@ -1082,6 +1095,31 @@ def _loop_ran(then: _Reading, now: _Reading) -> bool:
 
 def _loop_thread(snap: Snapshot, ident: int) -> Thread | None:
     return next((t for t in snap.threads if t.ident == ident), None)
+
+
+def _loop_idle(snap: Snapshot, ident: int) -> bool:
+    """The loop thread of `snap` waits in its selector (or runs no loop frame we know)."""
+    thread = next((t for t in snap.threads if t.ident == ident), None)
+    view = None if thread is None else loop_view(thread)
+    return view is not None and view.idle
+
+
+def _unseen_finding(use: CpuUse | None) -> Finding:
+    """A stall none of whose samples shows it: its length is known, its line is not.
+
+    CPU work if the loop thread wanted the CPU through it (HD501), else unknown (HD900).
+    """
+    busy = use is not None and cpu_rule.cpu_bound(use)
+    rule = get_rule("HD501" if busy else "HD900")
+    what = "CPU work" if busy else "Something"
+    return Finding(
+        code=rule.code,
+        message=f"{what} stalled the loop; it ran again before its stack could be read.",
+        file="?",
+        line=0,
+        function="?",
+        state=LoopState.BUSY if busy else LoopState.BLOCKED,
+    )
 
 
 def _with_loop_thread(snap: Snapshot, ident: int, **changes: Any) -> Snapshot:
