@@ -8,10 +8,11 @@ those inside functions included.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.imports import imported_modules
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hangdoctor"
 
@@ -25,28 +26,6 @@ def _module_name(path: Path) -> str:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
-
-
-def imported_modules(source: str, module: str, *, is_package: bool = False) -> set[str]:
-    """Every module `source` imports, relative imports resolved against `module`.
-
-    `from a import b` counts as both `a` and `a.b`: b may be a submodule.
-    """
-    package = module if is_package else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base_parts = package.split(".")
-                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
-                base = ".".join(base_parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
 
 
 def _reaches_up(name: str) -> bool:

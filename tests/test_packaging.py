@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.imports import imported_modules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,49 +75,16 @@ def _module_file(module: str) -> str | None:
     return None
 
 
-def _optional(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """An import that may fail: in a `try` that catches ImportError, or for type checkers."""
-    child, parent = node, parents.get(node)
-    while parent is not None:
-        if isinstance(parent, ast.Try) and child in parent.body:
-            caught = {
-                n.id
-                for h in parent.handlers
-                for n in ast.walk(h.type or ast.Pass())
-                if isinstance(n, ast.Name)
-            }
-            if caught & {"ImportError", "ModuleNotFoundError"}:
-                return True
-        if isinstance(parent, ast.If) and "TYPE_CHECKING" in ast.unparse(parent.test):
-            return child in parent.body
-        child, parent = parent, parents.get(parent)
-    return False
-
-
 def _imports(file: str) -> set[str]:
-    """Every module `file` must import, at any depth (inside functions too), absolute names.
-
-    Imports that may fail (guarded by `except ImportError`, or under TYPE_CHECKING) are
-    left out: the code goes on without them.
-    """
-    tree = ast.parse((SRC.parent / file).read_text(encoding="utf-8"))
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    package = file.rsplit("/", 1)[0].replace("/", ".")
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Import, ast.ImportFrom)) or _optional(node, parents):
-            continue
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-            continue
-        base = node.module or ""
-        if node.level:
-            up = package.split(".")[: len(package.split(".")) - node.level + 1]
-            base = ".".join([*up, base] if base else up)
-        found.add(base)
-        # `from hangdoctor.runtime import stall` imports a module, not a name
-        found |= {f"{base}.{alias.name}" for alias in node.names}
-    return found
+    """Every module `file` must import (see `imported_modules`, `required_only`)."""
+    path = SRC.parent / file
+    module = file.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    return imported_modules(
+        path.read_text(encoding="utf-8"),
+        module,
+        is_package=path.name == "__init__.py",
+        required_only=True,
+    )
 
 
 def test_each_file_belongs_to_exactly_one_distribution() -> None:

@@ -1098,8 +1098,8 @@ def _loop_thread(snap: Snapshot, ident: int) -> Thread | None:
 
 
 def _loop_idle(snap: Snapshot, ident: int) -> bool:
-    """The loop thread of `snap` waits in its selector (or runs no loop frame we know)."""
-    thread = next((t for t in snap.threads if t.ident == ident), None)
+    """The loop thread of `snap` waits in its selector (False when no loop frame is known)."""
+    thread = _loop_thread(snap, ident)
     view = None if thread is None else loop_view(thread)
     return view is not None and view.idle
 
@@ -1140,11 +1140,7 @@ def _until_it_ran(samples: list[Snapshot], loop_ident: int) -> list[Snapshot]:
     stall, and as the last sample it would make the loop look idle and the cause unknown.
     """
     kept = list(samples)
-    while len(kept) > 1:
-        thread = next((t for t in kept[-1].threads if t.ident == loop_ident), None)
-        view = None if thread is None else loop_view(thread)
-        if view is None or not view.idle:
-            break
+    while len(kept) > 1 and _loop_idle(kept[-1], loop_ident):
         kept.pop()
     return kept
 

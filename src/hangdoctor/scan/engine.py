@@ -189,7 +189,7 @@ def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
 
 def pool_start_method() -> str:
     """How worker processes are started here (`bench/scan.py` starts its floor alike)."""
-    return _pool_context().get_start_method()
+    return pool_context().get_start_method()
 
 
 def _single_threaded() -> bool:
@@ -202,10 +202,6 @@ def _single_threaded() -> bool:
 
 def pool_context() -> multiprocessing.context.BaseContext:
     """How to start worker processes here (`hangdoctor.fix.marks` starts its own alike)."""
-    return _pool_context()
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     # fork: the workers start at once, with everything already imported (a forkserver
     # first starts an interpreter and imports the scanner again, a quarter of a second
@@ -259,7 +255,7 @@ def _run_jobs(
         payloads.append((extras, methods, limit, [jobs[i][:4] for i in indices]))
     out: list[FileFacts | FileProblem | None] = [None] * len(jobs)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
             for indices, results in zip(batches, pool.map(_parse_batch, payloads), strict=True):
                 for i, result in zip(indices, results, strict=True):
                     out[i] = result
