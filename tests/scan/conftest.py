@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,14 @@ def phase_markers(path: Path) -> set[tuple[int, str, str]]:
         if m:
             out.update((number, c.strip(), m.group(1)) for c in m.group(2).split(","))
     return out
+
+
+def installed(name: str) -> Path | None:
+    """The source folder of an installed package, or None."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def run_scan(

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from hangdoctor.scan import ScanConfig, ScanOptions, scan_paths
+from tests.scan.conftest import installed
 
 PACKAGES = ["fastapi", "starlette", "uvicorn", "httpx", "httpcore", "anyio", "aiohttp"]
-
-
-def _location(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @pytest.mark.parametrize("name", PACKAGES)
 def test_real_package(name: str) -> None:
     """The package scans without a crash or an unreadable file, in worker processes."""
-    folder = _location(name)
+    folder = installed(name)
     if folder is None:
         pytest.skip(f"{name} is not installed")
     result = scan_paths(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hangdoctor.scan import ScanConfig, ScanOptions, scan_paths
-from tests.scan.conftest import run_scan
+from tests.scan.conftest import installed, run_scan
 
 Write = Callable[[dict[str, str]], Path]
 
@@ -64,18 +63,11 @@ def refresh(name):
     assert "held across `requests.get`" in message and "worker.py:7" in message
 
 
-def _installed(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def test_fastapi_and_anyio_short_sections_are_gone() -> None:
     """The reviewed alarms: anyio's `get_selector()` holds its lock for a check and an
     assignment (gone); fastapi's telemetry lock is held long, but only when the ASGI
     lifespan starts (shown apart, as startup); anyio's `thread.join()` stays."""
-    fastapi, anyio = _installed("fastapi"), _installed("anyio")
+    fastapi, anyio = installed("fastapi"), installed("anyio")
     if fastapi is None or anyio is None:
         pytest.skip("fastapi and anyio are not installed")
     site = fastapi.parent

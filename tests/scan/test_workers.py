@@ -74,7 +74,7 @@ def test_a_batch_leaves_the_garbage_collector_on(tmp_path: Path) -> None:
     missing = tmp_path / "missing.py"
     files = [(str(good), "good.py", "good", False), (str(missing), "missing.py", "missing", False)]
     assert gc.isenabled()
-    results = _parse_batch(((), (), 1 << 20, files))
+    results = _parse_batch(((), (), 1 << 20, True, files))
     assert gc.isenabled()
     assert [type(r).__name__ for r in results] == ["FileFacts", "FileProblem"]
 

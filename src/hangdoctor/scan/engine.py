@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from hangdoctor.scan.files import (
     facts_from_bytes,
     too_large,
 )
-from hangdoctor.scan.graph import RawFinding, find
+from hangdoctor.scan.graph import Demand, RawFinding, find
 from hangdoctor.scan.knowledge import Knowledge, build_knowledge
 from hangdoctor.scan.result_cache import ResultCache, tree_key
 from hangdoctor.scan.suppress import is_suppressed
@@ -49,6 +50,9 @@ class ScanOptions:
     ignore: tuple[str, ...] = ()  # added to the config's ignore
     cache_dir: Path | None = None  # default: .hangdoctor_cache in the project root
     fail_on_startup: bool = False  # findings in startup/shutdown code count for the exit status
+    # analyse a file only once async code can reach it (`files.may_matter`, `graph.Demand`):
+    # the same findings, at a fraction of the cost; False analyses every file up front
+    defer: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,10 +136,17 @@ class ScanResult:
 # ---- parsing, in this process or in workers ----------------------------------------
 
 _worker_knowledge: dict[tuple[tuple[str, str], ...], Knowledge] = {}
-_Job = tuple[str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int]
-# (blocking calls, blocking methods, size limit, [(path, display, module, is_package)])
+# (path, display, module, is_package, blocking calls, blocking methods, size limit, whole)
+_Job = tuple[
+    str, str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int, bool
+]
+# (blocking calls, blocking methods, size limit, whole, [(path, display, module, is_package)])
 _Batch = tuple[
-    tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int, list[tuple[str, str, str, bool]]
+    tuple[tuple[str, str], ...],
+    tuple[tuple[str, str], ...],
+    int,
+    bool,
+    list[tuple[str, str, str, bool]],
 ]
 _BATCHES_PER_WORKER = 16
 
@@ -153,7 +164,7 @@ def _knowledge_for(
 
 def _parse_job(job: _Job) -> FileFacts | FileProblem:
     """Read and analyse one file (runs in a worker process); never raises."""
-    path, display, module, is_package, extras, methods, limit = job
+    path, display, module, is_package, extras, methods, limit, whole = job
     try:
         with open(path, "rb") as fh:
             raw = fh.read(limit + 1)  # a file that grew since it was measured stays bounded
@@ -165,14 +176,14 @@ def _parse_job(job: _Job) -> FileFacts | FileProblem:
         return FileProblem(display, f"cannot be read ({exc.strerror}).")
     try:
         kb = _knowledge_for(extras, methods)
-        return facts_from_bytes(raw, display, module, is_package, kb, max_bytes=limit)
+        return facts_from_bytes(raw, display, module, is_package, kb, limit, whole=whole)
     except Exception as exc:  # a scanner bug must not lose the rest of the scan
         return FileProblem(display, f"could not be analysed ({type(exc).__name__}: {exc}).")
 
 
 def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
     """Read and analyse a batch of files (runs in a worker process); never raises."""
-    extras, methods, limit, files = batch
+    extras, methods, limit, whole, files = batch
     out: list[FileFacts | FileProblem] = []
     for f in files:
         # A file's tree is a few hundred thousand objects, all alive until its facts are
@@ -181,7 +192,7 @@ def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
         # one file at a time, so whatever cycles a file leaves are collected after it.
         gc.disable()
         try:
-            out.append(_parse_job((*f, extras, methods, limit)))
+            out.append(_parse_job((*f, extras, methods, limit, whole)))
         finally:
             gc.enable()
     return out
@@ -251,8 +262,8 @@ def _run_jobs(
     batches = _batches(sizes, workers)
     payloads: list[_Batch] = []
     for indices in batches:
-        extras, methods, limit = jobs[indices[0]][4:]
-        payloads.append((extras, methods, limit, [jobs[i][:4] for i in indices]))
+        extras, methods, limit, whole = jobs[indices[0]][4:]
+        payloads.append((extras, methods, limit, whole, [jobs[i][:4] for i in indices]))
     out: list[FileFacts | FileProblem | None] = [None] * len(jobs)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
@@ -342,43 +353,46 @@ def _scan(
         else:
             todo.append(i)
     extras, methods = config.blocking_calls, config.blocking_methods
-    jobs: list[_Job] = [
-        (
-            str(files[i].path),
-            files[i].display,
-            files[i].module,
-            files[i].is_package,
-            extras,
-            methods,
-            limit,
-        )
-        for i in todo
-    ]
     workers = options.jobs if options.jobs is not None else (os.cpu_count() or 1)
-    results, used = _run_jobs(jobs, workers, [sizes[i] for i in todo])
-    for i, result in zip(todo, results, strict=True):
-        facts[i] = result
-        key = keys[i]
-        if cache is not None and key is not None:
-            cache.put(key, result)
+
+    def run(indices: Sequence[int], whole: bool) -> int:
+        """Parse (and analyse) these files, in workers when there are enough of them."""
+        jobs: list[_Job] = [
+            (
+                str(files[i].path),
+                files[i].display,
+                files[i].module,
+                files[i].is_package,
+                extras,
+                methods,
+                limit,
+                whole,
+            )
+            for i in indices
+        ]
+        results, used = _run_jobs(jobs, workers, [sizes[i] for i in indices])
+        for i, result in zip(indices, results, strict=True):
+            facts[i] = result
+            key = keys[i]
+            if cache is not None and key is not None:
+                cache.put(key, result)
+        return used
+
+    used = run(todo, not options.defer)
+    if not options.defer:  # deferred facts from an earlier scan's cache: analysed now
+        run([i for i, f in enumerate(facts) if _deferred(f)], True)
+    findings, steps = _findings(files, facts, kb, config, options, lambda ix: run(ix, True))
     if cache is not None:
         cache.save()
-    parsed_facts: list[FileFacts | None] = []
     lines = 0
     file_problems: list[FileProblem] = []
     for i, f in enumerate(facts):
         if isinstance(f, FileFacts):
-            parsed_facts.append(f)
             lines += f.lines
-        else:
-            parsed_facts.append(None)
-            if f is not None:
-                # cached problems carry the display path of the run that found them
-                file_problems.append(
-                    FileProblem(files[i].display, f.message, f.line, f.col, f.kind)
-                )
+        elif f is not None:
+            # cached problems carry the display path of the run that found them
+            file_problems.append(FileProblem(files[i].display, f.message, f.line, f.col, f.kind))
     problems.extend(file_problems)
-    findings, steps = _findings(files, parsed_facts, kb, config, options)
     if reuse is not None and tree is not None:
         reuse.put(tree, _to_reuse(findings, steps, file_problems, lines))
     scanned = [isinstance(f, FileFacts) for f in facts]
@@ -515,13 +529,48 @@ def _from_cache(
     return cache.get(key)
 
 
+def _deferred(f: FileFacts | FileProblem | None) -> bool:
+    return isinstance(f, FileFacts) and f.deferred
+
+
+def _mentioning(
+    files: Sequence[SourceFile], indices: Sequence[int], names: set[str], limit: int
+) -> set[int]:
+    """The files among `indices` whose text names one of `names` (as a whole word)."""
+    # a pattern that starts with its text, not with `\b`, is searched for as fast as
+    # `str.find` (forty times faster); the character before is checked by hand
+    patterns = [(name, re.compile(re.escape(name) + r"(?!\w)")) for name in sorted(names)]
+    out: set[int] = set()
+    for i in indices:
+        try:
+            with open(files[i].path, "rb") as fh:
+                text = decode_source(fh.read(limit + 1))
+        except (OSError, ValueError):
+            out.add(i)  # changed since it was parsed: its analysis says what it is now
+            continue
+        if any(name in text and _word_at(pattern, text) for name, pattern in patterns):
+            out.add(i)
+    return out
+
+
+def _word_at(pattern: re.Pattern[str], text: str) -> bool:
+    for m in pattern.finditer(text):
+        before = text[m.start() - 1] if m.start() else " "
+        if not (before.isalnum() or before == "_"):
+            return True
+    return False
+
+
 def _findings(
     files: list[SourceFile],
-    facts: list[FileFacts | None],
+    facts: list[FileFacts | FileProblem | None],
     kb: Knowledge,
     config: ScanConfig,
     options: ScanOptions,
+    analyse: Callable[[list[int]], object],
 ) -> tuple[tuple[Finding, ...], dict[tuple[str, int, int, str], tuple[ChainStep, ...]]]:
+    """The findings, once every deferred file the search needs has been analysed
+    (`analyse` fills `facts` in); then the same as those of a whole analysis."""
     select = options.select if options.select is not None else config.select
     ignore = (*config.ignore, *options.ignore)
 
@@ -532,14 +581,33 @@ def _findings(
             return False
         return not any(p == "ALL" or code.startswith(p) for p in ignore)
 
-    tables = [dict(f.suppressions) if f is not None else {} for f in facts]
+    tables: list[dict[int, tuple[str, ...]]] = []
 
     def suppressed(index: int, line: int, code: str) -> bool:
         return is_suppressed(tables[index], line, code)
 
-    raw = find(
-        facts, kb, enabled=enabled, suppressed=suppressed, display=lambda i: files[i].display
-    )
+    searched: set[str] = set()  # names whose mentions were looked for
+    while True:
+        parsed = [f if isinstance(f, FileFacts) else None for f in facts]
+        tables[:] = [dict(f.suppressions) if f is not None else {} for f in parsed]
+        demand = Demand()
+        raw = find(
+            parsed,
+            kb,
+            enabled=enabled,
+            suppressed=suppressed,
+            display=lambda i: files[i].display,
+            demand=demand,
+        )
+        wanted = {i for i in demand.files if _deferred(facts[i])}
+        names = demand.names - searched
+        if names:
+            searched |= names
+            waiting = [i for i, f in enumerate(facts) if _deferred(f) and i not in wanted]
+            wanted |= _mentioning(files, waiting, names, config.max_file_size)
+        if not wanted:
+            break
+        analyse(sorted(wanted))
     kept: dict[tuple[int, int, int], RawFinding] = {}
     for r in raw:
         src = files[r.file_index]

@@ -28,6 +28,7 @@ __all__ = [
     "Lock",
     "Phase",
     "Sink",
+    "deferred_facts",
     "facts_from_json",
     "facts_to_json",
 ]
@@ -195,6 +196,33 @@ class FileFacts:
     # call of a sync function returns), "await" (an async def's), "yield" / "ayield" (what a
     # sync / async generator yields: a FastAPI dependency's value)
     returns: tuple[tuple[str, str, str], ...] = ()
+    # parsed (it has no syntax error) but not analysed yet: nothing in it names async code,
+    # so only a lookup from code that is analysed can make it matter (`engine`). Until
+    # then it has `classes`, `aliases`, `instances` and `defs` (`visit.file_index`)
+    deferred: bool = False
+    defs: tuple[str, ...] = ()  # deferred: the qualnames of its functions (nested ones aside)
+
+
+def deferred_facts(
+    module: str,
+    lines: int,
+    *,
+    defs: tuple[str, ...] = (),
+    classes: tuple[ClassInfo, ...] = (),
+    aliases: tuple[tuple[str, str], ...] = (),
+    instances: tuple[tuple[str, str], ...] = (),
+) -> FileFacts:
+    """The facts of a file parsed but left unanalysed until something looks into it."""
+    return FileFacts(
+        module=module,
+        functions=(),
+        classes=classes,
+        aliases=aliases,
+        instances=instances,
+        lines=lines,
+        deferred=True,
+        defs=defs,
+    )
 
 
 @dataclass(frozen=True)
@@ -331,6 +359,16 @@ def facts_to_json(facts: FileFacts | FileProblem) -> list[Any]:
     """Plain JSON arrays for the cache."""
     if isinstance(facts, FileProblem):
         return ["problem", facts.path, facts.message, facts.line, facts.col, facts.kind]
+    if facts.deferred:
+        return [
+            "deferred",
+            facts.module,
+            facts.lines,
+            list(facts.defs),
+            [[c.qualname, list(c.bases)] for c in facts.classes],
+            [list(a) for a in facts.aliases],
+            [list(i) for i in facts.instances],
+        ]
     return [
         "facts",
         facts.module,
@@ -353,6 +391,16 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
     if value[0] == "problem":
         _, path, message, line, col, kind = value
         return FileProblem(str(path), str(message), line, col, str(kind))
+    if value[0] == "deferred":
+        _, module, lines, defs, classes, aliases, instances = value
+        return deferred_facts(
+            str(module),
+            int(lines),
+            defs=tuple(str(d) for d in defs),
+            classes=_classes_back(classes),
+            aliases=tuple((str(a), str(b)) for a, b in aliases),
+            instances=tuple((str(a), str(b)) for a, b in instances),
+        )
     if value[0] != "facts":
         raise ValueError("not a facts record")
     (
@@ -374,7 +422,7 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         module=str(module),
         functions=tuple(_function_back(f) for f in functions),
         quiet=tuple(str(q) for q in quiet),
-        classes=tuple(ClassInfo(str(q), tuple(str(b) for b in bs)) for q, bs in classes),
+        classes=_classes_back(classes),
         aliases=tuple((str(a), str(b)) for a, b in aliases),
         instances=tuple((str(a), str(b)) for a, b in instances),
         sinks=tuple(Sink(str(g), str(s), int(ln), int(c)) for g, s, ln, c in sinks),
@@ -387,3 +435,7 @@ def facts_from_json(value: list[Any]) -> FileFacts | FileProblem:
         ),
         returns=tuple((str(q), str(h), str(t)) for q, h, t in returns),
     )
+
+
+def _classes_back(value: list[Any]) -> tuple[ClassInfo, ...]:
+    return tuple(ClassInfo(str(q), tuple(str(b) for b in bs)) for q, bs in value)

@@ -49,8 +49,9 @@ from pathspec import GitIgnoreSpec
 from hangdoctor.scan.config import DEFAULT_MAX_FILE_SIZE, ScanConfig, format_size
 from hangdoctor.scan.facts import FileFacts, FileProblem
 from hangdoctor.scan.knowledge import Knowledge
+from hangdoctor.scan.startup import REGISTRATION_WORDS
 from hangdoctor.scan.suppress import suppressions
-from hangdoctor.scan.visit import file_facts
+from hangdoctor.scan.visit import file_facts, file_index
 
 __all__ = [
     "SKIPPED_DIRS",
@@ -59,6 +60,7 @@ __all__ = [
     "discover",
     "display_path",
     "facts_from_bytes",
+    "may_matter",
     "module_name",
     "project_root",
     "too_large",
@@ -537,6 +539,40 @@ def too_large(display: str, size: int, limit: int) -> FileProblem | None:
     )
 
 
+def may_matter(text: str, knowledge: Knowledge) -> bool:
+    """Whether a file may hold what a finding starts from, by its text alone.
+
+    Every finding is made in async code: an `async def`, an `async with`, an `await`.
+    Outside it, a file counts only through what async code looks up in it (a function
+    it calls, a class, an object), or through three things the search reads in every
+    file: a generator handed to a streaming response (HD301), a coroutine registered
+    for startup or shutdown, and, asked for by name once they matter, the holders of a
+    thread lock and the places a coroutine is handed on (`graph.Demand`). A file with
+    none of these words is parsed (a syntax error is still reported) but analysed only
+    when a lookup goes into it: in a large project most files never are, and their
+    analysis was most of a cold scan.
+    """
+    if ("async" in text or "await" in text) and _ASYNC_CODE.search(text):
+        return True
+    return any(word in text for word in _words(knowledge))
+
+
+# `async def`, `async with`, `async for`, `await`: a mention in a comment or a docstring
+# only costs the file's analysis; the words split by a line continuation still count
+_ASYNC_CODE = re.compile(r"\basync[\s\\]+(?:def|with|for)\b|\bawait\b")
+
+
+_words_memo: dict[str, tuple[str, ...]] = {}
+
+
+def _words(knowledge: Knowledge) -> tuple[str, ...]:
+    words = _words_memo.get(knowledge.fingerprint)
+    if words is None:
+        names = {s.rpartition(".")[2] for s in knowledge.sinks} | REGISTRATION_WORDS
+        words = _words_memo[knowledge.fingerprint] = tuple(sorted(names))
+    return words
+
+
 def facts_from_bytes(
     raw: bytes,
     display: str,
@@ -544,8 +580,14 @@ def facts_from_bytes(
     is_package: bool,
     knowledge: Knowledge,
     max_bytes: int = DEFAULT_MAX_FILE_SIZE,
+    *,
+    whole: bool = True,
 ) -> FileFacts | FileProblem:
-    """Facts of one file's bytes, or the problem that stops them; never raises."""
+    """Facts of one file's bytes, or the problem that stops them; never raises.
+
+    `whole=False`: a file that does not `may_matter` is only parsed, and its facts are
+    `deferred` (analysed later if a lookup goes into it).
+    """
     if b"\0" in raw:
         return FileProblem(display, "is not Python source (it contains binary data).")
     big = too_large(display, len(raw), max_bytes)
@@ -565,6 +607,8 @@ def facts_from_bytes(
         return FileProblem(display, f"cannot be parsed ({type(exc).__name__}).")
     lines = text.splitlines()
     try:
+        if not whole and not may_matter(text, knowledge):
+            return file_index(tree, lines, module, is_package, knowledge)
         facts = file_facts(tree, lines, module, is_package, knowledge)
     except RecursionError:
         return FileProblem(display, "is nested too deeply to analyse.")

@@ -16,9 +16,11 @@ one file is seen in every chain that goes through it.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from hangdoctor.catalog import get_rule
 from hangdoctor.scan.facts import (
@@ -42,11 +44,13 @@ from hangdoctor.scan.holds import (
 from hangdoctor.scan.knowledge import PROPAGATING, Knowledge, canonical
 from hangdoctor.scan.startup import Phases
 
-__all__ = ["RawFinding", "Step", "find"]
+__all__ = ["Demand", "RawFinding", "Step", "find"]
 
 _MAX_DEPTH = 12  # re-export and base-class hops while resolving one name
 
 FuncKey = tuple[int, str]  # (file index, qualname)
+_Found = tuple[str, "FuncKey | str"] | None  # what a name resolves to (`_Resolver.resolve`)
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,28 @@ class _Own:
     kind: str
 
 
+@dataclass
+class Demand:
+    """What a search over partly deferred facts (`FileFacts.deferred`) still needs analysed.
+
+    `files`: the deferred files a lookup went into (a call, a base class, an imported
+    object). `names`: names whose every mention in the project counts, wherever it is: a
+    thread lock whose holders decide HD206, a coroutine given a phase that a file
+    handing it on would take back. Empty when the findings are those of a whole analysis.
+    """
+
+    files: set[int] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
 class _Resolver:
     def __init__(self, files: Sequence[FileFacts | None], kb: Knowledge) -> None:
         self.files = files
         self.kb = kb
+        self.deferred: set[int] = set()
+        self.defs: dict[int, frozenset[str]] = {}  # deferred file -> its functions
+        # deferred files the lookups went into, since whoever reads them last set it
+        self.touched: set[int] = set()
         seen: dict[str, list[int]] = {}
         self.funcs: list[dict[str, FunctionFacts]] = []
         self.quiet: list[frozenset[str]] = []
@@ -108,6 +130,9 @@ class _Resolver:
                 self.objects.append({})
                 continue
             seen.setdefault(f.module, []).append(i)
+            if f.deferred:
+                self.deferred.add(i)
+                self.defs[i] = frozenset(f.defs)
             self.funcs.append({fn.qualname: fn for fn in f.functions})
             self.quiet.append(frozenset(f.quiet))
             self.classes.append({c.qualname: c.bases for c in f.classes})
@@ -117,8 +142,10 @@ class _Resolver:
         # a module name two files share (two scripts called app.py) resolves to neither
         self.modules = {m: ix[0] for m, ix in seen.items() if len(ix) == 1}
         self.roots = {m.split(".", 1)[0] for m in seen}
-        self._memo: dict[tuple[str, int], tuple[str, FuncKey | str] | None] = {}
-        self._deep: dict[tuple[str, int, int], tuple[str, FuncKey | str] | None] = {}
+        # answers, with the deferred files the lookup went into (to be `touched` again when
+        # the answer is reused)
+        self._memo: dict[tuple[str, int], tuple[_Found, frozenset[int]]] = {}
+        self._deep: dict[tuple[str, int, int], tuple[_Found, frozenset[int]]] = {}
         # per file: qualname -> (how, type) of what the function gives (`FileFacts.returns`)
         self.returns = [
             {q: (how, typ) for q, how, typ in f.returns} if f is not None else {} for f in files
@@ -127,17 +154,35 @@ class _Resolver:
     def resolve(self, target: str, origin: int) -> tuple[str, FuncKey | str] | None:
         """("func", (file, qualname)) or ("ext", qualified library callable), or None."""
         if "(" in target:  # a method of what a project function gives: `pkg.db.pool().result`
-            if (target, origin) not in self._memo:
-                self._memo[(target, origin)] = self._deferred(target, origin)
-            return self._memo[(target, origin)]
+            return self._remembered(self._memo, (target, origin), self._typed_call, target, origin)
         if target.split(".", 1)[0] not in self.roots:
             return None  # a library call the catalog does not name
         own = self.files[origin]
         # only a name inside the caller's own module depends on who calls
         key = (target, origin if own is not None and target.startswith(own.module) else -1)
-        if key not in self._memo:
-            self._memo[key] = self._resolve(target, origin, 0)
-        return self._memo[key]
+        return self._remembered(self._memo, key, self._resolve, target, origin, 0)
+
+    def _remembered(
+        self,
+        memo: dict[_K, tuple[_Found, frozenset[int]]],
+        key: _K,
+        work: Callable[..., _Found],
+        *args: object,
+    ) -> _Found:
+        """`work(*args)`, remembered under `key` with the deferred files it went into."""
+        known = memo.get(key)
+        if known is not None:
+            self.touched |= known[1]
+            return known[0]
+        outer = self.touched
+        self.touched = set()
+        try:
+            found = work(*args)
+        finally:
+            inner, self.touched = self.touched, outer
+        outer |= inner
+        memo[key] = (found, frozenset(inner))
+        return found
 
     def function(self, target: str, origin: int) -> FuncKey | None:
         """The project function `target` names, or None."""
@@ -148,7 +193,7 @@ class _Resolver:
         assert isinstance(key, tuple)
         return key
 
-    def _deferred(self, target: str, origin: int) -> tuple[str, FuncKey | str] | None:
+    def _typed_call(self, target: str, origin: int) -> tuple[str, FuncKey | str] | None:
         """`pkg.db.pool().result`, `Depends(pkg.deps.get_db).query().all`: the method called on
         what a project function returns (or gives a FastAPI route as a dependency), followed
         through the types the functions of every file give (`FileFacts.returns`)."""
@@ -207,11 +252,7 @@ class _Resolver:
         own = self.files[origin]
         inside = own is not None and target.startswith(own.module + ".")
         key = (target, origin if inside else -1, depth)
-        if key in self._deep:
-            return self._deep[key]
-        found = self._resolve_now(target, origin, depth)
-        self._deep[key] = found
-        return found
+        return self._remembered(self._deep, key, self._resolve_now, target, origin, depth)
 
     def _resolve_now(
         self, target: str, origin: int, depth: int
@@ -233,6 +274,9 @@ class _Resolver:
     def _in_file(self, index: int, rest: str, depth: int) -> tuple[str, FuncKey | str] | None:
         if rest in self.funcs[index] or rest in self.quiet[index]:
             return ("func", (index, rest))
+        if index in self.deferred and (rest in self.defs[index] or "<locals>" in rest):
+            self.touched.add(index)  # a function: its facts are wanted
+            return None
         classes = self.classes[index]
         probe = rest
         while probe:
@@ -279,6 +323,9 @@ class _Resolver:
         return None
 
     def _object_in(self, index: int, rest: str, typed: bool, depth: int) -> tuple[str, str] | None:
+        if index in self.deferred:
+            self.touched.add(index)
+            return None
         typ = self.objects[index].get(rest)
         if typ is None and typed:
             typ = self.instances[index].get(rest)
@@ -328,6 +375,9 @@ class _Resolver:
         key = f"{cls}.{method}"
         if key in self.funcs[index] or key in self.quiet[index]:
             return ("func", (index, key))
+        if index in self.deferred and key in self.defs[index]:
+            self.touched.add(index)
+            return None
         if "." in method:
             return None
         for base in self.classes[index].get(cls, ()):
@@ -393,21 +443,29 @@ def find(
     enabled: Enabled,
     suppressed: Suppressed,
     display: Callable[[int], str],
+    demand: Demand | None = None,
 ) -> list[RawFinding]:
-    """Every finding of the project: direct, through sync helpers, and streaming (HD301)."""
+    """Every finding of the project: direct, through sync helpers, and streaming (HD301).
+
+    With deferred files among `files`, `demand` is filled with what must be analysed
+    before the findings are final (nothing: they are).
+    """
     resolver = _Resolver(files, kb)
     funcs: dict[FuncKey, FunctionFacts] = {}
     for i, f in enumerate(files):
         if f is not None:
             for fn in f.functions:
                 funcs[(i, fn.qualname)] = fn
-    own: dict[FuncKey, list[tuple[_Own, Call | None]]] = {
-        key: _own_events(key, fn, resolver, kb) for key, fn in funcs.items()
-    }
+    own: dict[FuncKey, list[tuple[_Own, Call | None]]] = {}
+    # the deferred files each function's calls went into: they matter once async code
+    # can reach the function (`_needed`)
+    touched: dict[FuncKey, set[int]] = {}
     # reverse edges into sync functions: callee -> [(caller, call)]
     callers: dict[FuncKey, list[tuple[FuncKey, Call]]] = {}
     edges: dict[FuncKey, list[tuple[Call, FuncKey]]] = {}  # caller -> [(call, callee)]
     for key, fn in funcs.items():
+        resolver.touched = touched[key] = set()
+        own[key] = _own_events(key, fn, resolver, kb)
         for call in fn.calls:
             found = resolver.resolve(call.target, key[0])
             if found is None or found[0] != "func":
@@ -423,12 +481,26 @@ def find(
                 continue
             callers.setdefault(callee, []).append((key, call))
             edges.setdefault(key, []).append((call, callee))
+    resolver.touched = set()  # from here on, every lookup counts
     for sites in callers.values():
         sites.sort(key=lambda c: (c[0], c[1].line, c[1].col))
     # HD206: a `with lock:` on a lock only ever held briefly is no wait worth a finding
     holds = ThreadLocks(funcs, _blocking_calls(own), edges, resolver.thread_lock_key)
+    # with deferred files: the functions whose facts can make a finding (`Demand`)
+    reach = _reach(edges, [k for k, fn in funcs.items() if fn.is_async]) if demand else set()
+    locks: set[str] = set()  # the locks whose every holder counts
     for key, events in own.items():
-        events[:] = [e for e in events if _hold(holds, key, e[0]) != "short"]
+        kept: list[tuple[_Own, Call | None]] = []
+        for e in events:
+            verdict = _hold(holds, key, e[0])
+            if key in reach and _lock_wait(e[0]) and not _settled(verdict, key):
+                locks.update(_lock_names(e[0].text))
+            if verdict != "short":
+                kept.append(e)
+        events[:] = kept
+    if locks:
+        holders = [k for k, fn in funcs.items() if any(_holds(h, locks) for h in fn.held)]
+        reach |= _reach(edges, holders)
     out: list[RawFinding] = []
     for key, fn in funcs.items():
         if not fn.is_async:
@@ -453,10 +525,56 @@ def find(
         out.extend(_leaks(funcs, resolver))
     if holds.long:
         out = [_held_long(r, holds, display) for r in out]
+    # what Phases looks up never needs a deferred file: a coroutine is in an analysed
+    # one, and a sync function has no phase a finding reads
+    looked, resolver.touched = resolver.touched, set()
     phases = Phases(files, funcs, resolver.function)
+    resolver.touched = looked
     if phases.ranges or phases.whole:
         out = [_phased(r, phases) for r in out]
+    if demand is not None and resolver.deferred:
+        demand.files |= resolver.touched
+        for key in reach:
+            demand.files |= touched[key]
+        demand.names |= locks
+        demand.names.update(q.rpartition(".")[2] for _, q in phases.inherited)
     return out
+
+
+def _reach(edges: dict[FuncKey, list[tuple[Call, FuncKey]]], roots: list[FuncKey]) -> set[FuncKey]:
+    """`roots` and the sync functions they call, at any depth."""
+    seen = set(roots)
+    todo = list(roots)
+    while todo:
+        for _, callee in edges.get(todo.pop(), ()):
+            if callee not in seen:
+                seen.add(callee)
+                todo.append(callee)
+    return seen
+
+
+def _holds(held: Held, locks: set[str]) -> bool:
+    return any(name in locks for name in _lock_names(f"with {held.text}"))
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _lock_names(header: str) -> list[str]:
+    """The last name of each lock a `with` header takes (`with self._lock, a.b as c` ->
+    `_lock`, `b`): a file that takes the same lock writes it."""
+    out: list[str] = []
+    for item in header.removeprefix("with ").split(","):
+        found = _IDENTIFIER.findall(item.partition(" as ")[0])
+        if found:
+            out.append(found[-1])
+    return out
+
+
+def _settled(verdict: LongHold | str | None, key: FuncKey) -> bool:
+    """Whether more holders of the lock could not change an HD206 verdict: the lock is
+    unknown, or held long in this very function (the place a finding names first)."""
+    return verdict is None or (isinstance(verdict, LongHold) and verdict.func == key)
 
 
 def _phased(r: RawFinding, phases: Phases) -> RawFinding:

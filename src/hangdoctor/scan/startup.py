@@ -27,7 +27,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from hangdoctor.scan.facts import FileFacts, FunctionFacts, Phase
 from hangdoctor.scan.names import SCOPE_NODES, child_fields, children, dotted_parts
 
-__all__ = ["SHUTDOWN", "STARTUP", "Phases", "file_phases", "handed_values", "reason"]
+__all__ = [
+    "REGISTRATION_WORDS",
+    "SHUTDOWN",
+    "STARTUP",
+    "Phases",
+    "file_phases",
+    "handed_values",
+    "reason",
+]
 
 STARTUP = "startup"
 SHUTDOWN = "shutdown"
@@ -58,6 +66,12 @@ _PLAIN_DECORATORS = frozenset(
     {"asynccontextmanager", "staticmethod", "classmethod", "wraps", "override", "overload"}
 )
 _SERVE = frozenset({"serve", "serve_forever"})
+# Words without which a file registers no coroutine for a phase: a scan may leave a file
+# that has none of them (and no `async`/`await`) unanalysed (`files.may_matter`).
+# `@app.on_event(...)` and the phase decorators sit on the `async def` they register.
+REGISTRATION_WORDS = frozenset(
+    {"lifespan", "add_event_handler", "on_startup", "on_shutdown", *_HOOK_LISTS}
+)
 _STDLIB = frozenset(sys.stdlib_module_names)
 
 # the fields of a statement that hold blocks of statements: scopes of their own here
@@ -429,6 +443,9 @@ class Phases:
         self.ranges: dict[FuncKey, list[tuple[int, int, str]]] = {}  # first match wins
         self.exits: dict[FuncKey, frozenset[int]] = {}  # `with` lines that exit at shutdown
         self.whole: dict[FuncKey, str] = {}
+        # coroutines given a phase because only startup (shutdown) code awaits them: a file
+        # that hands one on anywhere would take it back (`graph.Demand`)
+        self.inherited: set[FuncKey] = set()
         if not any(f is not None and f.phases for f in files):
             return
         yields: dict[FuncKey, Phase] = {}
@@ -498,4 +515,5 @@ class Phases:
                 if "" in phases:
                     continue
                 self.whole[key] = STARTUP if STARTUP in phases else SHUTDOWN
+                self.inherited.add(key)
                 changed = True

@@ -45,6 +45,7 @@ from hangdoctor.scan.facts import (
     Leak,
     Lock,
     Sink,
+    deferred_facts,
 )
 from hangdoctor.scan.holds import (
     AIOHTTP,
@@ -64,7 +65,7 @@ from hangdoctor.scan.knowledge import Knowledge, canonical
 from hangdoctor.scan.names import dotted_parts, import_bindings, iter_scope, safe_unparse
 from hangdoctor.scan.startup import file_phases, handed_values
 
-__all__ = ["file_facts"]
+__all__ = ["file_facts", "file_index"]
 
 _BUILTINS = frozenset(dir(builtins))
 _STDLIB = frozenset(sys.stdlib_module_names)
@@ -431,7 +432,14 @@ def _gives(flagged: list[tuple[ast.AST, int]]) -> tuple[bool, list[ast.expr | No
 
 class _FileAnalyzer:
     def __init__(
-        self, tree: ast.Module, lines: list[str], module: str, is_package: bool, kb: Knowledge
+        self,
+        tree: ast.Module,
+        lines: list[str],
+        module: str,
+        is_package: bool,
+        kb: Knowledge,
+        *,
+        index_only: bool = False,
     ) -> None:
         self.tree = tree
         self.lines = lines
@@ -443,7 +451,9 @@ class _FileAnalyzer:
         self.function_scopes: list[tuple[str, _Scope]] = []  # (qualname, scope)
         self.class_infos: list[ClassInfo] = []
         self.sinks: list[Sink] = []
-        self.nonblocking_attrs = self._self_setup(tree, lines, kb)
+        # `file_index`: the module's and classes' names only, no function body
+        self.index_only = index_only
+        self.nonblocking_attrs = frozenset() if index_only else self._self_setup(tree, lines, kb)
         self.root: _Scope | None = None
         # module-level names and class attributes ("lock", "Store._lock") bound to a lock,
         # session factory or engine constructor -> its kind; None once bound to anything else
@@ -508,9 +518,11 @@ class _FileAnalyzer:
             if isinstance(node, (*_FUNCS, ast.ClassDef)):
                 child = prefix + node.name
                 scope.bind(node.name, _Value("ref", f"{self.module}.{child}"))
-                nested.append((node, child))
                 if not isinstance(node, ast.ClassDef):
                     self._define(node, f"{self.module}.{child}", scope)
+                    if self.index_only:
+                        continue
+                nested.append((node, child))
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, dotted in import_bindings(node, self.module, self.is_package):
                     scope.bind(name, _Value("ref", dotted))
@@ -1703,13 +1715,7 @@ class _FileAnalyzer:
                 functions.append(fn)
             else:
                 quiet.append(qualname)
-        aliases: list[tuple[str, str]] = []
-        instances: list[tuple[str, str]] = []
-        for name, value in root.bindings.items():
-            if value.kind == "ref" and value.name != f"{self.module}.{name}":
-                aliases.append((name, value.name))
-            elif value.kind == "inst":
-                instances.append((name, value.name))
+        aliases, instances = self._module_names(root)
         return FileFacts(
             module=self.module,
             functions=tuple(functions),
@@ -1726,6 +1732,33 @@ class _FileAnalyzer:
                 if key not in self.instance_attrs and (kind := self._object(key)) is not None
             ),
             phases=file_phases(self.tree, self.module, self._phase_dotted(root), self.handed),
+        )
+
+    def _module_names(
+        self, root: _Scope
+    ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        """(`FileFacts.aliases`, `FileFacts.instances`): the module's imported names and
+        re-exports, and its names bound to an object of a known type."""
+        aliases: list[tuple[str, str]] = []
+        instances: list[tuple[str, str]] = []
+        for name, value in root.bindings.items():
+            if value.kind == "ref" and value.name != f"{self.module}.{name}":
+                aliases.append((name, value.name))
+            elif value.kind == "inst":
+                instances.append((name, value.name))
+        return tuple(aliases), tuple(instances)
+
+    def index(self, root: _Scope) -> FileFacts:
+        """The deferred facts of `file_index` (after `build` in `index_only` mode)."""
+        aliases, instances = self._module_names(root)
+        skip = len(self.module) + 1
+        return deferred_facts(
+            self.module,
+            len(self.lines),
+            defs=tuple(dotted[skip:] for dotted in self.defs),
+            classes=tuple(self.class_infos),
+            aliases=aliases,
+            instances=instances,
         )
 
     def _phase_dotted(self, root: _Scope) -> Callable[[ast.expr, ast.AST | None], str | None]:
@@ -1750,6 +1783,21 @@ def file_facts(
     analyzer = _FileAnalyzer(tree, lines, module, is_package, knowledge)
     root = analyzer.build()
     return analyzer.facts(root)
+
+
+def file_index(
+    tree: ast.Module, lines: list[str], module: str, is_package: bool, knowledge: Knowledge
+) -> FileFacts:
+    """The deferred facts of one parsed file (`FileFacts.deferred`): the names the search
+    can look up in it without its functions' facts (its functions, classes and their
+    bases, imports, objects of known type), read from the module and class bodies alone.
+    They are the same as `file_facts` gives for these; a lookup that ends at a function
+    asks for the whole analysis.
+
+    May raise RecursionError on absurdly deep code; the caller reports the file.
+    """
+    analyzer = _FileAnalyzer(tree, lines, module, is_package, knowledge, index_only=True)
+    return analyzer.index(analyzer.build())
 
 
 # Files the kernel answers from memory: reading /proc or /sys, or writing /dev/null, never
