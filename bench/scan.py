@@ -290,7 +290,7 @@ def _compile_bytecode(budget: Budget) -> None:
 
 def _start_method() -> str:
     """How the scan starts its worker processes, for the floor to start its own alike."""
-    from hangdoctor.scan.engine import pool_start_method
+    from hangdoctor.scan.workers import pool_start_method
 
     return pool_start_method()
 

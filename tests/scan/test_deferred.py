@@ -3,6 +3,7 @@ needs it; the findings are those of analysing every file up front (`ScanOptions.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from pathlib import Path
 
@@ -266,3 +267,16 @@ def test_a_file_that_does_not_parse_is_reported_without_async_code(write: Write)
 )
 def test_which_files_are_analysed_at_once(text: str, matters: bool) -> None:
     assert may_matter(text, build_knowledge({}, {})) is matters
+
+
+@pytest.mark.parametrize(
+    ("text", "matters"),
+    [
+        ('def f(s):\n    """Call it as `await s.execute()` in async code."""\n', False),
+        ("class A:\n    if X:\n        async def f(self):\n            pass\n", True),
+        ("try:\n    pass\nexcept E:\n    async def f():\n        pass\n", True),
+        ("match x:\n    case 1:\n        async def f():\n            pass\n", True),
+    ],
+)
+def test_words_in_a_docstring_are_no_async_code(text: str, matters: bool) -> None:
+    assert may_matter(text, build_knowledge({}, {}), ast.parse(text)) is matters

@@ -15,7 +15,7 @@ from hangdoctor.scan.engine import _batches, _parse_batch
 
 
 def _start_method(code: str) -> str:
-    script = textwrap.dedent(code) + "\nfrom hangdoctor.scan.engine import pool_start_method\n"
+    script = textwrap.dedent(code) + "\nfrom hangdoctor.scan.workers import pool_start_method\n"
     script += "print(pool_start_method())\n"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True

@@ -36,6 +36,7 @@ from hangdoctor.scan.config import (
     parse_target_version,
 )
 from hangdoctor.scan.files import project_root
+from hangdoctor.scan.workers import shared_workers
 
 __all__ = ["command"]
 
@@ -87,6 +88,9 @@ def _covered(result: ScanResult, only: _Given | None) -> Callable[[str], bool] |
     if only is None:
         return None
     return lambda display: only.covers(result.files[display].path)
+
+
+_FIXER = ("hangdoctor.fix.files",)  # what the marks' dry runs import (libcst)
 
 
 def _marked(result: ScanResult, target: tuple[int, int], only: _Given | None) -> ScanResult:
@@ -453,23 +457,27 @@ def command(
             return _project_scan(paths, options, config_file, max_file_size, respect_gitignore)
         return scan_paths(roots, options, config), []
 
-    result, notes = run()
     if target_version:
         target = parse_target_version(target_version)
     else:
         target = config.target_version or _DEFAULT_TARGET
-    if do_fix or diff:
-        applied = _apply_fixes(
-            result,
-            unsafe=unsafe_fixes,
-            diff=diff,
-            target=target,
-            to_err=fmt != "human",
-            only=_Given(paths) if project else None,
-        )
-        if applied and not diff:
-            result, notes = run()  # what is left, at its new lines
-    _render(_marked(result, target, _Given(paths) if project else None), fmt, output)
+    # one set of worker processes for the scan and the marks' dry runs, which import the
+    # fixer while the scan's search runs
+    with shared_workers(jobs, warm=_FIXER):
+        result, notes = run()
+        if do_fix or diff:
+            applied = _apply_fixes(
+                result,
+                unsafe=unsafe_fixes,
+                diff=diff,
+                target=target,
+                to_err=fmt != "human",
+                only=_Given(paths) if project else None,
+            )
+            if applied and not diff:
+                result, notes = run()  # what is left, at its new lines
+        marked = _marked(result, target, _Given(paths) if project else None)
+    _render(marked, fmt, output)
     for note in notes:
         click.echo(note, err=True)
     ctx.exit(result.exit_code)

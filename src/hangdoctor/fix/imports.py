@@ -41,26 +41,12 @@ def _imports_module(assignment: object, module: str, local: str) -> bool:
     return False
 
 
-def _aliases(module_node: cst.Module, module: str) -> list[str]:
-    """Local names under which `module` is imported anywhere in the file."""
-    found: list[str] = []
-
-    class _Find(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
-            for alias in node.names:
-                if alias.evaluated_name == module and alias.evaluated_alias:
-                    found.append(alias.evaluated_alias)
-
-    module_node.visit(_Find())
-    return found
-
-
 def module_ref(index: SourceIndex, site: cst.CSTNode, module: str) -> ModuleRef | str:
     """The name to use for `module` at `site`, or why no name can be trusted there."""
     scope = index.scope(site)
     if scope is None:
         return f"The fixer cannot tell what `{module}` means at this place."
-    for local in [module, *_aliases(index.module, module)]:
+    for local in [module, *index.import_aliases(module)]:
         bindings = scope[local]
         if bindings and all(_imports_module(b, module, local) for b in bindings):
             return ModuleRef(local, needs_import=False)

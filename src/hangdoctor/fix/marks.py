@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from hangdoctor.fix.codes import FIXABLE
 from hangdoctor.fix.model import FixSite
 from hangdoctor.outfile import is_read_only
+from hangdoctor.scan.workers import current, pool_context
 
 if TYPE_CHECKING:
     from hangdoctor.scan import ScanResult
@@ -180,11 +181,15 @@ def _dry_runs(jobs: list[_DryRun]) -> list[_Answer]:
     files and cores. Each file costs a libcst parse and analysis (a fifth of a second for
     a small module) in the parent after the scan's own work: on its own, this was a
     fifth of a cold scan of a large tree."""
+    shared = current()
+    if shared is not None and shared.started:
+        # started by the scan, libcst imported while the search ran (`shared_workers`)
+        done = shared.map(_dry_run, jobs)
+        return done if done is not None else [_dry_run(job) for job in jobs]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:
         # libcst imported once, here, for the forked workers to share, not once in each
         import hangdoctor.fix.files  # noqa: F401
-        from hangdoctor.scan.engine import pool_context
 
         # only a fork starts at once with libcst already imported; a fresh interpreter
         # would spend more on its imports than the files cost

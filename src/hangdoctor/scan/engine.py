@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,16 +24,21 @@ from hangdoctor.scan.files import (
     discover,
     facts_from_bytes,
     too_large,
+    word_at,
 )
 from hangdoctor.scan.graph import Demand, RawFinding, find
 from hangdoctor.scan.knowledge import Knowledge, build_knowledge
 from hangdoctor.scan.result_cache import ResultCache, tree_key
 from hangdoctor.scan.suppress import is_suppressed
+from hangdoctor.scan.workers import Workers, current
 
 __all__ = ["ChainStep", "ScanOptions", "ScanResult", "ScanStats", "scan_paths"]
 
 _STATIC = frozenset(r.code for r in all_rules() if r.static)
 _PARALLEL_MIN_FILES = 24  # below this, starting worker processes costs more than it saves
+# the files a search asks for are analysed in this process below this size in all: it
+# is as fast as handing them out, and leaves the workers free to warm up (`workers`)
+_DEMAND_MIN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -198,35 +199,6 @@ def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
     return out
 
 
-def pool_start_method() -> str:
-    """How worker processes are started here (`bench/scan.py` starts its floor alike)."""
-    return pool_context().get_start_method()
-
-
-def _single_threaded() -> bool:
-    """Whether this process runs one thread, native threads included (Linux only)."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
-
-
-def pool_context() -> multiprocessing.context.BaseContext:
-    """How to start worker processes here (`hangdoctor.fix.marks` starts its own alike)."""
-    methods = multiprocessing.get_all_start_methods()
-    # fork: the workers start at once, with everything already imported (a forkserver
-    # first starts an interpreter and imports the scanner again, a quarter of a second
-    # before any file is parsed). Only on Linux, and only while this process has a single
-    # thread: a thread's locks would stay locked in the child forever.
-    if sys.platform == "linux" and "fork" in methods and _single_threaded():
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["hangdoctor.scan.engine"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def _batches(sizes: Sequence[int], workers: int) -> list[list[int]]:
     """Indices of the jobs in batches of about equal bytes, the biggest files first.
 
@@ -255,23 +227,36 @@ def _run_jobs(
     jobs: list[_Job],
     workers: int,
     sizes: Sequence[int],
+    min_bytes: int = 0,
 ) -> tuple[list[FileFacts | FileProblem], int]:
-    if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES:
+    """Each job's facts, in order, and how many processes did the work: the workers of
+    the enclosing `shared_workers`, else ones started for this call; this process for
+    a few files (fewer than `_PARALLEL_MIN_FILES`, or `min_bytes` in all)."""
+    if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES or sum(sizes) < min_bytes:
         return [_parse_job(j) for j in jobs], 1
+    shared = current()
+    if shared is not None and shared.count > 1:
+        workers = shared.count
     workers = min(workers, len(jobs))
     batches = _batches(sizes, workers)
     payloads: list[_Batch] = []
     for indices in batches:
         extras, methods, limit, whole = jobs[indices[0]][4:]
         payloads.append((extras, methods, limit, whole, [jobs[i][:4] for i in indices]))
-    out: list[FileFacts | FileProblem | None] = [None] * len(jobs)
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
-            for indices, results in zip(batches, pool.map(_parse_batch, payloads), strict=True):
-                for i, result in zip(indices, results, strict=True):
-                    out[i] = result
-    except (BrokenProcessPool, OSError):
+    if shared is not None and shared.count > 1:
+        mapped = shared.map(_parse_batch, payloads)
+    else:
+        own = Workers(workers)
+        try:
+            mapped = own.map(_parse_batch, payloads)
+        finally:
+            own.close()
+    if mapped is None:
         return [_parse_job(j) for j in jobs], 1  # no processes to be had: do it here
+    out: list[FileFacts | FileProblem | None] = [None] * len(jobs)
+    for indices, results in zip(batches, mapped, strict=True):
+        for i, result in zip(indices, results, strict=True):
+            out[i] = result
     return [r for r in out if r is not None], workers
 
 
@@ -355,7 +340,7 @@ def _scan(
     extras, methods = config.blocking_calls, config.blocking_methods
     workers = options.jobs if options.jobs is not None else (os.cpu_count() or 1)
 
-    def run(indices: Sequence[int], whole: bool) -> int:
+    def run(indices: Sequence[int], whole: bool, min_bytes: int = 0) -> int:
         """Parse (and analyse) these files, in workers when there are enough of them."""
         jobs: list[_Job] = [
             (
@@ -370,7 +355,7 @@ def _scan(
             )
             for i in indices
         ]
-        results, used = _run_jobs(jobs, workers, [sizes[i] for i in indices])
+        results, used = _run_jobs(jobs, workers, [sizes[i] for i in indices], min_bytes)
         for i, result in zip(indices, results, strict=True):
             facts[i] = result
             key = keys[i]
@@ -381,7 +366,9 @@ def _scan(
     used = run(todo, not options.defer)
     if not options.defer:  # deferred facts from an earlier scan's cache: analysed now
         run([i for i, f in enumerate(facts) if _deferred(f)], True)
-    findings, steps = _findings(files, facts, kb, config, options, lambda ix: run(ix, True))
+    findings, steps = _findings(
+        files, facts, kb, config, options, lambda ix: run(ix, True, _DEMAND_MIN_BYTES)
+    )
     if cache is not None:
         cache.save()
     lines = 0
@@ -537,8 +524,6 @@ def _mentioning(
     files: Sequence[SourceFile], indices: Sequence[int], names: set[str], limit: int
 ) -> set[int]:
     """The files among `indices` whose text names one of `names` (as a whole word)."""
-    # a pattern that starts with its text, not with `\b`, is searched for as fast as
-    # `str.find` (forty times faster); the character before is checked by hand
     patterns = [(name, re.compile(re.escape(name) + r"(?!\w)")) for name in sorted(names)]
     out: set[int] = set()
     for i in indices:
@@ -548,17 +533,9 @@ def _mentioning(
         except (OSError, ValueError):
             out.add(i)  # changed since it was parsed: its analysis says what it is now
             continue
-        if any(name in text and _word_at(pattern, text) for name, pattern in patterns):
+        if any(name in text and word_at(pattern, text) for name, pattern in patterns):
             out.add(i)
     return out
-
-
-def _word_at(pattern: re.Pattern[str], text: str) -> bool:
-    for m in pattern.finditer(text):
-        before = text[m.start() - 1] if m.start() else " "
-        if not (before.isalnum() or before == "_"):
-            return True
-    return False
 
 
 def _findings(

@@ -484,10 +484,16 @@ def find(
     resolver.touched = set()  # from here on, every lookup counts
     for sites in callers.values():
         sites.sort(key=lambda c: (c[0], c[1].line, c[1].col))
+    # with deferred files: the functions whose facts can make a finding (`Demand`)
+    reach: set[FuncKey] = set()
+    if demand is not None and resolver.deferred:
+        reach = _reach(edges, [k for k, fn in funcs.items() if fn.is_async])
+        asked = {i for key in reach for i in touched[key]}
+        if asked:  # the findings cannot be final: the rest is asked for once these are in
+            demand.files |= asked
+            return []
     # HD206: a `with lock:` on a lock only ever held briefly is no wait worth a finding
     holds = ThreadLocks(funcs, _blocking_calls(own), edges, resolver.thread_lock_key)
-    # with deferred files: the functions whose facts can make a finding (`Demand`)
-    reach = _reach(edges, [k for k, fn in funcs.items() if fn.is_async]) if demand else set()
     locks: set[str] = set()  # the locks whose every holder counts
     for key, events in own.items():
         kept: list[tuple[_Own, Call | None]] = []
@@ -534,8 +540,6 @@ def find(
         out = [_phased(r, phases) for r in out]
     if demand is not None and resolver.deferred:
         demand.files |= resolver.touched
-        for key in reach:
-            demand.files |= touched[key]
         demand.names |= locks
         demand.names.update(q.rpartition(".")[2] for _, q in phases.inherited)
     return out

@@ -514,7 +514,15 @@ class _FileAnalyzer:
             prefix = f"{qualname}."
         else:
             prefix = ""
-        for node in _scope_statements(scope.node):
+        statements = list(_scope_statements(scope.node))
+        # an index reads no class attribute: only the bases of a class nested here can
+        # name one (`class Outer: Base = ...; class Inner(Base)`)
+        names_only = (
+            self.index_only
+            and scope.kind == "class"
+            and not any(isinstance(n, ast.ClassDef) for n in statements)
+        )
+        for node in statements:
             if isinstance(node, (*_FUNCS, ast.ClassDef)):
                 child = prefix + node.name
                 scope.bind(node.name, _Value("ref", f"{self.module}.{child}"))
@@ -523,6 +531,8 @@ class _FileAnalyzer:
                     if self.index_only:
                         continue
                 nested.append((node, child))
+            elif names_only:
+                continue
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, dotted in import_bindings(node, self.module, self.is_package):
                     scope.bind(name, _Value("ref", dotted))
@@ -869,7 +879,7 @@ class _FileAnalyzer:
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, dotted: str, scope: _Scope
     ) -> None:
         self.defs[dotted] = (node, scope)
-        if any(_text(d) in _PROPERTIES for d in node.decorator_list):
+        if not self.index_only and any(_text(d) in _PROPERTIES for d in node.decorator_list):
             self.properties.add(dotted)
 
     def _parameter(

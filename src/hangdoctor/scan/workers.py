@@ -1,0 +1,127 @@
+"""Worker processes for one command, shared by the scan's rounds and the fix marks.
+
+A cold scan of a large tree parses every file in worker processes, then analyses
+the files the search asks for (`engine`), then runs the fixer on each file with
+findings for the `[*]` marks (`hangdoctor.fix.marks`). Inside `shared_workers`
+all of these use one set of processes: they start once, and a module the marks
+need (libcst, a fifth of a second to import) is imported by the workers while
+they would otherwise wait for the search (`warm`), not by this process after it.
+Outside it, each caller starts its own processes for the one call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import TypeVar
+
+__all__ = ["Workers", "current", "pool_context", "pool_start_method", "shared_workers"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native threads included (Linux only)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """How to start worker processes here."""
+    methods = multiprocessing.get_all_start_methods()
+    # fork: the workers start at once, with everything already imported (a forkserver
+    # first starts an interpreter and imports the scanner again, a quarter of a second
+    # before any file is parsed). Only on Linux, and only while this process has a single
+    # thread: a thread's locks would stay locked in the child forever.
+    if sys.platform == "linux" and "fork" in methods and _single_threaded():
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["hangdoctor.scan.engine"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def pool_start_method() -> str:
+    """How worker processes are started here (`bench/scan.py` starts its floor alike)."""
+    return pool_context().get_start_method()
+
+
+def _import(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return  # whoever needs it says so, in this process or the parent
+
+
+class Workers:
+    """Up to `count` worker processes, started on first use; `warm` modules are imported
+    by each once the first work handed to them is done."""
+
+    def __init__(self, count: int, warm: tuple[str, ...] = ()) -> None:
+        self.count = count
+        self._warm = warm
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R] | None:
+        """`fn` of each item, in order, in the workers; None when no worker process can be
+        had (none may be started here, or they died): the caller does the work itself."""
+        if self._broken or self.count <= 1:
+            return None
+        try:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=pool_context())
+            futures: list[Future[_R]] = [self._pool.submit(fn, item) for item in items]
+            if self._warm:
+                # queued behind this work: each worker takes one when it runs out of it
+                for _ in range(self.count):
+                    self._pool.submit(_import, self._warm)
+                self._warm = ()
+            return [f.result() for f in futures]
+        except (BrokenProcessPool, OSError):
+            self._broken = True
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_current: Workers | None = None
+
+
+def current() -> Workers | None:
+    """The workers of the enclosing `shared_workers`, if any."""
+    return _current
+
+
+@contextmanager
+def shared_workers(count: int | None = None, warm: tuple[str, ...] = ()) -> Iterator[Workers]:
+    """Workers that every scan round and fix mark run in this block shares (one per core
+    when `count` is None; with one, everything runs in this process)."""
+    global _current
+    outer = _current
+    workers = Workers(count if count is not None else (os.cpu_count() or 1), warm)
+    _current = workers
+    try:
+        yield workers
+    finally:
+        _current = outer
+        workers.close()

@@ -1,0 +1,89 @@
+"""One set of worker processes for a command: the scan's rounds and the fix marks share it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hangdoctor.fix.marks import fix_marks
+from hangdoctor.scan.workers import Workers, current, shared_workers
+from tests.scan.conftest import run_scan
+
+Write = Callable[[dict[str, str]], Path]
+
+_PROBE = "wave"  # a standard module nothing here imports: a worker that has it was warmed
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def _warmed(_: int) -> bool:
+    return _PROBE in sys.modules
+
+
+def _die(_: int) -> int:
+    os._exit(3)
+
+
+def test_the_same_processes_serve_every_call_and_warm_up_between() -> None:
+    assert _PROBE not in sys.modules
+    with shared_workers(2, warm=(_PROBE,)) as workers:
+        assert current() is workers and not workers.started
+        first = workers.map(_pid, range(8))
+        assert first is not None and workers.started
+        second = workers.map(_pid, range(8))
+        warmed = workers.map(_warmed, range(4))
+    assert current() is None and not workers.started  # closed on the way out
+    assert second is not None and set(second) <= set(first) and os.getpid() not in first
+    assert warmed is not None and any(warmed)
+    assert _PROBE not in sys.modules  # imported there, not here
+
+
+def test_one_worker_means_this_process() -> None:
+    with shared_workers(1) as workers:
+        assert workers.map(_pid, range(3)) is None  # the caller does the work itself
+        assert not workers.started
+
+
+def test_dead_workers_are_said_once_and_not_used_again() -> None:
+    workers = Workers(2)
+    try:
+        assert workers.map(_die, range(2)) is None
+        assert workers.map(_pid, range(2)) is None and not workers.started
+    finally:
+        workers.close()
+
+
+def test_a_scan_and_its_marks_in_shared_workers_match_their_own(write: Write) -> None:
+    """Enough files for the scan to hand them out, a chain to a file analysed on demand,
+    and the marks' dry runs in the same workers (libcst imported there while the search
+    ran): the same findings and marks as a scan and marks that start their own."""
+    files = {f"app/mod{i}.py": f"def f{i}():\n    return {i}\n" for i in range(40)}
+    files["app/__init__.py"] = ""
+    files["app/slow.py"] = "import time\n\n\ndef nap():\n    time.sleep(1)\n"
+    files["app/routes.py"] = (
+        "import time\n\nfrom app.slow import nap\n\n\nasync def a():\n    time.sleep(1)\n"
+        "\n\nasync def b():\n    nap()\n"
+    )
+    root = write(files)
+    alone = run_scan([root], root, jobs=2)
+    marks_alone = fix_marks(alone, target=(3, 10))
+    with shared_workers(2, warm=("hangdoctor.fix.files",)) as workers:
+        shared = run_scan([root], root, jobs=2)
+        assert workers.started  # the scan handed its files out to them
+        marks_shared = fix_marks(shared, target=(3, 10))
+    assert shared.findings == alone.findings and len(shared.findings) == 2
+    assert marks_shared == marks_alone and marks_shared
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_nested_blocks_restore_the_outer_workers(count: int) -> None:
+    with shared_workers(count) as outer:
+        with shared_workers(2) as inner:
+            assert current() is inner
+        assert current() is outer
