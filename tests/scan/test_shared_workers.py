@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from hangdoctor.fix.marks import fix_marks
+from hangdoctor.fix.marks import fix_marks, warm_up
 from hangdoctor.scan.workers import Workers, current, shared_workers
 from tests.scan.conftest import run_scan
 
@@ -26,13 +27,25 @@ def _warmed(_: int) -> bool:
     return _PROBE in sys.modules
 
 
+def _warm() -> None:
+    __import__(_PROBE)
+
+
+def _item_pid(item: int) -> tuple[int, int]:
+    return item, os.getpid()
+
+
+def _nap() -> None:
+    time.sleep(1.0)
+
+
 def _die(_: int) -> int:
     os._exit(3)
 
 
 def test_the_same_processes_serve_every_call_and_warm_up_between() -> None:
     assert _PROBE not in sys.modules
-    with shared_workers(2, warm=(_PROBE,)) as workers:
+    with shared_workers(2, warm=_warm) as workers:
         assert current() is workers and not workers.started
         first = workers.map(_pid, range(8))
         assert first is not None and workers.started
@@ -42,6 +55,17 @@ def test_the_same_processes_serve_every_call_and_warm_up_between() -> None:
     assert second is not None and set(second) <= set(first) and os.getpid() not in first
     assert warmed is not None and any(warmed)
     assert _PROBE not in sys.modules  # imported there, not here
+
+
+def test_this_process_takes_its_share_while_the_workers_warm_up() -> None:
+    """The workers nap after their first work (a warm-up); the items handed out then
+    are done in order, this process taking them from the end."""
+    with shared_workers(2, warm=_nap) as workers:
+        assert workers.map(_pid, range(2)) is not None
+        done = workers.map(_item_pid, range(12), share=True)
+    assert done is not None and [item for item, _ in done] == list(range(12))
+    here = [item for item, pid in done if pid == os.getpid()]
+    assert here and here == list(range(12 - len(here), 12))  # a run at the end
 
 
 def test_one_worker_means_this_process() -> None:
@@ -73,7 +97,7 @@ def test_a_scan_and_its_marks_in_shared_workers_match_their_own(write: Write) ->
     root = write(files)
     alone = run_scan([root], root, jobs=2)
     marks_alone = fix_marks(alone, target=(3, 10))
-    with shared_workers(2, warm=("hangdoctor.fix.files",)) as workers:
+    with shared_workers(2, warm=warm_up) as workers:
         shared = run_scan([root], root, jobs=2)
         assert workers.started  # the scan handed its files out to them
         marks_shared = fix_marks(shared, target=(3, 10))

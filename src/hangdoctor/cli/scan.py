@@ -90,7 +90,13 @@ def _covered(result: ScanResult, only: _Given | None) -> Callable[[str], bool] |
     return lambda display: only.covers(result.files[display].path)
 
 
-_FIXER = ("hangdoctor.fix.files",)  # what the marks' dry runs import (libcst)
+def _warm_fixer() -> Callable[[], None] | None:
+    """What the workers do for the marks while the scan's search runs (None: no fixer)."""
+    try:
+        from hangdoctor.fix.marks import warm_up
+    except ImportError:
+        return None
+    return warm_up
 
 
 def _marked(result: ScanResult, target: tuple[int, int], only: _Given | None) -> ScanResult:
@@ -463,7 +469,7 @@ def command(
         target = config.target_version or _DEFAULT_TARGET
     # one set of worker processes for the scan and the marks' dry runs, which import the
     # fixer while the scan's search runs
-    with shared_workers(jobs, warm=_FIXER):
+    with shared_workers(jobs, warm=_warm_fixer()):
         result, notes = run()
         if do_fix or diff:
             applied = _apply_fixes(

@@ -42,7 +42,7 @@ from hangdoctor.scan.workers import current, pool_context
 if TYPE_CHECKING:
     from hangdoctor.scan import ScanResult
 
-__all__ = ["SAFE", "UNSAFE", "fix_marks", "fix_sites", "with_fix_marks"]
+__all__ = ["SAFE", "UNSAFE", "fix_marks", "fix_sites", "warm_up", "with_fix_marks"]
 
 SAFE = "safe"
 UNSAFE = "unsafe"
@@ -176,6 +176,27 @@ def _dry_run(job: _DryRun) -> _Answer:
     return safe_run, unsafe_run
 
 
+_WARM_UP = "import time\n\n\nasync def f():\n    time.sleep(1)\n"
+
+
+def warm_up() -> None:
+    """Import the fixer and fix a few lines once, in a worker that would otherwise wait
+    for the scan's search (`scan.workers.shared_workers`): libcst takes a fifth of a
+    second to import, and its first parse and scope analysis set up what later ones
+    reuse; both are paid there, not by the dry runs behind the marks."""
+    from hangdoctor.fix.api import fix_source_runs
+
+    site = FixSite("HD201", 5, 4)
+    fix_source_runs(_WARM_UP, [([site], False), ([site], True)])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _dry_runs(jobs: list[_DryRun]) -> list[_Answer]:
     """`_dry_run` of each job, in order: in forked worker processes when there are several
     files and cores. Each file costs a libcst parse and analysis (a fifth of a second for
@@ -183,9 +204,16 @@ def _dry_runs(jobs: list[_DryRun]) -> list[_Answer]:
     fifth of a cold scan of a large tree."""
     shared = current()
     if shared is not None and shared.started:
-        # started by the scan, libcst imported while the search ran (`shared_workers`)
-        done = shared.map(_dry_run, jobs)
-        return done if done is not None else [_dry_run(job) for job in jobs]
+        # started by the scan, libcst imported while the search ran (`shared_workers`);
+        # the biggest files first, so that no worker is left with one at the end
+        order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i][0]))
+        done = shared.map(_dry_run, [jobs[i] for i in order])
+        if done is None:
+            return [_dry_run(job) for job in jobs]
+        out: list[_Answer] = [([], [])] * len(jobs)
+        for answer, i in zip(done, order, strict=True):
+            out[i] = answer
+        return out
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:
         # libcst imported once, here, for the forked workers to share, not once in each

@@ -36,9 +36,6 @@ __all__ = ["ChainStep", "ScanOptions", "ScanResult", "ScanStats", "scan_paths"]
 
 _STATIC = frozenset(r.code for r in all_rules() if r.static)
 _PARALLEL_MIN_FILES = 24  # below this, starting worker processes costs more than it saves
-# the files a search asks for are analysed in this process below this size in all: it
-# is as fast as handing them out, and leaves the workers free to warm up (`workers`)
-_DEMAND_MIN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -183,19 +180,22 @@ def _parse_job(job: _Job) -> FileFacts | FileProblem:
 
 
 def _parse_batch(batch: _Batch) -> list[FileFacts | FileProblem]:
-    """Read and analyse a batch of files (runs in a worker process); never raises."""
+    """Read and analyse a batch of files (in a worker process, or in this one when it
+    takes a share: `Workers.map`); never raises."""
     extras, methods, limit, whole, files = batch
     out: list[FileFacts | FileProblem] = []
+    was = gc.isenabled()  # in this process, the scan has it off already
     for f in files:
         # A file's tree is a few hundred thousand objects, all alive until its facts are
         # done and then freed by reference counting: the cyclic collector's passes over
-        # them find nothing and cost a tenth of the scan. Off in this worker process only,
-        # one file at a time, so whatever cycles a file leaves are collected after it.
+        # them find nothing and cost a tenth of the scan. Off one file at a time, so
+        # whatever cycles a file leaves are collected after it.
         gc.disable()
         try:
             out.append(_parse_job((*f, extras, methods, limit, whole)))
         finally:
-            gc.enable()
+            if was:
+                gc.enable()
     return out
 
 
@@ -227,14 +227,17 @@ def _run_jobs(
     jobs: list[_Job],
     workers: int,
     sizes: Sequence[int],
-    min_bytes: int = 0,
+    share: bool = False,
 ) -> tuple[list[FileFacts | FileProblem], int]:
     """Each job's facts, in order, and how many processes did the work: the workers of
     the enclosing `shared_workers`, else ones started for this call; this process for
-    a few files (fewer than `_PARALLEL_MIN_FILES`, or `min_bytes` in all)."""
-    if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES or sum(sizes) < min_bytes:
-        return [_parse_job(j) for j in jobs], 1
+    fewer than `_PARALLEL_MIN_FILES` files. With `share`, the workers of the enclosing
+    `shared_workers`, already started, take any number of files, and this process
+    takes its share (`Workers.map`): they may still be busy warming up."""
     shared = current()
+    helped = share and shared is not None and shared.started and len(jobs) > 1
+    if workers <= 1 or (len(jobs) < _PARALLEL_MIN_FILES and not helped):
+        return [_parse_job(j) for j in jobs], 1
     if shared is not None and shared.count > 1:
         workers = shared.count
     workers = min(workers, len(jobs))
@@ -244,7 +247,7 @@ def _run_jobs(
         extras, methods, limit, whole = jobs[indices[0]][4:]
         payloads.append((extras, methods, limit, whole, [jobs[i][:4] for i in indices]))
     if shared is not None and shared.count > 1:
-        mapped = shared.map(_parse_batch, payloads)
+        mapped = shared.map(_parse_batch, payloads, share=share)
     else:
         own = Workers(workers)
         try:
@@ -340,7 +343,7 @@ def _scan(
     extras, methods = config.blocking_calls, config.blocking_methods
     workers = options.jobs if options.jobs is not None else (os.cpu_count() or 1)
 
-    def run(indices: Sequence[int], whole: bool, min_bytes: int = 0) -> int:
+    def run(indices: Sequence[int], whole: bool, share: bool = False) -> int:
         """Parse (and analyse) these files, in workers when there are enough of them."""
         jobs: list[_Job] = [
             (
@@ -355,7 +358,7 @@ def _scan(
             )
             for i in indices
         ]
-        results, used = _run_jobs(jobs, workers, [sizes[i] for i in indices], min_bytes)
+        results, used = _run_jobs(jobs, workers, [sizes[i] for i in indices], share)
         for i, result in zip(indices, results, strict=True):
             facts[i] = result
             key = keys[i]
@@ -367,7 +370,7 @@ def _scan(
     if not options.defer:  # deferred facts from an earlier scan's cache: analysed now
         run([i for i, f in enumerate(facts) if _deferred(f)], True)
     findings, steps = _findings(
-        files, facts, kb, config, options, lambda ix: run(ix, True, _DEMAND_MIN_BYTES)
+        files, facts, kb, config, options, lambda ix: run(ix, True, share=True)
     )
     if cache is not None:
         cache.save()

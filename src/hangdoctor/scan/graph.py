@@ -484,14 +484,9 @@ def find(
     resolver.touched = set()  # from here on, every lookup counts
     for sites in callers.values():
         sites.sort(key=lambda c: (c[0], c[1].line, c[1].col))
+    deferring = demand is not None and bool(resolver.deferred)
     # with deferred files: the functions whose facts can make a finding (`Demand`)
-    reach: set[FuncKey] = set()
-    if demand is not None and resolver.deferred:
-        reach = _reach(edges, [k for k, fn in funcs.items() if fn.is_async])
-        asked = {i for key in reach for i in touched[key]}
-        if asked:  # the findings cannot be final: the rest is asked for once these are in
-            demand.files |= asked
-            return []
+    reach = _reach(edges, [k for k, fn in funcs.items() if fn.is_async]) if deferring else set()
     # HD206: a `with lock:` on a lock only ever held briefly is no wait worth a finding
     holds = ThreadLocks(funcs, _blocking_calls(own), edges, resolver.thread_lock_key)
     locks: set[str] = set()  # the locks whose every holder counts
@@ -507,6 +502,12 @@ def find(
     if locks:
         holders = [k for k, fn in funcs.items() if any(_holds(h, locks) for h in fn.held)]
         reach |= _reach(edges, holders)
+    if demand is not None and deferring:
+        demand.names |= locks
+        asked = resolver.touched.union(*(touched[key] for key in reach))
+        if asked:  # the findings cannot be final: the rest is asked for once these are in
+            demand.files |= asked
+            return []
     out: list[RawFinding] = []
     for key, fn in funcs.items():
         if not fn.is_async:
@@ -538,9 +539,8 @@ def find(
     resolver.touched = looked
     if phases.ranges or phases.whole:
         out = [_phased(r, phases) for r in out]
-    if demand is not None and resolver.deferred:
+    if demand is not None and deferring:
         demand.files |= resolver.touched
-        demand.names |= locks
         demand.names.update(q.rpartition(".")[2] for _, q in phases.inherited)
     return out
 

@@ -3,15 +3,14 @@
 A cold scan of a large tree parses every file in worker processes, then analyses
 the files the search asks for (`engine`), then runs the fixer on each file with
 findings for the `[*]` marks (`hangdoctor.fix.marks`). Inside `shared_workers`
-all of these use one set of processes: they start once, and a module the marks
-need (libcst, a fifth of a second to import) is imported by the workers while
-they would otherwise wait for the search (`warm`), not by this process after it.
+all of these use one set of processes: they start once, and what the marks need
+first (libcst, a fifth of a second to import) is done by the workers while they
+would otherwise wait for the search (`warm`), not by this process after it.
 Outside it, each caller starts its own processes for the one call.
 """
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import sys
@@ -56,19 +55,11 @@ def pool_start_method() -> str:
     return pool_context().get_start_method()
 
 
-def _import(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            return  # whoever needs it says so, in this process or the parent
-
-
 class Workers:
-    """Up to `count` worker processes, started on first use; `warm` modules are imported
-    by each once the first work handed to them is done."""
+    """Up to `count` worker processes, started on first use; each runs `warm` once the
+    first work handed to them is done."""
 
-    def __init__(self, count: int, warm: tuple[str, ...] = ()) -> None:
+    def __init__(self, count: int, warm: Callable[[], None] | None = None) -> None:
         self.count = count
         self._warm = warm
         self._pool: ProcessPoolExecutor | None = None
@@ -78,21 +69,34 @@ class Workers:
     def started(self) -> bool:
         return self._pool is not None
 
-    def map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R] | None:
+    def map(
+        self, fn: Callable[[_T], _R], items: Sequence[_T], *, share: bool = False
+    ) -> list[_R] | None:
         """`fn` of each item, in order, in the workers; None when no worker process can be
-        had (none may be started here, or they died): the caller does the work itself."""
+        had (none may be started here, or they died): the caller does the work itself.
+
+        `share`: this process takes items too, from the end of the list, while the
+        workers take them from the start: the work gets done as fast when the workers
+        are busy (warming up) as when they are free.
+        """
         if self._broken or self.count <= 1:
             return None
         try:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=pool_context())
             futures: list[Future[_R]] = [self._pool.submit(fn, item) for item in items]
-            if self._warm:
+            if self._warm is not None:
                 # queued behind this work: each worker takes one when it runs out of it
                 for _ in range(self.count):
-                    self._pool.submit(_import, self._warm)
-                self._warm = ()
-            return [f.result() for f in futures]
+                    self._pool.submit(_warm, self._warm)
+                self._warm = None
+            here: dict[int, _R] = {}
+            if share:
+                for i in reversed(range(len(items))):
+                    if not futures[i].cancel():  # a worker has it (or had it) already
+                        break
+                    here[i] = fn(items[i])
+            return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
         except (BrokenProcessPool, OSError):
             self._broken = True
             self.close()
@@ -104,6 +108,13 @@ class Workers:
             self._pool = None
 
 
+def _warm(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:  # a warm-up only saves time: whoever needs it says why
+        return
+
+
 _current: Workers | None = None
 
 
@@ -113,7 +124,9 @@ def current() -> Workers | None:
 
 
 @contextmanager
-def shared_workers(count: int | None = None, warm: tuple[str, ...] = ()) -> Iterator[Workers]:
+def shared_workers(
+    count: int | None = None, warm: Callable[[], None] | None = None
+) -> Iterator[Workers]:
     """Workers that every scan round and fix mark run in this block shares (one per core
     when `count` is None; with one, everything runs in this process)."""
     global _current
