@@ -29,15 +29,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hangdoctor.fix.codes import FIXABLE
 from hangdoctor.fix.model import FixSite
 from hangdoctor.outfile import is_read_only
-from hangdoctor.scan.workers import current, pool_context
+from hangdoctor.scan.workers import Workers, current, pool_context
 
 if TYPE_CHECKING:
     from hangdoctor.scan import ScanResult
@@ -198,42 +196,54 @@ def _size(path: Path) -> int:
 
 
 def _dry_runs(jobs: list[_DryRun]) -> list[_Answer]:
-    """`_dry_run` of each job, in order: in forked worker processes when there are several
+    """`_dry_run` of each job, in order: in worker processes when there are several
     files and cores. Each file costs a libcst parse and analysis (a fifth of a second for
     a small module) in the parent after the scan's own work: on its own, this was a
     fifth of a cold scan of a large tree."""
     shared = current()
     if shared is not None and shared.started:
-        # started by the scan, libcst imported while the search ran (`shared_workers`);
-        # the biggest files first, so that no worker is left with one at the end
-        order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i][0]))
-        done = shared.map(_dry_run, [jobs[i] for i in order])
-        if done is None:
-            return [_dry_run(job) for job in jobs]
-        out: list[_Answer] = [([], [])] * len(jobs)
-        for answer, i in zip(done, order, strict=True):
-            out[i] = answer
-        return out
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers > 1:
-        # libcst imported once, here, for the forked workers to share, not once in each
-        import hangdoctor.fix.files  # noqa: F401
+        # started by the scan, libcst imported while the search ran (`shared_workers`)
+        done = _biggest_first(shared, jobs)
+    else:
+        done = _in_own_workers(jobs)
+    return done if done is not None else [_dry_run(job) for job in jobs]
 
-        # only a fork starts at once with libcst already imported; a fresh interpreter
-        # would spend more on its imports than the files cost
-        ctx = pool_context()
-        if ctx.get_start_method() == "fork":
-            # A forked worker's collector would walk (and so copy) every object it got from
-            # this process; frozen, they are left alone there. Here they are let go after.
-            gc.freeze()
-            try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    return list(pool.map(_dry_run, jobs))
-            except (BrokenProcessPool, OSError):
-                pass  # no processes to be had: do it here
-            finally:
-                gc.unfreeze()
-    return [_dry_run(job) for job in jobs]
+
+def _in_own_workers(jobs: list[_DryRun]) -> list[_Answer] | None:
+    """The dry runs in forked workers started for them; None when they are not worth it
+    (one file or one core) or cannot be had: this process does them."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        return None
+    # libcst imported once, here, for the forked workers to share, not once in each
+    import hangdoctor.fix.files  # noqa: F401
+
+    # only a fork starts at once with libcst already imported; a fresh interpreter
+    # would spend more on its imports than the files cost
+    if pool_context().get_start_method() != "fork":
+        return None
+    # A forked worker's collector would walk (and so copy) every object it got from this
+    # process; frozen, they are left alone there. Here they are let go after.
+    gc.freeze()
+    own = Workers(workers)
+    try:
+        return _biggest_first(own, jobs)
+    finally:
+        own.close()
+        gc.unfreeze()
+
+
+def _biggest_first(workers: Workers, jobs: list[_DryRun]) -> list[_Answer] | None:
+    """`Workers.map` of the dry runs, the biggest files handed out first so that no
+    worker is left with one at the end; the answers in the jobs' order."""
+    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i][0]))
+    done = workers.map(_dry_run, [jobs[i] for i in order])
+    if done is None:
+        return None
+    out: list[_Answer] = [([], [])] * len(jobs)
+    for answer, i in zip(done, order, strict=True):
+        out[i] = answer
+    return out
 
 
 def fix_marks(

@@ -238,16 +238,17 @@ def _run_jobs(
     helped = share and shared is not None and shared.started and len(jobs) > 1
     if workers <= 1 or (len(jobs) < _PARALLEL_MIN_FILES and not helped):
         return [_parse_job(j) for j in jobs], 1
-    if shared is not None and shared.count > 1:
-        workers = shared.count
+    pool = shared if shared is not None and shared.count > 1 else None
+    if pool is not None:
+        workers = pool.count
     workers = min(workers, len(jobs))
     batches = _batches(sizes, workers)
     payloads: list[_Batch] = []
     for indices in batches:
         extras, methods, limit, whole = jobs[indices[0]][4:]
         payloads.append((extras, methods, limit, whole, [jobs[i][:4] for i in indices]))
-    if shared is not None and shared.count > 1:
-        mapped = shared.map(_parse_batch, payloads, share=share)
+    if pool is not None:
+        mapped = pool.map(_parse_batch, payloads, share=share)
     else:
         own = Workers(workers)
         try:
