@@ -6,6 +6,7 @@ import libcst as cst
 
 from hangdoctor.fix import FIXABLE, FixSite, fix_source
 from hangdoctor.fix.api import _select
+from hangdoctor.fix.context import indexed
 from hangdoctor.fix.edit import Plan
 
 SLEEP = "import asyncio\nimport time\n\n\nasync def f():\n    time.sleep(1)\n"
@@ -231,7 +232,8 @@ def test_a_fix_whose_result_would_not_compile_is_skipped() -> None:
         True,
         {print_call: lambda n: n.with_changes(func=cst.Name("repr"))},
     )
-    code, accepted, rejected = _select(module, [bad, good], strict=True)
+    with indexed(module, src) as index:
+        code, accepted, rejected = _select(index, [bad, good], strict=True)
     assert accepted == [good] and rejected == [bad]
     assert code == "import asyncio\n\nasyncio.sleep(0)\nrepr(1)\n"
 

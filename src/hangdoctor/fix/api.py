@@ -92,21 +92,25 @@ def _parses(code: str) -> bool:
 
 
 def _valid(code: str, strict: bool) -> bool:
-    return _parses(code) and (not strict or _compiles(code))
+    """Whether fixed code is as valid as the input was: it compiles when the input did
+    (`strict`: Python itself is the judge, and a tenth of the cost of libcst's parse),
+    else libcst still parses it (the input may be newer Python than this interpreter)."""
+    return _compiles(code) if strict else _parses(code)
 
 
 def _select(
-    module: cst.Module, plans: list[Plan], strict: bool
+    index: SourceIndex, plans: list[Plan], strict: bool
 ) -> tuple[str, list[Plan], list[Plan]]:
     """(new code, accepted plans, plans rejected because the result would not re-parse)."""
-    code = apply_plans(module, plans)
+    module = index.module
+    code = apply_plans(module, plans, index.ancestors)
     if _valid(code, strict):
         return code, plans, []
     accepted: list[Plan] = []
     rejected: list[Plan] = []
     code = module.code
     for plan in plans:  # find the culprits one by one; rare, so the cost does not matter
-        trial = apply_plans(module, [*accepted, plan])
+        trial = apply_plans(module, [*accepted, plan], index.ancestors)
         if _valid(trial, strict):
             accepted.append(plan)
             code = trial
@@ -197,7 +201,7 @@ def _run(
         return FixOutcome(text, (), tuple(skipped))
     if not strict:
         strict.append(_compiles(norm))
-    new_code, accepted, rejected = _select(index.module, plans, strict[0])
+    new_code, accepted, rejected = _select(index, plans, strict[0])
     for plan in rejected:
         skipped.append(
             _skip(plan.site, "The fixed code would not parse, so this fix was not made.")

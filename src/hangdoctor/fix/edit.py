@@ -50,9 +50,17 @@ class Plan:
 
 
 class _Apply(cst.CSTTransformer):
-    def __init__(self, edits: Mapping[cst.CSTNode, Rewrite]) -> None:
+    def __init__(
+        self, edits: Mapping[cst.CSTNode, Rewrite], within: set[cst.CSTNode] | None
+    ) -> None:
         super().__init__()
         self._edits = edits
+        self._within = within
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        # only down the paths to the edited nodes: the rest of the module is kept as it is,
+        # not rebuilt node by node (most of a fix's cost, on a module of any size)
+        return self._within is None or node in self._within
 
     def on_leave(self, original_node: Any, updated_node: Any) -> Any:
         rewrite = self._edits.get(original_node)
@@ -85,8 +93,16 @@ def asyncio_call_plan(
     )
 
 
-def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:
-    """The code of `module` with every plan applied (plans must not share a node)."""
+def apply_plans(
+    module: cst.Module,
+    plans: Iterable[Plan],
+    ancestors: Callable[[cst.CSTNode], Iterable[cst.CSTNode]] | None = None,
+) -> str:
+    """The code of `module` with every plan applied (plans must not share a node).
+
+    `ancestors` (`SourceIndex.ancestors`) tells the nodes above each edited one: only
+    they are rebuilt. Without it, the whole module is walked.
+    """
     edits: dict[cst.CSTNode, Rewrite] = {}
     imports: set[str] = set()
     unused: set[cst.ImportAlias] = set()
@@ -96,7 +112,12 @@ def apply_plans(module: cst.Module, plans: Iterable[Plan]) -> str:
         unused.update(plan.unused_imports)
     if not edits:
         return module.code
-    fixed = module.visit(_Apply(edits))
+    within: set[cst.CSTNode] | None = None
+    if ancestors is not None:
+        within = {module}
+        for node in edits:
+            within.update(ancestors(node))
+    fixed = module.visit(_Apply(edits, within))
     # added first, so `import asyncio` takes the place in the import block of an
     # `import time` that then goes
     fixed, added = add_imports_marked(fixed, imports)
