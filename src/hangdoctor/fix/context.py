@@ -25,16 +25,20 @@ __all__ = ["SourceIndex", "indexed"]
 _N = TypeVar("_N", bound=cst.CSTNode)
 
 
+class _QualifiedNames(cst.MetadataDependent):
+    """The qualified names of a module's nodes, resolved when `SourceIndex` first asks."""
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+
 class SourceIndex(cst.MetadataDependent):
     """Metadata lookups over one parsed module (valid inside `indexed`)."""
 
-    # no ParentNodeProvider: `_build` maps each node's children to it, as that provider
-    # does, in a third of its time (libcst's visitor dispatch is most of a provider's cost)
-    METADATA_DEPENDENCIES = (
-        PositionProvider,
-        QualifiedNameProvider,
-        ScopeProvider,
-    )
+    # No ParentNodeProvider: `_build` maps each node's children to it, as that provider
+    # does, in a third of its time (libcst's visitor dispatch is most of a provider's cost).
+    # QualifiedNameProvider only when first asked (`qualified_names`): most wraps in a
+    # thread never ask, and it is a quarter of the rest.
+    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider)
 
     def __init__(self, wrapper: MetadataWrapper, text: str) -> None:
         super().__init__()
@@ -44,6 +48,7 @@ class SourceIndex(cst.MetadataDependent):
         self._by_line: dict[int, list[tuple[cst.CSTNode, int]]] = {}
         self._imports: list[cst.Import] = []
         self._parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._names: _QualifiedNames | None = None
 
     def _build(self) -> None:
         parents = self._parents
@@ -140,7 +145,10 @@ class SourceIndex(cst.MetadataDependent):
     # -- names ------------------------------------------------------------------------
 
     def qualified_names(self, node: cst.CSTNode) -> frozenset[str]:
-        names = self.get_metadata(QualifiedNameProvider, node, set())
+        if self._names is None:
+            self._names = _QualifiedNames()
+            self._names.metadata = self.wrapper.resolve_many(_QualifiedNames.METADATA_DEPENDENCIES)
+        names = self._names.get_metadata(QualifiedNameProvider, node, set())
         return frozenset(q.name for q in names)
 
     def scope(self, node: cst.CSTNode) -> Scope | None:
