@@ -5,9 +5,10 @@ from __future__ import annotations
 import hypothesmith
 import libcst
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hangdoctor.scan.facts import FileFacts, FileProblem, facts_from_json, facts_to_json
-from hangdoctor.scan.files import facts_from_bytes
+from hangdoctor.scan.files import facts_from_bytes, line_count
 from hangdoctor.scan.knowledge import build_knowledge
 
 KNOWLEDGE = build_knowledge()
@@ -28,3 +29,13 @@ def test_any_grammar_text_gives_facts(source: str) -> None:
     """Text from the grammar (which may not compile) never raises."""
     result = facts_from_bytes(source.encode("utf-8"), "gen.py", "gen", False, KNOWLEDGE)
     assert isinstance(result, (FileFacts, FileProblem))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", " ", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "é", "\u2028"])
+    ).map("".join)
+)
+def test_line_count_is_the_number_of_lines_splitlines_makes(text: str) -> None:
+    assert line_count(text) == len(text.splitlines())

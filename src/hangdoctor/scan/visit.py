@@ -1758,13 +1758,13 @@ class _FileAnalyzer:
                 instances.append((name, value.name))
         return tuple(aliases), tuple(instances)
 
-    def index(self, root: _Scope) -> FileFacts:
+    def index(self, root: _Scope, lines: int) -> FileFacts:
         """The deferred facts of `file_index` (after `build` in `index_only` mode)."""
         aliases, instances = self._module_names(root)
         skip = len(self.module) + 1
         return deferred_facts(
             self.module,
-            len(self.lines),
+            lines,
             defs=tuple(dotted[skip:] for dotted in self.defs),
             classes=tuple(self.class_infos),
             aliases=aliases,
@@ -1796,7 +1796,7 @@ def file_facts(
 
 
 def file_index(
-    tree: ast.Module, lines: list[str], module: str, is_package: bool, knowledge: Knowledge
+    tree: ast.Module, lines: int, module: str, is_package: bool, knowledge: Knowledge
 ) -> FileFacts:
     """The deferred facts of one parsed file (`FileFacts.deferred`): the names the search
     can look up in it without its functions' facts (its functions, classes and their
@@ -1804,10 +1804,12 @@ def file_index(
     They are the same as `file_facts` gives for these; a lookup that ends at a function
     asks for the whole analysis.
 
+    `lines`: how many the file has (`files.line_count`); an index reads none of them.
+
     May raise RecursionError on absurdly deep code; the caller reports the file.
     """
-    analyzer = _FileAnalyzer(tree, lines, module, is_package, knowledge, index_only=True)
-    return analyzer.index(analyzer.build())
+    analyzer = _FileAnalyzer(tree, [], module, is_package, knowledge, index_only=True)
+    return analyzer.index(analyzer.build(), lines)
 
 
 # Files the kernel answers from memory: reading /proc or /sys, or writing /dev/null, never

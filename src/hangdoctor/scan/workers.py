@@ -56,12 +56,19 @@ def pool_start_method() -> str:
 
 
 class Workers:
-    """Up to `count` worker processes, started on first use; each runs `warm` once the
-    first work handed to them is done."""
+    """Up to `count` worker processes, started on first use, that run `warm` when they
+    would otherwise wait.
+
+    They warm up one after another: one warm-up is queued behind each call's work.
+    Meanwhile this process runs the scan's search, which everything after waits for, and
+    the other workers take the next call's work: on two cores, two warm-ups at once took
+    half its core from the search, and the files it asked for waited behind them.
+    """
 
     def __init__(self, count: int, warm: Callable[[], None] | None = None) -> None:
         self.count = count
         self._warm = warm
+        self._unwarmed = count if warm is not None else 0  # warm-ups still to queue
         self._pool: ProcessPoolExecutor | None = None
         self._broken = False
 
@@ -85,11 +92,9 @@ class Workers:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=pool_context())
             futures: list[Future[_R]] = [self._pool.submit(fn, item) for item in items]
-            if self._warm is not None:
-                # queued behind this work: each worker takes one when it runs out of it
-                for _ in range(self.count):
-                    self._pool.submit(_warm, self._warm)
-                self._warm = None
+            if self._warm is not None and self._unwarmed > 0:
+                self._pool.submit(_warm, self._warm)
+                self._unwarmed -= 1
             here: dict[int, _R] = {}
             if share:
                 for i in reversed(range(len(items))):
