@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hangdoctor.catalog import Rule
-from hangdoctor.report.terminal import code_block, prose
+from hangdoctor.report.prose import prose
+from hangdoctor.report.terminal import code_block
 
 __all__ = ["Evidence", "fix_python", "render_rule", "render_rule_list", "seen_in", "signature"]
 

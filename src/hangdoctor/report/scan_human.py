@@ -14,8 +14,8 @@ from rich.text import Text
 
 from hangdoctor.catalog import get_rule
 from hangdoctor.model import Finding
+from hangdoctor.report.prose import prose
 from hangdoctor.report.scan_concise import fix_label
-from hangdoctor.report.terminal import prose
 from hangdoctor.scan import ScanResult
 from hangdoctor.scan.startup import reason
 

@@ -9,8 +9,6 @@ folded into one dim line; the user's frame and what it called stay visible.
 
 from __future__ import annotations
 
-import re
-
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.rule import Rule as RichRule
@@ -35,9 +33,10 @@ from hangdoctor.model import (
     WaitsOn,
     WaitTarget,
 )
+from hangdoctor.report.prose import CODE_STYLE, prose
 from hangdoctor.report.stack_fold import FoldedRun, fold_plan
 
-__all__ = ["code_block", "prose", "render_terminal"]
+__all__ = ["code_block", "render_terminal"]
 
 # Stdlib packages that only run the loop; folded like the framework packages.
 _LOOP_MACHINERY = frozenset({"asyncio", "runpy", "selectors"})
@@ -73,23 +72,10 @@ _STATE_STYLE = {
 }
 _LABEL = "bold"
 _DIM = "dim"
-_CODE = "bold cyan"
+_CODE = CODE_STYLE
 _LOCATION = "cyan"
 _INDENT = 2
-_INLINE_CODE = re.compile(r"`([^`]+)`")
 _ALIGN_FRAMES_FROM = 110  # at least this wide: file:line in a column of its own
-
-
-def prose(text: str, style: str = "") -> Text:
-    """A catalog paragraph with its `inline code` styled (backticks kept for plain text)."""
-    out = Text(style=style)
-    pos = 0
-    for match in _INLINE_CODE.finditer(text):
-        out.append(text[pos : match.start()])
-        out.append(match.group(0), style=_CODE)
-        pos = match.end()
-    out.append(text[pos:])
-    return out
 
 
 def code_block(code: str, *, start_line: int | None = None) -> Text:

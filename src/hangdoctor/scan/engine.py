@@ -529,11 +529,17 @@ def _mentioning(
 ) -> set[int]:
     """The files among `indices` whose text names one of `names` (as a whole word)."""
     patterns = [(name, re.compile(re.escape(name) + r"(?!\w)")) for name in sorted(names)]
+    # Python source is in an ASCII-compatible encoding: an ASCII name in the text is in the
+    # bytes too, so most files are passed over without being decoded
+    needles = [name.encode() for name in names] if all(n.isascii() for n in names) else None
     out: set[int] = set()
     for i in indices:
         try:
             with open(files[i].path, "rb") as fh:
-                text = decode_source(fh.read(limit + 1))
+                raw = fh.read(limit + 1)
+            if needles is not None and not any(n in raw for n in needles):
+                continue
+            text = decode_source(raw)
         except (OSError, ValueError):
             out.add(i)  # changed since it was parsed: its analysis says what it is now
             continue

@@ -43,8 +43,7 @@ import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING
 
 from hangdoctor.scan.config import DEFAULT_MAX_FILE_SIZE, ScanConfig, format_size
 from hangdoctor.scan.facts import FileFacts, FileProblem
@@ -52,6 +51,9 @@ from hangdoctor.scan.knowledge import Knowledge
 from hangdoctor.scan.startup import REGISTRATION_WORDS
 from hangdoctor.scan.suppress import suppressions
 from hangdoctor.scan.visit import file_facts, file_index
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 __all__ = [
     "SKIPPED_DIRS",
@@ -164,7 +166,7 @@ def project_root(path: Path) -> Path:
 
 # What one ignore file says, and the folder its patterns are relative to (an
 # absolute path ending in "/"); outermost first, so the deepest file is asked first.
-_Rules = tuple[tuple[str, GitIgnoreSpec], ...]
+_Rules = tuple[tuple[str, "GitIgnoreSpec"], ...]
 _SECTION = re.compile(r"^\s*\[\s*([A-Za-z0-9.-]+)")
 _EXCLUDES_FILE = re.compile(r"^\s*excludesfile\s*=\s*(.*?)\s*$", re.IGNORECASE)
 
@@ -295,6 +297,9 @@ class _GitIgnores:
 
 def _compile(lines: Iterable[str]) -> GitIgnoreSpec | None:
     """The patterns of an ignore file; a line pathspec rejects is dropped, as git does."""
+    # imported here: a tree without ignore files (an installed package) never needs it
+    from pathspec import GitIgnoreSpec
+
     lines = list(lines)
     try:
         return GitIgnoreSpec.from_lines(lines)
