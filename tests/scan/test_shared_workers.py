@@ -44,15 +44,21 @@ def _die(_: int) -> int:
 
 
 def test_the_same_processes_serve_every_call_and_warm_up_between() -> None:
+    """The warm-ups go behind the first shared call (the search's first files asked for),
+    not behind the first parse: the workers are idle after that call, not during it."""
     assert _PROBE not in sys.modules
     with shared_workers(2, warm=_warm) as workers:
         assert current() is workers and not workers.started
         first = workers.map(_pid, range(8))
         assert first is not None and workers.started
-        second = workers.map(_pid, range(8))
+        cold = workers.map(_warmed, range(4))
+        second = workers.map(_item_pid, range(8), share=True)
         warmed = workers.map(_warmed, range(4))
     assert current() is None and not workers.started  # closed on the way out
-    assert second is not None and set(second) <= set(first) and os.getpid() not in first
+    assert cold == [False] * 4
+    assert second is not None
+    assert {pid for _, pid in second} - {os.getpid()} <= set(first)
+    assert os.getpid() not in first
     assert warmed is not None and any(warmed)
     assert _PROBE not in sys.modules  # imported there, not here
 
@@ -61,7 +67,7 @@ def test_this_process_takes_its_share_while_the_workers_warm_up() -> None:
     """The workers nap after their first work (a warm-up); the items handed out then
     are done in order, this process taking them from the end."""
     with shared_workers(2, warm=_nap) as workers:
-        assert workers.map(_pid, range(2)) is not None
+        assert workers.map(_pid, range(2), share=True) is not None  # the naps go behind
         done = workers.map(_item_pid, range(12), share=True)
     assert done is not None and [item for item, _ in done] == list(range(12))
     here = [item for item, pid in done if pid == os.getpid()]

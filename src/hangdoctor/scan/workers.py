@@ -56,19 +56,19 @@ def pool_start_method() -> str:
 
 
 class Workers:
-    """Up to `count` worker processes, started on first use, that run `warm` when they
-    would otherwise wait.
+    """Up to `count` worker processes, started on first use; each runs `warm` once,
+    behind the work of the first call that shares it (`map(share=True)`).
 
-    They warm up one after another: one warm-up is queued behind each call's work.
-    Meanwhile this process runs the scan's search, which everything after waits for, and
-    the other workers take the next call's work: on two cores, two warm-ups at once took
-    half its core from the search, and the files it asked for waited behind them.
+    That call is the search's first round of files asked for: the workers are idle while
+    the search runs, take that round's files at once, and then warm up while this process
+    searches again. Warm-ups queued behind the first parse instead ran while the search
+    did, two processes on its core, and that round's files waited behind them. Without
+    such a call, no warm-up is run: whatever needs one pays for it itself.
     """
 
     def __init__(self, count: int, warm: Callable[[], None] | None = None) -> None:
         self.count = count
         self._warm = warm
-        self._unwarmed = count if warm is not None else 0  # warm-ups still to queue
         self._pool: ProcessPoolExecutor | None = None
         self._broken = False
 
@@ -92,9 +92,11 @@ class Workers:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=pool_context())
             futures: list[Future[_R]] = [self._pool.submit(fn, item) for item in items]
-            if self._warm is not None and self._unwarmed > 0:
-                self._pool.submit(_warm, self._warm)
-                self._unwarmed -= 1
+            if self._warm is not None and share:
+                # queued behind this work: each worker takes one when it runs out of it
+                for _ in range(self.count):
+                    self._pool.submit(_warm, self._warm)
+                self._warm = None
             here: dict[int, _R] = {}
             if share:
                 for i in reversed(range(len(items))):
