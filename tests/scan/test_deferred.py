@@ -276,6 +276,13 @@ def test_which_files_are_analysed_at_once(text: str, matters: bool) -> None:
         ("class A:\n    if X:\n        async def f(self):\n            pass\n", True),
         ("try:\n    pass\nexcept E:\n    async def f():\n        pass\n", True),
         ("match x:\n    case 1:\n        async def f():\n            pass\n", True),
+        ('class Pool:\n    """A pool.\n\n    Kept for the lifespan of the app.\n    """\n', False),
+        ("def f():\n    # for the lifespan of the weakref\n    return 1\n", False),
+        ('def f():\n    """Doc."""\n    return Starlette(lifespan=life)\n', True),
+        ('"""Lifespan"""; app = FastAPI(lifespan=life)\n', True),
+        ('x = """\n# lifespan\n"""\n', False),
+        ('help = "the lifespan of a pool"\n', True),  # a string in code counts: no guess
+        ('def f():\n    """\n    on_startup\n    """\n\napp.on_startup.append(f)\n', True),
     ],
 )
 def test_words_in_a_docstring_are_no_async_code(text: str, matters: bool) -> None:

@@ -40,7 +40,7 @@ import os
 import re
 import stat
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -558,24 +558,30 @@ def may_matter(text: str, knowledge: Knowledge, tree: ast.Module | None = None) 
     none of these words is parsed (a syntax error is still reported) but analysed only
     when a lookup goes into it: in a large project most files never are, and their
     analysis was most of a cold scan.
+
+    With the file's `tree`, only code counts: no `async def` means no async code,
+    whatever the docstrings say, and a registration word counts unless every mention
+    is inside a docstring or on a comment line ("the lifespan of the connection" made
+    four of SQLAlchemy's biggest modules count).
     """
-    if any(word in text for word in _words(knowledge)):
+    words = [word for word in _words(knowledge) if word in text]
+    if tree is None:  # the text alone: any of the words counts
+        return bool(words) or (("async" in text or "await" in text) and word_at(_ASYNC_CODE, text))
+    # the words may be in a docstring ("await session.execute(...)", "the lifespan of a
+    # connection"): the tree says whether there is async code (an `async def`: `await`,
+    # `async with` and `async for` are only found in one), and where the prose is
+    has_async = ("async" in text or "await" in text) and word_at(_ASYNC_CODE, text)
+    if has_async and _has_async_def(tree):
         return True
-    if not ("async" in text or "await" in text) or not word_at(_ASYNC_CODE, text):
-        return False
-    # the words may be in a docstring ("await session.execute(...)"): the tree, when
-    # given, says whether there is async code (an `async def`: `await`, `async with` and
-    # `async for` are only found in one)
-    return tree is None or _has_async_def(tree)
+    return bool(words) and _in_code(text, words, _prose_lines(tree))
 
 
-def _has_async_def(tree: ast.Module) -> bool:
-    """Whether an `async def` is anywhere in the module, from its statements alone."""
+def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Every statement of the module, nested ones included (no expression is visited)."""
     todo: list[list[ast.stmt]] = [tree.body]
     while todo:
         for stmt in todo.pop():
-            if type(stmt) is ast.AsyncFunctionDef:
-                return True
+            yield stmt
             for field in _BLOCKS:
                 part = getattr(stmt, field, None)
                 if part:
@@ -584,6 +590,40 @@ def _has_async_def(tree: ast.Module) -> bool:
                 todo.append(case.body)
             for handler in getattr(stmt, "handlers", ()):
                 todo.append(handler.body)
+
+
+def _has_async_def(tree: ast.Module) -> bool:
+    """Whether an `async def` is anywhere in the module, from its statements alone."""
+    return any(type(stmt) is ast.AsyncFunctionDef for stmt in _statements(tree))
+
+
+def _prose_lines(tree: ast.Module) -> set[int]:
+    """The lines strictly inside a string that is a statement of its own (a docstring):
+    nothing on them is code (its first and last lines may hold code beside it)."""
+    lines: set[int] = set()
+    for stmt in _statements(tree):
+        if (
+            type(stmt) is ast.Expr
+            and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str)
+            and stmt.end_lineno is not None
+            and stmt.end_lineno > stmt.lineno + 1
+        ):
+            lines.update(range(stmt.lineno + 1, stmt.end_lineno))
+    return lines
+
+
+def _in_code(text: str, words: Sequence[str], prose: set[int]) -> bool:
+    """Whether one of `words` is in `text` other than on a line of `prose` or a line that
+    holds only a comment (or, inside a string, only text that starts with `#`)."""
+    for word in words:
+        pos = text.find(word)
+        while pos >= 0:
+            start = text.rfind("\n", 0, pos) + 1
+            line = text.count("\n", 0, start) + 1
+            if line not in prose and not text[start:pos].lstrip().startswith("#"):
+                return True
+            pos = text.find(word, pos + len(word))
     return False
 
 
