@@ -25,10 +25,19 @@ __all__ = ["SourceIndex", "indexed"]
 _N = TypeVar("_N", bound=cst.CSTNode)
 
 
+class _Scopes(cst.MetadataDependent):
+    """The scopes of a module's nodes, resolved when `SourceIndex` first asks."""
+
+    METADATA_DEPENDENCIES = (ScopeProvider,)
+
+
 class _QualifiedNames(cst.MetadataDependent):
     """The qualified names of a module's nodes, resolved when `SourceIndex` first asks."""
 
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+
+_Lazy = TypeVar("_Lazy", _Scopes, _QualifiedNames)
 
 
 class SourceIndex(cst.MetadataDependent):
@@ -36,19 +45,27 @@ class SourceIndex(cst.MetadataDependent):
 
     # No ParentNodeProvider: `_build` maps each node's children to it, as that provider
     # does, in a third of its time (libcst's visitor dispatch is most of a provider's cost).
-    # QualifiedNameProvider only when first asked (`qualified_names`): most wraps in a
-    # thread never ask, and it is a quarter of the rest.
-    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider)
+    # Scopes and qualified names only when first asked (`scope`, `qualified_names`): most
+    # wraps in a thread ask for neither (`fix.imports.module_ref`), and they were two
+    # thirds of a dry run behind the scan's marks.
+    METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self, wrapper: MetadataWrapper, text: str) -> None:
         super().__init__()
         self.wrapper = wrapper
         self.module = wrapper.module
+        self.text = text
         self._lines = text.split("\n")
         self._by_line: dict[int, list[tuple[cst.CSTNode, int]]] = {}
         self._imports: list[cst.Import] = []
         self._parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._scopes: _Scopes | None = None
         self._names: _QualifiedNames | None = None
+
+    def _resolved(self, kind: type[_Lazy]) -> _Lazy:
+        lazy = kind()
+        lazy.metadata = self.wrapper.resolve_many(kind.METADATA_DEPENDENCIES)
+        return lazy
 
     def _build(self) -> None:
         parents = self._parents
@@ -146,13 +163,14 @@ class SourceIndex(cst.MetadataDependent):
 
     def qualified_names(self, node: cst.CSTNode) -> frozenset[str]:
         if self._names is None:
-            self._names = _QualifiedNames()
-            self._names.metadata = self.wrapper.resolve_many(_QualifiedNames.METADATA_DEPENDENCIES)
+            self._names = self._resolved(_QualifiedNames)
         names = self._names.get_metadata(QualifiedNameProvider, node, set())
         return frozenset(q.name for q in names)
 
     def scope(self, node: cst.CSTNode) -> Scope | None:
-        scope: Scope | None = self.get_metadata(ScopeProvider, node, None)
+        if self._scopes is None:
+            self._scopes = self._resolved(_Scopes)
+        scope: Scope | None = self._scopes.get_metadata(ScopeProvider, node, None)
         return scope
 
 

@@ -43,6 +43,10 @@ def _imports_module(assignment: object, module: str, local: str) -> bool:
 
 def module_ref(index: SourceIndex, site: cst.CSTNode, module: str) -> ModuleRef | str:
     """The name to use for `module` at `site`, or why no name can be trusted there."""
+    if module not in index.text:
+        # nothing binds the name, nor imports the module under another: what the scopes
+        # would say, without working them out for the whole file
+        return ModuleRef(module, needs_import=True)
     scope = index.scope(site)
     if scope is None:
         return f"The fixer cannot tell what `{module}` means at this place."
