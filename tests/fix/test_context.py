@@ -7,6 +7,7 @@ from pathlib import Path
 import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, ParentNodeProvider
+from tests.fix.nodes import calls_in
 
 from hangdoctor.fix.context import indexed
 from hangdoctor.fix.imports import ModuleRef, module_ref
@@ -38,24 +39,13 @@ EVAL = Path(__file__).resolve().parents[1] / "data" / "scan"
 WITHOUT_ASYNCIO = sorted([*SOURCES, *EVAL.glob("*.py")])
 
 
-def _calls(module: cst.Module) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class _Calls(cst.CSTVisitor):
-        def visit_Call(self, node: cst.Call) -> None:
-            found.append(node)
-
-    module.visit(_Calls())
-    return found
-
-
 @pytest.mark.parametrize("path", WITHOUT_ASYNCIO, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_module_never_named_in_the_text_is_bound_nowhere(path: Path) -> None:
     """What `module_ref` answers without the scopes when the text never names the module:
     the scopes of every call say the same (no binding, no alias), so it must be imported."""
     text = path.read_text(encoding="utf-8").replace("asyncio", "aio_lib")
     module = cst.parse_module(text)
-    calls = _calls(module)
+    calls = calls_in(module)
     assert calls
     with indexed(module, text) as index:
         assert index.import_aliases("asyncio") == []
@@ -70,4 +60,4 @@ def test_with_asyncio_named_the_scopes_are_asked() -> None:
     text = "import asyncio as aio\n\n\nasync def f():\n    g()\n"
     module = cst.parse_module(text)
     with indexed(module, text) as index:
-        assert module_ref(index, _calls(module)[0], "asyncio") == ModuleRef("aio", False)
+        assert module_ref(index, calls_in(module)[0], "asyncio") == ModuleRef("aio", False)

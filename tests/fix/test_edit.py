@@ -4,6 +4,7 @@ module gives, nested edits included."""
 from __future__ import annotations
 
 import libcst as cst
+from tests.fix.nodes import calls_in
 
 from hangdoctor.fix.context import indexed
 from hangdoctor.fix.edit import Plan, apply_plans
@@ -31,17 +32,6 @@ async def main():
 '''
 
 
-def _calls(module: cst.Module) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class _Calls(cst.CSTVisitor):
-        def visit_Call(self, node: cst.Call) -> None:
-            found.append(node)
-
-    module.visit(_Calls())
-    return found
-
-
 def _plans(module: cst.Module) -> list[Plan]:
     """One plan per call: renamed `f` -> `f_`, and awaited when it is a `time.sleep`;
     calls inside other calls are edited too, so edits nest."""
@@ -57,7 +47,7 @@ def _plans(module: cst.Module) -> list[Plan]:
 
     return [
         Plan(FixSite("HD205", i + 1, 0), i + 1, "rename", False, {call: rename})
-        for i, call in enumerate(_calls(module))
+        for i, call in enumerate(calls_in(module))
     ]
 
 
