@@ -72,7 +72,6 @@ _STATE_STYLE = {
 }
 _LABEL = "bold"
 _DIM = "dim"
-_CODE = CODE_STYLE
 _LOCATION = "cyan"
 _INDENT = 2
 _ALIGN_FRAMES_FROM = 110  # at least this wide: file:line in a column of its own
@@ -232,7 +231,7 @@ def _finding(
             fix.extend([Text(), code_block(rule.good)])
         parts.append(_section("Fix", Group(*fix)))
     hint = Text("Full entry: " if explain else "Why and how to fix it: above, and ", style=_DIM)
-    hint.append(f"hangdoctor explain {finding.code}", style=_CODE)
+    hint.append(f"hangdoctor explain {finding.code}", style=CODE_STYLE)
     parts.extend([hint, Text()])
     return Group(*parts)
 
@@ -245,7 +244,7 @@ def _user_locals(finding: Finding, *, redacted: bool) -> RenderableType | None:
     if not frame.locals:
         return None
     table = Table.grid(padding=(0, 2))
-    table.add_column(style=_CODE, no_wrap=True)
+    table.add_column(style=CODE_STYLE, no_wrap=True)
     table.add_column(overflow="fold")
     for local in frame.locals:
         shown = local.repr if local.repr is not None else "?"
@@ -325,7 +324,7 @@ def _facts(finding: Finding, loop: LoopReport | None) -> Table:
 
 
 def _task_line(finding: Finding) -> Text:
-    line = Text(f"`{finding.task}`", style=_CODE)
+    line = Text(f"`{finding.task}`", style=CODE_STYLE)
     req = finding.request
     if req is not None:
         line.append(f"  {req.method} {req.route or req.path}")
@@ -352,7 +351,7 @@ def _waits_on(waits: WaitsOn) -> Text:
 
 
 def _holder(holder: Holder, cwd: str | None) -> Text:
-    line = Text(f"`{holder.task}`", style=_CODE)
+    line = Text(f"`{holder.task}`", style=CODE_STYLE)
     if holder.file:
         line.append(" took it at ", style=_DIM)
         line.append(_location(holder.file, holder.line, cwd=cwd), style=_LOCATION)

@@ -565,12 +565,12 @@ def may_matter(text: str, knowledge: Knowledge, tree: ast.Module | None = None) 
     four of SQLAlchemy's biggest modules count).
     """
     words = [word for word in _words(knowledge) if word in text]
+    has_async = ("async" in text or "await" in text) and word_at(_ASYNC_CODE, text)
     if tree is None:  # the text alone: any of the words counts
-        return bool(words) or (("async" in text or "await" in text) and word_at(_ASYNC_CODE, text))
+        return bool(words) or has_async
     # the words may be in a docstring ("await session.execute(...)", "the lifespan of a
     # connection"): the tree says whether there is async code (an `async def`: `await`,
     # `async with` and `async for` are only found in one), and where the prose is
-    has_async = ("async" in text or "await" in text) and word_at(_ASYNC_CODE, text)
     if has_async and _has_async_def(tree):
         return True
     return bool(words) and _in_code(text, words, _prose_lines(tree))
